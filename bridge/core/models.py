@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -150,14 +150,3 @@ class InboundMessage:
     text: str
     message_id: str
     received_at: datetime  # UTC
-
-
-@dataclass(frozen=True)
-class Keywords:
-    """Keyword lists for inbound classification (config, with these defaults)."""
-
-    subscribe_phrases: tuple[str, ...] = field(default_factory=tuple)
-    subscribe_words: tuple[str, ...] = field(default_factory=tuple)
-    unsubscribe_words: tuple[str, ...] = field(default_factory=tuple)
-    unsubscribe_phrases: tuple[str, ...] = field(default_factory=tuple)
-    help_words: tuple[str, ...] = field(default_factory=tuple)
