@@ -79,7 +79,6 @@ class OutageReport:
             self.status,
             self.end.isoformat() if self.end else None,
             self.end_unknown,
-            self.start.isoformat() if self.start else None,
         )
 
     def to_json(self) -> dict:
