@@ -1,0 +1,245 @@
+"""The supervisor: builds the parts from config and runs them in one TaskGroup.
+
+Parts and their order of stopping (SIGTERM/SIGINT):
+
+1. intake (SMTP, and IMAP when configured) stops accepting;
+2. the mail processor finishes the mail in hand;
+3. the dispatcher finishes the sends under way;
+4. then the background parts (the channel's connection and inbound side, the web server,
+   status and retention upkeep) are cancelled, and the daemon exits 0.
+
+A crashing task is logged and restarted with backoff; one that keeps crashing (more than
+five times in five minutes) brings the daemon down cleanly with exit status 1.
+
+Optional parts (``[imap]``, ``[web]``) are modules with ``parse_config(section, base)``
+and ``build(settings, app) -> Part``, where a Part has ``async run(stop)`` and
+``describe() -> dict``; see :data:`bridge.config.OPTIONAL_PARTS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import time
+from typing import Any, Awaitable, Callable
+
+from bridge.channels.base import ChannelContext
+from bridge.config import Config, OPTIONAL_PARTS, channel_module
+from bridge.inbound import InboundHandler
+from bridge.outbox import Dispatcher
+from bridge.pipeline import Pipeline, make_renderer
+from bridge.store import Store
+
+log = logging.getLogger("bridge.app")
+
+STATUS_KEY = "daemon:status"
+
+
+class TaskCrashed(RuntimeError):
+    pass
+
+
+class App:
+    """All parts, wired. The CLI uses the same object for one-shot commands."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.store = Store.open(cfg.store.path)
+        self.renderer = make_renderer(cfg)
+        self.mail_event = asyncio.Event()
+        self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
+        self.inbound = InboundHandler(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
+        self._channel = None
+        self._dispatcher: Dispatcher | None = None
+        self.parts: dict[str, Any] = {}
+        self.started_at = time.time()
+
+    # -- lazily built parts (one-shot CLI commands need only some) ----------------------------------
+    @property
+    def channel(self):
+        if self._channel is None:
+            mod = channel_module(self.cfg.channel.type)
+            ctx = ChannelContext(inbound=self.inbound, status=self.delivery_status,
+                                 renderer=self.renderer, store=self.store)
+            self._channel = mod.create(self.cfg.channel.settings, ctx)
+        return self._channel
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(self.cfg.dispatch, self.store, self.channel,
+                                          on_unreachable=self.inbound.unreachable)
+        return self._dispatcher
+
+    def wake_dispatcher(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.wake()
+
+    def mail_stored(self, mail_id: int) -> None:
+        self.mail_event.set()
+
+    async def delivery_status(self, provider_id: str, state: str, error: str | None,
+                              unreachable: bool) -> None:
+        """A channel's later report on a sent message (e.g. a webhook status)."""
+        row = self.store.deliveries.progress(provider_id, state, error)
+        if row and state == "failed" and unreachable and row.get("subscriber_id"):
+            n = self.store.subscribers.unreachable(row["subscriber_id"])
+            self.inbound.unreachable(row["subscriber_id"], n)
+
+    # -- the daemon -----------------------------------------------------------------------------------
+    async def run(self) -> int:
+        cfg = self.cfg
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig, stop)
+
+        self.dispatcher.acquire()
+        for name, settings in cfg.extra.items():
+            mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
+            self.parts[name] = mod.build(settings, self)
+
+        smtp = None
+        if cfg.smtp.enabled:
+            from bridge.intake.smtp import SmtpIntake
+
+            smtp = SmtpIntake(cfg.smtp, cfg.senders, self.store, self.mail_stored)
+            await smtp.start()  # fail fast (e.g. port in use) before anything else runs
+            self.parts["smtp"] = smtp
+
+        log.info("bridge: running (channel %s, %d subscribers, store %s)", cfg.channel.type,
+                 self.store.subscribers.count(), cfg.store.path)
+        code = 0
+        try:
+            async with asyncio.TaskGroup() as tg:
+                background = [
+                    tg.create_task(self._supervise("channel", self.channel.run, stop)),
+                    tg.create_task(self._supervise("upkeep", lambda: self._upkeep(stop), stop)),
+                ]
+                foreground = []
+                if smtp:
+                    foreground.append(tg.create_task(self._smtp_until(smtp, stop)))
+                for name, part in self.parts.items():
+                    if name == "smtp":
+                        continue
+                    target = background if getattr(part, "background", False) else foreground
+                    target.append(tg.create_task(
+                        self._supervise(name, lambda p=part: p.run(stop), stop)))
+                foreground.append(tg.create_task(
+                    self._supervise("processor", lambda: self._processor(stop), stop)))
+                foreground.append(tg.create_task(
+                    self._supervise("dispatcher", lambda: self.dispatcher.run(stop), stop)))
+                await asyncio.wait(foreground)
+                for t in background:
+                    t.cancel()
+        except* TaskCrashed as eg:
+            for e in eg.exceptions:
+                log.critical("bridge: stopping: %s", e)
+            code = 1
+        finally:
+            self._write_status(running=False)
+            self.dispatcher.release()
+            close = getattr(self._channel, "close", None)
+            if close:
+                res = close()
+                if asyncio.iscoroutine(res):
+                    await res
+            self.store.close()
+        log.info("bridge: stopped")
+        return code
+
+    def _on_signal(self, sig: signal.Signals, stop: asyncio.Event) -> None:
+        if stop.is_set():
+            log.warning("bridge: %s again; still finishing sends under way", sig.name)
+            return
+        log.info("bridge: %s received; stopping intake, finishing sends under way", sig.name)
+        stop.set()
+
+    async def _supervise(self, name: str, factory: Callable[[], Awaitable[Any]],
+                         stop: asyncio.Event) -> None:
+        crashes: list[float] = []
+        while True:
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                t = time.monotonic()
+                crashes = [c for c in crashes if t - c < 300] + [t]
+                log.exception("bridge: task %s crashed (%d in 5 min)", name, len(crashes))
+                if len(crashes) > 5:
+                    raise TaskCrashed(f"task {name} keeps crashing: {type(e).__name__}: {e}") from e
+                if stop.is_set():
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(30.0, 2.0 ** len(crashes)))
+                if stop.is_set() and name not in ("dispatcher", "processor"):
+                    return
+
+    async def _smtp_until(self, smtp, stop: asyncio.Event) -> None:
+        await stop.wait()
+        await smtp.stop()
+
+    async def _processor(self, stop: asyncio.Event) -> None:
+        """Process stored mails: woken by intakes, and polling for mails other processes stored."""
+        while True:
+            self.mail_event.clear()
+            self.pipeline.process_pending()
+            if stop.is_set():
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(_first(self.mail_event.wait(), stop.wait()),
+                                       self.cfg.dispatch.poll_interval)
+
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        last_purge = 0.0
+        while True:
+            if time.time() - last_purge > 3600:
+                last_purge = time.time()
+                purged = self.store.purge(self.cfg.store.retention_days)
+                if any(purged.values()):
+                    log.info("retention: purged %s", purged)
+            self._write_status(running=True)
+            await asyncio.sleep(5)
+
+    # -- status ------------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        parts = {name: part.describe() for name, part in self.parts.items()}
+        parts["channel"] = self.channel.describe()
+        d = self._dispatcher
+        if d:
+            parts["dispatcher"] = {"rate": d.rate, "sent": d.counters.sent,
+                                   "failed": d.counters.failed, "retried": d.counters.retried}
+        return parts
+
+    def _write_status(self, running: bool) -> None:
+        doc = {"running": running, "updated_at": time.time(), "started_at": self.started_at,
+               "parts": self.describe()}
+        with contextlib.suppress(Exception):
+            self.store.state.set(STATUS_KEY, json.dumps(doc, default=str))
+
+    def daemon_status(self) -> dict | None:
+        raw = self.store.state.get(STATUS_KEY)
+        if not raw:
+            return None
+        doc = json.loads(raw)
+        if doc.get("running") and time.time() - doc.get("updated_at", 0) > 30:
+            doc["running"] = False
+            doc["note"] = "no heartbeat for over 30 s: the daemon is not running"
+        return doc
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Channels: one module per channel, all implementing bridge.channels.base.Channel."""

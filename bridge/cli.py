@@ -1,0 +1,339 @@
+"""Command line: argument parsing only; each command calls into the app or a module below.
+
+Every command takes ``--config PATH`` (default ./config.toml) and on failure exits
+non-zero with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bridge import __version__
+
+
+class CliError(Exception):
+    """A failure to report as one line, exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default="config.toml", metavar="PATH",
+                        help="config file (default: ./config.toml)")
+
+    p = argparse.ArgumentParser(prog="bridge", parents=[common],
+                                description="KPN outage mails in, Dutch WhatsApp notices out.")
+    p.add_argument("--version", action="version", version=f"storingsbridge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[common], help="run the daemon")
+    s = sub.add_parser("ingest", parents=[common], help="take mail files as if they had arrived")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--json", action="store_true", help="JSON lines output")
+    s = sub.add_parser("preview", parents=[common], help="print the notice a mail would produce")
+    s.add_argument("file", metavar="FILE")
+    sub.add_parser("dispatch", parents=[common], help="send every due delivery now, then exit")
+    sub.add_parser("check", parents=[common], help="validate config and templates")
+    s = sub.add_parser("status", parents=[common], help="subscribers, incidents, deliveries")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("subscribers", parents=[common], help="manage subscribers")
+    ssub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = ssub.add_parser("add", parents=[common])
+    a.add_argument("numbers", nargs="+", metavar="NUMBER")
+    a = ssub.add_parser("remove", parents=[common])
+    a.add_argument("numbers", nargs="+", metavar="NUMBER")
+    ssub.add_parser("count", parents=[common])
+    a = ssub.add_parser("list", parents=[common])
+    a.add_argument("--unmasked", action="store_true", help="show full numbers")
+    a = ssub.add_parser("show", parents=[common], help="everything stored about a number")
+    a.add_argument("number", metavar="NUMBER")
+
+    s = sub.add_parser("review", parents=[common], help="the review queue")
+    rsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = rsub.add_parser("list", parents=[common])
+    a.add_argument("--all", action="store_true", help="also decided items")
+    for name in ("show", "approve", "reject"):
+        a = rsub.add_parser(name, parents=[common])
+        a.add_argument("id", type=int, metavar="ID")
+
+    s = sub.add_parser("inbound", parents=[common],
+                       help="handle one inbound message as if it came on the console channel")
+    s.add_argument("number", metavar="NUMBER")
+    s.add_argument("text", metavar="TEXT")
+    s.add_argument("--id", dest="message_id", metavar="MESSAGE_ID")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bridge import logs
+    from bridge.config import ConfigError, load
+    from bridge.store import StoreError
+
+    try:
+        cfg = load(args.config)
+        logs.setup(cfg.log_level if args.command == "run" else "WARNING")
+        return COMMANDS[args.command](cfg, args)
+    except (ConfigError, StoreError, CliError) as e:
+        print(f"bridge: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _app(cfg):
+    from bridge.app import App
+
+    return App(cfg)
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_run(cfg, args) -> int:
+    from bridge.outbox import DispatcherBusy
+
+    try:
+        return asyncio.run(_app(cfg).run())
+    except DispatcherBusy as e:
+        raise CliError(str(e)) from None
+    except OSError as e:
+        raise CliError(f"cannot start: {e.strerror or e}") from None
+
+
+def cmd_ingest(cfg, args) -> int:
+    from bridge.store import RawMail
+
+    app = _app(cfg)
+    failed = False
+    for f in args.files:
+        try:
+            data = Path(f).read_bytes()
+        except OSError as e:
+            failed = True
+            _emit(args.json, {"file": f, "outcome": "error", "reason": e.strerror, "incident": None},
+                  f"{f}: error: {e.strerror}")
+            continue
+        mail_id = app.store.mails.add(RawMail(data=data, source="cli", source_ref=Path(f).name))
+        o = app.pipeline.process(mail_id)
+        _emit(args.json, {"file": f, "outcome": o.outcome, "reason": o.reason,
+                          "incident": o.incident_id, "notice": o.notice_id, "queued": o.queued,
+                          "mail": mail_id, "ticket": o.ticket},
+              f"{f}: {o.outcome}: {o.reason}")
+    return 1 if failed else 0
+
+
+def _emit(as_json: bool, doc: dict, line: str) -> None:
+    print(json.dumps(doc, ensure_ascii=False) if as_json else line)
+
+
+def cmd_preview(cfg, args) -> int:
+    from bridge.core.mail import MailError
+    from bridge.pipeline import Pipeline, make_renderer
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as e:
+        raise CliError(f"{args.file}: {e.strerror}") from None
+    pipeline = Pipeline(cfg, None, make_renderer(cfg))  # type: ignore[arg-type]
+    try:
+        print(pipeline.preview(data))
+    except MailError as e:
+        raise CliError(f"{args.file}: {e}") from None
+    return 0
+
+
+def cmd_dispatch(cfg, args) -> int:
+    from bridge.outbox import DispatcherBusy
+
+    app = _app(cfg)
+    d = app.dispatcher
+    try:
+        d.acquire()
+    except DispatcherBusy as e:
+        raise CliError(str(e)) from None
+    try:
+        counters = asyncio.run(d.drain())
+    finally:
+        d.release()
+    print(f"sent {counters.sent}, failed {counters.failed}, retried {counters.retried},"
+          f" stale {counters.stale}, waiting {app.store.deliveries.pending()}")
+    return 0
+
+
+def cmd_check(cfg, args) -> int:
+    from bridge.checks import check_all
+
+    problems = check_all(cfg)
+    for p in problems:
+        print(p)
+    if any(not p.startswith("warning") and ": warning:" not in p for p in problems):
+        raise CliError(f"{len(problems)} problem(s) found")
+    print(f"ok: {cfg.path}, templates in {cfg.render.templates_dir}")
+    return 0
+
+
+def cmd_status(cfg, args) -> int:
+    app = _app(cfg)
+    st = app.store
+    doc = {
+        "subscribers": st.subscribers.count(),
+        "open_incidents": st.incidents.open_count(),
+        "deliveries": st.deliveries.counts(),
+        "review_queue": len(st.mails.reviews("open")),
+        "mails": st.mails.counts(),
+        "daemon": app.daemon_status(),
+    }
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, default=str))
+        return 0
+    print(f"subscribers:     {doc['subscribers']}")
+    print(f"open incidents:  {doc['open_incidents']}")
+    print("deliveries:      " + (", ".join(f"{k} {v}" for k, v in sorted(doc["deliveries"].items()))
+                                 or "none"))
+    print(f"review queue:    {doc['review_queue']}")
+    print("mails:           " + (", ".join(f"{k} {v}" for k, v in sorted(doc["mails"].items()))
+                                 or "none"))
+    daemon = doc["daemon"]
+    if daemon is None:
+        print("daemon:          never ran on this store")
+    else:
+        state = "running" if daemon.get("running") else "not running"
+        print(f"daemon:          {state} (status of {_ts(daemon.get('updated_at'))})")
+        for name, part in (daemon.get("parts") or {}).items():
+            print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in part.items()))
+    return 0
+
+
+def cmd_subscribers(cfg, args) -> int:
+    from bridge.core.phone import PhoneError, mask, normalise
+
+    app = _app(cfg)
+    subs = app.store.subscribers
+    if args.action == "count":
+        print(subs.count())
+        return 0
+    if args.action == "list":
+        for s in subs.iter():
+            print(f"{s.number if args.unmasked else mask(s.number)}\t{s.channel}\t"
+                  f"since {_ts(s.consent_at)}")
+        return 0
+
+    def norm(raw: str) -> str:
+        if raw.startswith("user:"):
+            return raw
+        try:
+            return normalise(raw, "NL")
+        except PhoneError as e:
+            raise CliError(str(e)) from None
+
+    if args.action == "show":
+        number = norm(args.number)
+        s = subs.get(number)
+        if s is None:
+            print(f"{mask(number)}: nothing stored about this number")
+            return 0
+        pending = app.store.db.scalar(
+            "SELECT count(*) FROM deliveries WHERE subscriber_id=? AND state IN ('pending','sending')",
+            (s.id,))
+        doc = {"number": s.number, "channel": s.channel, "consent_at": _ts(s.consent_at),
+               "consent_message_id": s.consent_ref, "last_message_at": _ts(s.last_inbound_at),
+               "unreachable_reports_in_a_row": s.unreachable, "pending_messages": pending}
+        for k, v in doc.items():
+            print(f"{k}: {v}")
+        return 0
+    numbers = [norm(n) for n in args.numbers]  # all valid, or nothing changes
+    for number in numbers:
+        if args.action == "add":
+            _, created = subs.add(number, cfg.channel.type, f"cli:added {_ts(time.time())}")
+            print(f"{mask(number)}: {'added' if created else 'already subscribed'}")
+        else:
+            removed = subs.remove(number)
+            print(f"{mask(number)}: {'removed' if removed else 'not subscribed'}")
+    if args.action == "remove":
+        app.store.db.scrub()
+    return 0
+
+
+def cmd_review(cfg, args) -> int:
+    app = _app(cfg)
+    mails = app.store.mails
+    if args.action == "list":
+        items = mails.reviews(None if args.all else "open")
+        if not items:
+            print("review queue is empty")
+        for r in items:
+            print(f"{r['id']}\t{r['state']}\t{_ts(r['created_at'])}\t{r['envelope_from'] or ''}\t"
+                  f"{r['reason']}")
+        return 0
+    if args.action == "show":
+        r = mails.review(args.id)
+        if r is None:
+            raise CliError(f"no review item {args.id}")
+        m = mails.get(r["raw_mail_id"])
+        print(f"review {r['id']} ({r['state']}): {r['reason']}")
+        if m is None or m.data is None:
+            print("(the mail is no longer stored)")
+            return 0
+        mail, report = app.pipeline.analyse(m.data)
+        print(f"from: {mail.outer.from_addr}\nsubject: {mail.effective.subject}")
+        print(f"report: {json.dumps(report.to_json(), ensure_ascii=False)}")
+        print("--- text ---")
+        print(mail.text[:4000])
+        return 0
+    try:
+        if args.action == "approve":
+            o = app.pipeline.approve(args.id)
+            print(f"review {args.id}: approved; notice {o.notice_id} queued for {o.queued} subscribers")
+        else:
+            app.pipeline.reject(args.id)
+            print(f"review {args.id}: rejected")
+    except LookupError as e:
+        raise CliError(str(e.args[0])) from None
+    return 0
+
+
+def cmd_inbound(cfg, args) -> int:
+    from bridge.core.models import InboundMessage
+    from bridge.core.phone import PhoneError, normalise
+
+    try:
+        number = args.number if args.number.startswith("user:") else normalise(args.number, "NL")
+    except PhoneError as e:
+        raise CliError(str(e)) from None
+    app = _app(cfg)
+    now = datetime.now(timezone.utc)
+    msg = InboundMessage(channel=cfg.channel.type, sender=number, text=args.text,
+                         message_id=args.message_id or f"cli-{now.timestamp():.6f}",
+                         received_at=now)
+    result = app.inbound.handle(msg)
+    if result.reply:
+        print(result.reply)
+    elif result.effect == "duplicate":
+        print("(message id seen before: nothing done)")
+    else:
+        print("(no reply: the support reply was already sent to this number recently)")
+    return 0
+
+
+def _ts(t: float | None) -> str:
+    if not t:
+        return "-"
+    return datetime.fromtimestamp(t, timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "ingest": cmd_ingest,
+    "preview": cmd_preview,
+    "dispatch": cmd_dispatch,
+    "check": cmd_check,
+    "status": cmd_status,
+    "subscribers": cmd_subscribers,
+    "review": cmd_review,
+    "inbound": cmd_inbound,
+}

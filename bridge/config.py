@@ -1,0 +1,400 @@
+"""config.toml -> frozen dataclasses, with validation and env-var secrets.
+
+Every error names the key and says what is wrong: ``ConfigError("smtp.port: must be an
+integer from 1 to 65535, got 'abc'")``. Secrets are never in the file: a key ending in
+``_env`` names the environment variable that holds the secret, and :func:`secret` reads it
+when the part that needs it starts.
+
+Channel and intake modules parse their own sub-tables with :class:`Section`, so adding a
+channel touches one new module only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from bridge.core.models import Organisation
+from bridge.core.senders import SenderRules
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config problem; the message starts with the dotted key."""
+
+
+class Section:
+    """Typed, validated access to one TOML table; unknown keys are errors.
+
+    Use the getters, then call :meth:`done` to reject keys nobody asked for (typos).
+    """
+
+    def __init__(self, data: Any, name: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{name}: must be a table, got {type(data).__name__}")
+        self.data = data
+        self.name = name
+        self._seen: set[str] = set()
+
+    def key(self, k: str) -> str:
+        return f"{self.name}.{k}" if self.name else k
+
+    def _get(self, k: str, default: Any) -> Any:
+        self._seen.add(k)
+        return self.data.get(k, default)
+
+    def fail(self, k: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.key(k)}: {msg}")
+
+    def str(self, k: str, default: str | None = None, *, required: bool = False,
+            choices: tuple[str, ...] | None = None) -> str:
+        v = self._get(k, default)
+        if v is None and required:
+            raise self.fail(k, "is required")
+        if v is not None and not isinstance(v, str):
+            raise self.fail(k, f"must be a string, got {v!r}")
+        if choices and v not in choices:
+            raise self.fail(k, f"must be one of {', '.join(choices)}, got {v!r}")
+        return v  # type: ignore[return-value]
+
+    def opt_str(self, k: str) -> str | None:
+        v = self._get(k, None)
+        if v is not None and not isinstance(v, str):
+            raise self.fail(k, f"must be a string, got {v!r}")
+        return v or None
+
+    def int(self, k: str, default: int, *, min: int | None = None, max: int | None = None) -> int:
+        v = self._get(k, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(k, f"must be an integer, got {v!r}")
+        if (min is not None and v < min) or (max is not None and v > max):
+            raise self.fail(k, f"must be from {min} to {max}, got {v}")
+        return v
+
+    def float(self, k: str, default: float, *, min: float | None = None,
+              max: float | None = None) -> float:
+        v = self._get(k, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(k, f"must be a number, got {v!r}")
+        if (min is not None and v < min) or (max is not None and v > max):
+            raise self.fail(k, f"must be from {min} to {max}, got {v}")
+        return float(v)
+
+    def bool(self, k: str, default: bool) -> bool:
+        v = self._get(k, default)
+        if not isinstance(v, bool):
+            raise self.fail(k, f"must be true or false, got {v!r}")
+        return v
+
+    def strs(self, k: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        v = self._get(k, list(default))
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.fail(k, f"must be a list of strings, got {v!r}")
+        return tuple(v)
+
+    def path(self, k: str, default: str | None, base: Path) -> Path | None:
+        v = self.str(k, default)
+        if v is None or v == "":
+            return None
+        p = Path(os.path.expanduser(v))
+        return p if p.is_absolute() else (base / p)
+
+    def env(self, k: str, default: str | None = None) -> str | None:
+        """The *name* of an environment variable holding a secret (keys end in ``_env``)."""
+        v = self.opt_str(k) if default is None else self.str(k, default)
+        if v is not None and (not v or not v.replace("_", "a").isalnum()):
+            raise self.fail(k, f"must name an environment variable, got {v!r}")
+        return v
+
+    def table(self, k: str) -> "Section":
+        self._seen.add(k)
+        return Section(self.data.get(k), self.key(k))
+
+    def raw(self, k: str) -> Any:
+        self._seen.add(k)
+        return self.data.get(k)
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self._seen)
+        if extra:
+            raise self.fail(extra[0], "unknown key (a typo?)")
+
+
+def secret(env_name: str | None, what: str) -> str:
+    """Read a secret from the environment; a clear error when it is not set."""
+    if not env_name:
+        raise ConfigError(f"{what}: no environment variable configured")
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConfigError(f"{what}: environment variable {env_name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8025
+    max_size: int = 10 * 1024 * 1024
+    recipients: tuple[str, ...] = ()
+    check_envelope_sender: bool = True
+    auth_username_env: str | None = None
+    auth_password_env: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_starttls: bool = False
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    templates_dir: Path
+    max_length: int = 700
+    time_limit: float = 0.5
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    rate: float = 20.0  # messages per second, all channels together
+    concurrency: int = 64
+    max_attempts: int = 8
+    backoff_base: float = 2.0  # seconds before the first retry; doubles each time
+    backoff_max: float = 600.0
+    max_age_hours: float = 12.0  # an unsent notice older than this is dropped as stale
+    poll_interval: float = 1.0  # how often to look for work queued by other processes
+    progress_every: float = 10.0  # seconds between progress lines of a large fan-out
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    support_reply_window_hours: float = 24.0
+    unreachable_after: int = 3
+    dedupe_days: int = 14
+    keywords: dict = field(default_factory=dict)  # raw [inbound.keywords], parsed by core.inbound
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    type: str = "console"
+    settings: Any = None  # the channel module's own frozen dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    base_dir: Path
+    organisation: Organisation
+    store: StoreConfig
+    smtp: SmtpConfig
+    senders: SenderRules
+    render: RenderConfig
+    dispatch: DispatchConfig
+    inbound: InboundConfig
+    channel: ChannelConfig
+    parser: Any  # bridge.core.report.ReportRules
+    keywords: Any  # bridge.core.inbound.Keywords
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict)  # parsed optional parts: "imap", "web"
+
+
+# Optional top-level parts parsed by their own modules: name -> "module:function".
+# Each function takes (Section, base_dir) and returns a frozen dataclass.
+OPTIONAL_PARTS: dict[str, str] = {
+    "imap": "bridge.intake.imap:parse_config",
+    "web": "bridge.web:parse_config",
+}
+
+
+def _load_callable(spec: str) -> Callable:
+    import importlib
+
+    mod, _, fn = spec.partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def channel_module(kind: str):
+    """The module implementing channel ``kind`` (bridge/channels/<kind>.py)."""
+    import importlib
+
+    if not kind.isidentifier() or kind == "base":
+        raise ConfigError(f"channel.type: unknown channel {kind!r}")
+    try:
+        return importlib.import_module(f"bridge.channels.{kind}")
+    except ModuleNotFoundError as e:
+        if e.name == f"bridge.channels.{kind}":
+            raise ConfigError(f"channel.type: unknown channel {kind!r}") from None
+        raise
+
+
+def parse(data: dict, path: Path) -> Config:
+    from bridge.core import inbound as core_inbound
+    from bridge.core import report as core_report
+
+    base = path.parent.resolve()
+    top = Section(data, "")
+
+    org = top.table("organisation")
+    organisation = Organisation(
+        name=org.str("name", "CBG Connect"),
+        support_email=org.str("support_email", "support@cbgconnect.nl"),
+        whatsapp_number=org.str("whatsapp_number", "085 48 69 699"),
+        timezone=org.str("timezone", "Europe/Amsterdam"),
+    )
+    if "@" not in organisation.support_email:
+        raise org.fail("support_email", "must be a mail address")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(organisation.timezone)
+    except Exception:
+        raise org.fail("timezone", f"unknown time zone {organisation.timezone!r}") from None
+    org.done()
+
+    st = top.table("store")
+    store = StoreConfig(
+        path=st.path("path", "var/bridge.db", base),  # type: ignore[arg-type]
+        retention_days=st.int("retention_days", 30, min=1, max=3650),
+    )
+    st.done()
+
+    sm = top.table("smtp")
+    smtp = SmtpConfig(
+        enabled=sm.bool("enabled", True),
+        host=sm.str("host", "127.0.0.1"),
+        port=sm.int("port", 8025, min=0, max=65535),
+        max_size=sm.int("max_size", 10 * 1024 * 1024, min=1024, max=1 << 30),
+        recipients=tuple(r.lower() for r in sm.strs("recipients")),
+        check_envelope_sender=sm.bool("check_envelope_sender", True),
+        auth_username_env=sm.env("auth_username_env"),
+        auth_password_env=sm.env("auth_password_env"),
+        tls_cert=sm.path("tls_cert", None, base),
+        tls_key=sm.path("tls_key", None, base),
+        require_starttls=sm.bool("require_starttls", False),
+    )
+    if bool(smtp.auth_username_env) != bool(smtp.auth_password_env):
+        raise sm.fail("auth_password_env", "set both auth_username_env and auth_password_env, or neither")
+    if bool(smtp.tls_cert) != bool(smtp.tls_key):
+        raise sm.fail("tls_key", "set both tls_cert and tls_key, or neither")
+    if smtp.require_starttls and not smtp.tls_cert:
+        raise sm.fail("require_starttls", "needs tls_cert and tls_key")
+    sm.done()
+
+    se = top.table("senders")
+    senders = SenderRules(
+        kpn=tuple(x.lower() for x in se.strs("kpn", SenderRules.kpn)),
+        forwarders=tuple(x.lower() for x in se.strs("forwarders")),
+        source=se.str("source", "kpn"),
+    )
+    for k, entries in (("kpn", senders.kpn), ("forwarders", senders.forwarders)):
+        for e in entries:
+            if not e.strip("@") or " " in e:
+                raise se.fail(k, f"not an address or domain: {e!r}")
+    if not senders.kpn:
+        raise se.fail("kpn", "must list at least one KPN address or domain")
+    se.done()
+
+    re_ = top.table("render")
+    render = RenderConfig(
+        templates_dir=re_.path("templates_dir", "templates", base),  # type: ignore[arg-type]
+        max_length=re_.int("max_length", 700, min=80, max=4096),
+        time_limit=re_.float("time_limit", 0.5, min=0.01, max=10),
+    )
+    re_.done()
+
+    di = top.table("dispatch")
+    dispatch = DispatchConfig(
+        rate=di.float("rate", 20.0, min=0.01, max=10000),
+        concurrency=di.int("concurrency", 64, min=1, max=10000),
+        max_attempts=di.int("max_attempts", 8, min=1, max=100),
+        backoff_base=di.float("backoff_base", 2.0, min=0.0, max=3600),
+        backoff_max=di.float("backoff_max", 600.0, min=0.0, max=86400),
+        max_age_hours=di.float("max_age_hours", 12.0, min=0.01, max=24 * 30),
+        poll_interval=di.float("poll_interval", 1.0, min=0.01, max=60),
+        progress_every=di.float("progress_every", 10.0, min=0.1, max=3600),
+    )
+    di.done()
+
+    ib = top.table("inbound")
+    kw_raw = ib.raw("keywords") or {}
+    inbound = InboundConfig(
+        support_reply_window_hours=ib.float("support_reply_window_hours", 24.0, min=0, max=24 * 365),
+        unreachable_after=ib.int("unreachable_after", 3, min=1, max=1000),
+        dedupe_days=ib.int("dedupe_days", 14, min=1, max=365),
+        keywords=dict(kw_raw) if isinstance(kw_raw, dict) else {},
+    )
+    if not isinstance(kw_raw, dict):
+        raise ib.fail("keywords", "must be a table")
+    ib.done()
+    try:
+        keywords = core_inbound.keywords_from_config(inbound.keywords)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+    try:
+        parser = core_report.rules_from_config(top.raw("parser") or {})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+    ch = top.table("channel")
+    ctype = ch.str("type", "console")
+    mod = channel_module(ctype)
+    settings = mod.parse_config(ch.table(ctype), base)
+    for other in list(ch.data):
+        if other not in ("type", ctype) and isinstance(ch.data[other], dict):
+            # Settings of channels not in use are kept (to switch easily) but still checked.
+            channel_module(other).parse_config(ch.table(other), base)
+    ch.done()
+    channel = ChannelConfig(type=ctype, settings=settings)
+
+    extra: dict[str, Any] = {}
+    for name, spec in OPTIONAL_PARTS.items():
+        if name in data:
+            extra[name] = _load_callable(spec)(top.table(name), base)
+
+    lg = top.table("logging")
+    level = lg.str("level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    lg.done()
+    top.done()
+
+    return Config(
+        path=path,
+        base_dir=base,
+        organisation=organisation,
+        store=store,
+        smtp=smtp,
+        senders=senders,
+        render=render,
+        dispatch=dispatch,
+        inbound=inbound,
+        channel=channel,
+        parser=parser,
+        keywords=keywords,
+        log_level=level,
+        extra=extra,
+    )
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse(data, p)

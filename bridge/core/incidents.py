@@ -1,0 +1,79 @@
+"""Threading and dedupe decisions: given what we know of an incident, is this report new?
+
+Pure: the caller reads the incident's state from the store and acts on the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bridge.core.models import STATUS_RANK, OutageReport
+
+Action = Literal["notice", "duplicate", "outdated", "review"]
+
+
+@dataclass(frozen=True)
+class IncidentState:
+    """The store's view of one incident: the last report that made a notice."""
+
+    id: int
+    status: str
+    report: OutageReport
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def needs_review(report: OutageReport) -> str | None:
+    """Why a report cannot go to customers without a human, or None."""
+    missing = [name for name, v in (("ticket", report.ticket), ("status", report.status)) if not v]
+    if missing:
+        return "no " + " and no ".join(missing) + " found in the mail"
+    return None
+
+
+def is_older(report: OutageReport, known: OutageReport) -> bool:
+    """True when ``report`` describes an earlier moment of the incident than ``known``.
+
+    Mail times decide; equal or missing times fall back to the usual order of statuses
+    (nieuw < update < opgelost), so a late copy of "nieuw" never follows "opgelost".
+    """
+    if report.sent_at and known.sent_at and report.sent_at != known.sent_at:
+        return report.sent_at < known.sent_at
+    return STATUS_RANK.get(report.status or "", 0) < STATUS_RANK.get(known.status or "", 0)
+
+
+def decide(report: OutageReport, known: IncidentState | None) -> Decision:
+    """What to do with a report of an allowed sender.
+
+    - no ticket or no status: review (a human decides; never straight to customers);
+    - unknown incident: a notice;
+    - same status and same (expected) end as the last notice: duplicate (e.g. the same mail
+      by IMAP and by a forward);
+    - older than the last notice: outdated (never send an older update after a newer one);
+    - otherwise (a new status, a changed expected end): a notice.
+    """
+    why = needs_review(report)
+    if why:
+        return Decision("review", why)
+    if known is None:
+        return Decision("notice", f"new {report.kind} {report.ticket} ({report.status})")
+    if report.key_facts() == known.report.key_facts():
+        return Decision(
+            "duplicate",
+            f"incident {known.id} already has status {known.status} with the same end time",
+        )
+    if is_older(report, known.report):
+        return Decision(
+            "outdated",
+            f"older than the last update of incident {known.id} ({known.status}); not sent",
+        )
+    if report.status != known.status:
+        change = f"status {known.status} -> {report.status}"
+    else:
+        change = "expected end changed" if report.end != known.report.end else "end time changed"
+    return Decision("notice", f"incident {known.id}: {change}")

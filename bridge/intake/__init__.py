@@ -1,0 +1,1 @@
+"""Intakes: each turns bytes from the outside into a stored raw mail."""

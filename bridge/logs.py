@@ -1,0 +1,27 @@
+"""Logging set-up: every line goes through a formatter that masks phone numbers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from bridge.core.phone import mask_text
+
+
+class MaskingFormatter(logging.Formatter):
+    """Masks anything that looks like a phone number in the final line, tracebacks included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
+
+
+def setup(level: str = "INFO", stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("aiosmtpd", "mail.log", "httpx", "httpcore", "aioimaplib"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,364 @@
+"""The dispatcher: sends due deliveries from the persistent outbox.
+
+- a global rate limit (token bucket; the lower of ``dispatch.rate`` and the channel's own
+  cap), bounded concurrency, and a per-recipient minimum interval when the channel asks;
+- retries with exponential backoff and jitter for what the channel calls transient, up to
+  ``max_attempts``; a paused channel keeps its deliveries waiting without using attempts;
+- unsent deliveries older than ``max_age_hours`` are dropped as stale;
+- one channel sends everything (the configured one; a delivery's ``channel`` column records
+  where the subscriber came from, for information);
+- at most one dispatcher per database (a lock file); at start it puts the sends that were
+  under way at a crash back in the queue: those, and only those, may go out twice.
+
+All sends run in one TaskGroup owned by :meth:`Dispatcher.run`; nothing is fire-and-forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bridge.channels.base import Channel, Outgoing, SendResult
+from bridge.config import DispatchConfig
+from bridge.core.phone import mask
+from bridge.store import Delivery, Store
+
+log = logging.getLogger("bridge.outbox")
+
+BATCH = 256
+
+
+class DispatcherBusy(RuntimeError):
+    """Another dispatcher (the daemon, or `bridge dispatch`) owns this database."""
+
+
+class RateLimiter:
+    """Token bucket: ``rate`` per second, bursts of at most ``burst``."""
+
+    def __init__(self, rate: float, burst: float | None = None):
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, min(rate / 10, 50.0))
+        self.tokens = self.burst
+        self.stamp = time.monotonic()
+
+    async def acquire(self) -> None:
+        while True:
+            t = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (t - self.stamp) * self.rate)
+            self.stamp = t
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    stale: int = 0
+    paused: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)  # recent send latencies (s)
+
+
+@dataclass
+class _Progress:
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_log: float = field(default_factory=time.monotonic)
+
+
+class Dispatcher:
+    def __init__(self, cfg: DispatchConfig, store: Store, channel: Channel, *,
+                 on_unreachable: Callable[[int, int], None] | None = None,
+                 on_sent: Callable[[Delivery, SendResult, float], None] | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.channel = channel
+        self.on_unreachable = on_unreachable
+        self.on_sent = on_sent
+        self.rate = min(cfg.rate, channel.max_rate or cfg.rate)
+        self.limiter = RateLimiter(self.rate)
+        # Claim about half a second of work at a time, so a newer notice can still
+        # supersede what is queued behind it on a slow channel.
+        self._claim_size = max(1, min(BATCH, int(self.rate / 2)))
+        self.counters = Counters()
+        self._wake = asyncio.Event()
+        self._inflight_ids: set[int] = set()
+        self._inflight_to: set[str] = set()
+        self._last_to: dict[str, float] = {}
+        self._progress: dict[int, _Progress] = {}
+        self._notice_cache: dict[int, dict] = {}
+        self._lock_file = None
+        self._scrub_due = False
+
+    # -- ownership ----------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the per-database dispatcher lock, then requeue sends cut off by a crash."""
+        path = Path(str(self.store.db.path) + ".dispatch.lock")
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise DispatcherBusy(
+                "another dispatcher (the running daemon?) owns this database") from None
+        self._lock_file = f
+        n = self.store.deliveries.reset_inflight()
+        if n:
+            log.warning("dispatch: %d sends were under way at the last stop; sending them again", n)
+
+    def release(self) -> None:
+        if self._lock_file:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- main loops ---------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until ``stop`` is set; then finish the sends under way and return."""
+        async with asyncio.TaskGroup() as tg:
+            await self._loop(tg, stop, drain=False)
+        self._maybe_scrub(force=True)
+
+    async def drain(self) -> Counters:
+        """Send everything due now (and retries that fall due meanwhile), then return."""
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            await self._loop(tg, stop, drain=True)
+        self._maybe_scrub(force=True)
+        return self.counters
+
+    async def _loop(self, tg: asyncio.TaskGroup, stop: asyncio.Event, drain: bool) -> None:
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        last_expire = 0.0
+        while not stop.is_set():
+            now = time.time()
+            if now - last_expire > 30:
+                last_expire = now
+                self._expire()
+            ready = not self.channel.paused
+            batch = self.store.deliveries.claim(self._claim_size) if ready else []
+            if not batch:
+                self._maybe_scrub()
+                if drain:
+                    if self._inflight_ids:
+                        await asyncio.sleep(0.01)
+                        continue
+                    nxt = self.store.deliveries.next_due()
+                    if nxt is None or nxt - time.time() > 5 or not ready:
+                        return
+                await self._idle(stop)
+                continue
+            self._track(batch)
+            for d in batch:
+                if stop.is_set() and not drain:
+                    # Stopping: hand back what we claimed but did not start.
+                    self.store.deliveries.mark_retry(d.id, time.time(), "stopped",
+                                                     count_attempt=False)
+                    continue
+                channel = self.channel
+                if channel.paused:
+                    self.store.deliveries.mark_retry(d.id, time.time() + 1, channel.paused,
+                                                     count_attempt=False)
+                    continue
+                wait = self._recipient_wait(channel, d.to_addr)
+                if wait > 0:
+                    self.store.deliveries.mark_retry(d.id, time.time() + wait,
+                                                     "pacing per recipient", count_attempt=False)
+                    continue
+                await sem.acquire()
+                await self.limiter.acquire()
+                if channel.jitter:
+                    await asyncio.sleep(random.uniform(0, channel.jitter))
+                self._inflight_ids.add(d.id)
+                self._inflight_to.add(d.to_addr)
+                self._last_to[d.to_addr] = time.monotonic()
+                tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        timeout = self.cfg.poll_interval
+        nxt = self.store.deliveries.next_due()
+        if nxt is not None:
+            timeout = max(0.0, min(timeout, nxt - time.time()))
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*waiters, return_exceptions=True)
+
+    # -- one send -------------------------------------------------------------------------------
+    async def _send(self, d: Delivery, channel: Channel, sem: asyncio.Semaphore) -> None:
+        t0 = time.monotonic()
+        try:
+            msg = self._outgoing(d, channel)
+            try:
+                result = await channel.send(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a channel bug must not kill the dispatcher
+                log.exception("dispatch: channel %s raised on delivery %d", channel.name, d.id)
+                result = SendResult("retry", error=f"channel error: {type(e).__name__}: {e}")
+            self._record(d, result, time.monotonic() - t0)
+        finally:
+            self._inflight_ids.discard(d.id)
+            self._inflight_to.discard(d.to_addr)
+            sem.release()
+
+    def _outgoing(self, d: Delivery, channel: Channel) -> Outgoing:
+        if d.notice_id is None:
+            return Outgoing(delivery_id=d.id, to=d.to_addr, text=d.reply or "", kind="reply",
+                            window_open=True, attempt=d.attempts)
+        notice = self._notice(d.notice_id)
+        window = None
+        if channel.wants_window and d.subscriber_id is not None:
+            sub = self.store.subscribers.by_id(d.subscriber_id)
+            window = bool(sub and sub.last_inbound_at and time.time() - sub.last_inbound_at < 86400)
+        return Outgoing(delivery_id=d.id, to=d.to_addr, text=notice["text"], kind="notice",
+                        notice_id=d.notice_id, template=notice["template"],
+                        report=notice["report"], window_open=window, attempt=d.attempts)
+
+    def _notice(self, notice_id: int) -> dict:
+        n = self._notice_cache.get(notice_id)
+        if n is None:
+            row = self.store.incidents.notice(notice_id) or {"text": "", "template": "", "report": None}
+            n = {"text": row["text"], "template": row["template"],
+                 "report": json.loads(row["report"]) if row.get("report") else None}
+            if len(self._notice_cache) > 64:
+                self._notice_cache.clear()
+            self._notice_cache[notice_id] = n
+        return n
+
+    def _record(self, d: Delivery, r: SendResult, latency: float) -> None:
+        dl = self.store.deliveries
+        c = self.counters
+        if r.status == "sent":
+            dl.mark_sent(d.id, r.provider_id)
+            c.sent += 1
+            if len(c.latencies) < 100_000:
+                c.latencies.append(latency)
+            if d.subscriber_id is not None:
+                self.store.subscribers.reachable(d.subscriber_id)
+            elif d.notice_id is None:
+                self._scrub_due = True  # a reply to a non-subscriber: its number just left
+            if self.on_sent:
+                self.on_sent(d, r, latency)
+            self._advance(d)
+            return
+        if r.error:
+            code = r.error.split()[0]
+            c.errors[code] = c.errors.get(code, 0) + 1
+        if r.status == "paused":
+            c.paused += 1
+            dl.mark_retry(d.id, time.time() + (r.retry_after or 5.0), r.error or "channel paused",
+                          count_attempt=False)
+            return
+        if r.status == "retry" and d.attempts < self.cfg.max_attempts:
+            c.retried += 1
+            delay = r.retry_after
+            if delay is None:
+                delay = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (d.attempts - 1))
+                delay *= random.uniform(0.5, 1.5)
+            dl.mark_retry(d.id, time.time() + delay, r.error or "transient error")
+            log.info("dispatch: delivery %d to %s: %s; retry %d/%d in %.1f s", d.id,
+                     mask(d.to_addr), r.error, d.attempts, self.cfg.max_attempts, delay)
+            return
+        why = r.error or "failed"
+        if r.status == "retry":
+            why = f"gave up after {d.attempts} attempts: {why}"
+        self._finish_failed(d, why)
+        if r.unreachable and d.subscriber_id is not None:
+            n = self.store.subscribers.unreachable(d.subscriber_id)
+            if self.on_unreachable:
+                self.on_unreachable(d.subscriber_id, n)
+
+    def _finish_failed(self, d: Delivery, why: str) -> None:
+        self.store.deliveries.mark_failed(d.id, why)
+        self.counters.failed += 1
+        log.warning("dispatch: delivery %d to %s failed: %s", d.id, mask(d.to_addr), why)
+        self._advance(d)
+
+    # -- pacing, progress, upkeep ---------------------------------------------------------------
+    def _recipient_wait(self, channel: Channel, to: str) -> float:
+        if to in self._inflight_to:
+            return max(channel.min_interval, 0.5)
+        if not channel.min_interval:
+            return 0.0
+        last = self._last_to.get(to)
+        if last is None:
+            return 0.0
+        wait = channel.min_interval - (time.monotonic() - last)
+        if len(self._last_to) > 50_000:  # forget recipients whose interval has passed
+            cutoff = time.monotonic() - channel.min_interval
+            self._last_to = {k: v for k, v in self._last_to.items() if v > cutoff}
+        return wait
+
+    def _track(self, batch: list[Delivery]) -> None:
+        for d in batch:
+            if d.notice_id is not None and d.notice_id not in self._progress:
+                counts = self.store.deliveries.notice_counts(d.notice_id)
+                total = sum(counts.values())
+                done = total - counts.get("pending", 0) - counts.get("sending", 0)
+                self._progress[d.notice_id] = _Progress(total=total, done=done)
+                if total >= 100:
+                    log.info("dispatch: notice %d: fan-out to %d recipients, %.0f/s, ETA %s",
+                             d.notice_id, total, self.rate, _eta((total - done) / self.rate))
+
+    def _advance(self, d: Delivery) -> None:
+        if d.notice_id is None:
+            return
+        p = self._progress.get(d.notice_id)
+        if p is None:
+            return
+        p.done += 1
+        t = time.monotonic()
+        if p.done >= p.total:
+            if p.total >= 100:
+                log.info("dispatch: notice %d: fan-out finished, %d/%d in %.1f s", d.notice_id,
+                         p.done, p.total, t - p.started)
+            del self._progress[d.notice_id]
+        elif p.total >= 100 and t - p.last_log >= self.cfg.progress_every:
+            p.last_log = t
+            rate = p.done / max(t - p.started, 1e-6)
+            log.info("dispatch: notice %d: %d/%d done, %.0f/s, ETA %s", d.notice_id, p.done,
+                     p.total, rate, _eta((p.total - p.done) / max(rate, 1e-6)))
+
+    def _expire(self) -> None:
+        n = self.store.deliveries.expire(time.time() - self.cfg.max_age_hours * 3600)
+        if n:
+            self.counters.stale += n
+            self._scrub_due = True
+            log.warning("dispatch: %d unsent deliveries older than %.1f h dropped as stale",
+                        n, self.cfg.max_age_hours)
+
+    def _maybe_scrub(self, force: bool = False) -> None:
+        if self._scrub_due or force:
+            self._scrub_due = False
+            self.store.db.scrub()
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"

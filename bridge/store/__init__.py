@@ -1,0 +1,67 @@
+"""SQLite store: one module per table group, one facade to open it.
+
+    store = Store.open(path)
+    store.mails / store.incidents / store.deliveries / store.subscribers / store.state
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.store.db import Database, StoreError, now
+from bridge.store.deliveries import Deliveries, Delivery
+from bridge.store.incidents import Incidents
+from bridge.store.mails import Mails, RawMail, StoredMail
+from bridge.store.subscribers import Subscriber, Subscribers
+
+__all__ = ["Store", "StoreError", "RawMail", "StoredMail", "Delivery", "Subscriber", "now"]
+
+
+class State:
+    """Small key/value state of intakes and channels (IMAP UIDs, channel pause reasons)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.one("SELECT value FROM state WHERE key=?", (key,))
+        return row[0] if row else default
+
+    def set(self, key: str, value: str) -> None:
+        with self.db.tx(durable=True):
+            self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def delete(self, key: str) -> None:
+        with self.db.tx():
+            self.db.execute("DELETE FROM state WHERE key=?", (key,))
+
+
+class Store:
+    def __init__(self, db: Database):
+        self.db = db
+        self.mails = Mails(db)
+        self.incidents = Incidents(db)
+        self.deliveries = Deliveries(db)
+        self.subscribers = Subscribers(db)
+        self.state = State(db)
+
+    @classmethod
+    def open(cls, path: Path) -> "Store":
+        return cls(Database(path))
+
+    def tx(self, *, durable: bool = False):
+        return self.db.tx(durable=durable)
+
+    def purge(self, retention_days: float) -> dict[str, int]:
+        """Retention: drop raw mails and finished deliveries older than the limit."""
+        cutoff = now() - retention_days * 86400
+        out = {
+            "raw_mails": self.mails.purge(cutoff),
+            "deliveries": self.deliveries.purge(cutoff),
+            "hashes": self.subscribers.purge_hashes(),
+        }
+        self.db.scrub()
+        return out
+
+    def close(self) -> None:
+        self.db.close()

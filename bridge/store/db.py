@@ -1,0 +1,272 @@
+"""The SQLite database: connection settings, versioned schema and migrations.
+
+One connection per process, used from the event-loop thread (each statement takes
+microseconds). WAL mode lets the CLI read and write while the daemon runs; a writer waits
+up to ``busy_timeout`` for the other.
+
+Durability: ``synchronous=NORMAL`` survives a crash of the process (SIGKILL) for every
+commit; :meth:`Database.durable` switches one transaction to ``FULL`` (fsync before the
+commit returns) for what we acknowledge to the outside world: a mail at SMTP 250, a mail
+before it is moved on IMAP, an inbound message before the webhook's 200.
+
+``secure_delete`` zeroes deleted content, so erasing a subscriber really removes the
+number from the file; :meth:`Database.scrub` truncates the WAL that may still hold old
+page images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+# Each entry migrates from version i to i+1. Never edit a shipped entry: append a new one.
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE raw_mails (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT,
+        sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,            -- smtp, imap, cli
+        source_ref TEXT,                 -- e.g. imap uidvalidity:uid, file name
+        envelope_from TEXT,
+        received_at REAL NOT NULL,
+        data BLOB,                       -- NULL once purged
+        outcome TEXT,                    -- NULL until processed: queued, duplicate, outdated, review, rejected
+        reason TEXT,
+        incident_id INTEGER,
+        notice_id INTEGER,
+        processed_at REAL
+    );
+    CREATE INDEX raw_mails_message_id ON raw_mails(message_id);
+    CREATE INDEX raw_mails_sha256 ON raw_mails(sha256);
+    CREATE INDEX raw_mails_unprocessed ON raw_mails(id) WHERE outcome IS NULL;
+
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        report TEXT NOT NULL,            -- JSON of the last report that made a notice
+        report_at REAL,                  -- that report's own time (mail Date)
+        opened_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (source, ticket)
+    );
+
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER REFERENCES incidents(id),
+        raw_mail_id INTEGER,
+        kind TEXT NOT NULL,
+        status TEXT,
+        template TEXT NOT NULL,
+        text TEXT NOT NULL,
+        report TEXT,                     -- JSON, the context for channel-side templates
+        fallback INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        recipients INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX notices_incident ON notices(incident_id);
+
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,     -- E.164, or user:<business-scoped id>
+        channel TEXT NOT NULL,
+        consent_at REAL NOT NULL,
+        consent_ref TEXT NOT NULL,       -- inbound message id, or cli:<operator action>
+        last_inbound_at REAL,            -- for the Cloud API's 24-hour window
+        unreachable INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        notice_id INTEGER,               -- NULL for a reply to an inbound message
+        incident_id INTEGER,             -- for coalescing
+        subscriber_id INTEGER,
+        to_addr TEXT,                    -- NULL once finished (privacy)
+        channel TEXT NOT NULL,
+        reply TEXT,                      -- reply text (replies only); NULL once finished
+        reply_name TEXT,                 -- which reply template
+        state TEXT NOT NULL,             -- pending, sending, sent, delivered, read, failed,
+                                         -- superseded, stale, cancelled
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        provider_id TEXT,                -- e.g. the Cloud API's wamid
+        error TEXT
+    );
+    CREATE INDEX deliveries_due ON deliveries(due_at, id) WHERE state = 'pending';
+    CREATE INDEX deliveries_sending ON deliveries(id) WHERE state = 'sending';
+    CREATE INDEX deliveries_subscriber ON deliveries(subscriber_id);
+    CREATE INDEX deliveries_incident ON deliveries(incident_id, state);
+    CREATE INDEX deliveries_provider ON deliveries(provider_id) WHERE provider_id IS NOT NULL;
+    CREATE INDEX deliveries_finished ON deliveries(finished_at) WHERE finished_at IS NOT NULL;
+
+    CREATE TABLE review (
+        id INTEGER PRIMARY KEY,
+        raw_mail_id INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open',   -- open, approved, rejected
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        notice_id INTEGER
+    );
+
+    -- Keyed hashes only: inbound message ids (channels redeliver) and the support-reply
+    -- limiter. Never the number itself. Rows expire.
+    CREATE TABLE inbound_seen (key BLOB PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID;
+    CREATE TABLE reply_limits (key BLOB PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID;
+
+    -- Small state of intakes and channels (e.g. IMAP UIDVALIDITY and last UID) and secrets
+    -- the store makes for itself (the hash key).
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (locked, full, corrupt, too new)."""
+
+
+class Database:
+    def __init__(self, path: Path, *, busy_timeout: float = 10.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+        self.conn.row_factory = sqlite3.Row
+        c = self.conn
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA secure_delete=ON")
+        c.execute("PRAGMA foreign_keys=OFF")
+        c.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        self._depth = 0
+        self.migrate()
+
+    # -- schema -----------------------------------------------------------------------
+    def migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this bridge knows "
+                f"({SCHEMA_VERSION}); upgrade the bridge"
+            )
+        while version < SCHEMA_VERSION:
+            script = MIGRATIONS[version]
+            with self.tx(durable=True):
+                for stmt in _split_sql(script):
+                    self.conn.execute(stmt)
+                self.conn.execute(f"PRAGMA user_version={version + 1}")
+            log.info("store: migrated %s to schema version %d", self.path, version + 1)
+            version += 1
+
+    # -- transactions -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE); nested calls join the outer one.
+
+        ``durable=True`` fsyncs before the commit returns (synchronous=FULL).
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        c = self.conn
+        if durable:
+            c.execute("PRAGMA synchronous=FULL")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            if durable:
+                c.execute("PRAGMA synchronous=NORMAL")
+            raise StoreError(f"cannot start a transaction: {e}") from None
+        self._depth = 1
+        try:
+            yield c
+        except BaseException:
+            self._depth = 0
+            c.execute("ROLLBACK")
+            if durable:
+                c.execute("PRAGMA synchronous=NORMAL")
+            raise
+        self._depth = 0
+        try:
+            c.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise StoreError(f"commit failed: {e}") from None
+        finally:
+            if durable:
+                c.execute("PRAGMA synchronous=NORMAL")
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def scalar(self, sql: str, params: tuple | dict = ()):
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def scrub(self) -> bool:
+        """Checkpoint and truncate the WAL so erased data leaves no old page copies."""
+        try:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as e:
+            log.warning("store: checkpoint failed: %s", e)
+            return False
+        return busy == 0
+
+    def ping(self) -> bool:
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.scrub()
+        self.conn.close()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (no semicolons inside our literals)."""
+    out, buf = [], []
+    for line in script.splitlines():
+        code = line.split("--", 1)[0]
+        buf.append(code)
+        if code.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt.strip(";").strip():
+                out.append(stmt)
+            buf = []
+    rest = "\n".join(buf).strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,176 @@
+"""The persistent outbox: one delivery per (notice, subscriber) or per reply.
+
+States: pending -> sending -> sent [-> delivered -> read] | failed; pending may also end as
+superseded (a newer notice of the same incident is queued), stale (too old to be useful) or
+cancelled (the subscriber left). ``to_addr`` and ``reply`` are cleared once a delivery
+finishes, so finished history holds no numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.store.db import Database, now
+
+FINISHED = ("sent", "delivered", "read", "failed", "superseded", "stale", "cancelled")
+# Monotonic order of the states a channel may report after sending.
+PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    notice_id: int | None
+    incident_id: int | None
+    subscriber_id: int | None
+    to_addr: str
+    channel: str
+    reply: str | None
+    reply_name: str | None
+    attempts: int
+    created_at: float
+
+
+class Deliveries:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- queueing ---------------------------------------------------------------------------
+    def fan_out(self, notice_id: int, incident_id: int | None) -> tuple[int, int]:
+        """Queue a notice for every subscriber and supersede older unsent notices of the same
+        incident. Run inside the transaction that created the notice.
+        Returns (queued, superseded)."""
+        t = now()
+        superseded = 0
+        if incident_id is not None:
+            superseded = self.db.execute(
+                "UPDATE deliveries SET state='superseded', to_addr=NULL, finished_at=?"
+                " WHERE incident_id=? AND state='pending' AND notice_id < ?",
+                (t, incident_id, notice_id),
+            ).rowcount
+        queued = self.db.execute(
+            "INSERT INTO deliveries (notice_id, incident_id, subscriber_id, to_addr, channel,"
+            " state, due_at, created_at)"
+            " SELECT ?, ?, id, number, channel, 'pending', ?, ? FROM subscribers ORDER BY id",
+            (notice_id, incident_id, t, t),
+        ).rowcount
+        self.db.execute("UPDATE notices SET recipients=? WHERE id=?", (queued, notice_id))
+        return queued, superseded
+
+    def add_reply(self, *, to_addr: str, channel: str, text: str, name: str,
+                  subscriber_id: int | None) -> int:
+        t = now()
+        cur = self.db.execute(
+            "INSERT INTO deliveries (subscriber_id, to_addr, channel, reply, reply_name, state,"
+            " due_at, created_at) VALUES (?,?,?,?,?,'pending',?,?)",
+            (subscriber_id, to_addr, channel, text, name, t, t),
+        )
+        return int(cur.lastrowid)
+
+    # -- dispatching ----------------------------------------------------------------------------
+    def reset_inflight(self) -> int:
+        """After a crash: sends that were under way go back to pending (sent at most once more)."""
+        with self.db.tx():
+            return self.db.execute(
+                "UPDATE deliveries SET state='pending' WHERE state='sending'").rowcount
+
+    def claim(self, limit: int) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, oldest first, and mark them sending."""
+        t = now()
+        sql = ("SELECT d.id, d.notice_id, d.incident_id, d.subscriber_id, d.to_addr, d.channel,"
+               " d.reply, d.reply_name, d.attempts, d.created_at FROM deliveries d"
+               " WHERE d.state='pending' AND d.due_at <= ?")
+        sql += " ORDER BY d.due_at, d.id LIMIT ?"
+        params = (t, limit)
+        with self.db.tx() as c:
+            rows = c.execute(sql, params).fetchall()
+            if rows:
+                c.executemany(
+                    "UPDATE deliveries SET state='sending', attempts=attempts+1 WHERE id=?",
+                    [(r["id"],) for r in rows],
+                )
+        return [Delivery(**{**dict(r), "attempts": r["attempts"] + 1}) for r in rows]
+
+    def next_due(self) -> float | None:
+        return self.db.scalar("SELECT min(due_at) FROM deliveries WHERE state='pending'")
+
+    def mark_sent(self, delivery_id: int, provider_id: str | None) -> None:
+        with self.db.tx():
+            self.db.execute(
+                "UPDATE deliveries SET state='sent', provider_id=?, to_addr=NULL, reply=NULL,"
+                " finished_at=?, error=NULL WHERE id=? AND state='sending'",
+                (provider_id, now(), delivery_id),
+            )
+
+    def mark_retry(self, delivery_id: int, due_at: float, error: str, *,
+                   count_attempt: bool = True) -> None:
+        with self.db.tx():
+            self.db.execute(
+                "UPDATE deliveries SET state='pending', due_at=?, error=?,"
+                " attempts=attempts - ? WHERE id=? AND state='sending'",
+                (due_at, error, 0 if count_attempt else 1, delivery_id),
+            )
+
+    def mark_failed(self, delivery_id: int, error: str) -> None:
+        with self.db.tx():
+            self.db.execute(
+                "UPDATE deliveries SET state='failed', error=?, to_addr=NULL, reply=NULL,"
+                " finished_at=? WHERE id=? AND state IN ('sending', 'pending')",
+                (error, now(), delivery_id),
+            )
+
+    def mark_stale(self, delivery_id: int) -> None:
+        with self.db.tx():
+            self.db.execute(
+                "UPDATE deliveries SET state='stale', to_addr=NULL, reply=NULL, finished_at=?"
+                " WHERE id=?", (now(), delivery_id))
+
+    def expire(self, created_before: float) -> int:
+        """Drop unsent notices created before the cutoff (stale). Replies expire too."""
+        with self.db.tx():
+            return self.db.execute(
+                "UPDATE deliveries SET state='stale', to_addr=NULL, reply=NULL, finished_at=?"
+                " WHERE state='pending' AND created_at < ?", (now(), created_before)).rowcount
+
+    def progress(self, provider_id: str, state: str, error: str | None = None) -> dict | None:
+        """Apply a later status report (e.g. a webhook): states only move forward; failed is
+        terminal. Repeated or out-of-order reports are harmless. Returns the delivery row."""
+        row = self.db.one("SELECT id, state, subscriber_id FROM deliveries WHERE provider_id=?",
+                          (provider_id,))
+        if not row:
+            return None
+        cur = row["state"]
+        if cur == "failed":
+            return dict(row)
+        if state == "failed":
+            with self.db.tx():
+                self.db.execute("UPDATE deliveries SET state='failed', error=? WHERE id=?",
+                                (error, row["id"]))
+            return {**dict(row), "state": "failed"}
+        if state in PROGRESS and PROGRESS.get(cur, -1) < PROGRESS[state]:
+            with self.db.tx():
+                self.db.execute("UPDATE deliveries SET state=? WHERE id=?", (state, row["id"]))
+            return {**dict(row), "state": state}
+        return dict(row)
+
+    # -- reporting --------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT state, count(*) FROM deliveries GROUP BY state")}
+
+    def counts_by_channel(self) -> dict[tuple[str, str], int]:
+        return {(r[0], r[1]): r[2] for r in self.db.execute(
+            "SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")}
+
+    def pending(self) -> int:
+        return self.db.scalar("SELECT count(*) FROM deliveries WHERE state IN ('pending','sending')") or 0
+
+    def notice_counts(self, notice_id: int) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT state, count(*) FROM deliveries WHERE notice_id=? GROUP BY state", (notice_id,))}
+
+    def purge(self, finished_before: float) -> int:
+        with self.db.tx():
+            return self.db.execute(
+                "DELETE FROM deliveries WHERE finished_at IS NOT NULL AND finished_at < ?",
+                (finished_before,)).rowcount

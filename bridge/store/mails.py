@@ -1,0 +1,136 @@
+"""Raw mails as they arrived, and the review queue."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email import policy
+
+from bridge.store.db import Database, now
+
+
+@dataclass(frozen=True)
+class RawMail:
+    """What every intake hands to the pipeline: the bytes and where they came from."""
+
+    data: bytes
+    source: str  # smtp, imap, cli
+    envelope_from: str | None = None
+    source_ref: str | None = None  # e.g. "imap:<uidvalidity>:<uid>" or a file name
+
+
+@dataclass(frozen=True)
+class StoredMail:
+    id: int
+    message_id: str | None
+    sha256: str
+    source: str
+    source_ref: str | None
+    envelope_from: str | None
+    received_at: float
+    data: bytes | None
+    outcome: str | None
+    reason: str | None
+    incident_id: int | None
+    notice_id: int | None
+
+
+def header_message_id(data: bytes) -> str | None:
+    try:
+        msg = BytesHeaderParser(policy=policy.compat32).parsebytes(data[:65536])
+    except Exception:
+        return None
+    mid = msg.get("Message-ID") or msg.get("Message-Id")
+    if not mid:
+        return None
+    return str(mid).strip().strip("<>").strip() or None
+
+
+class Mails:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def add(self, mail: RawMail) -> int:
+        """Commit a raw mail durably (fsync) and return its id. Call before acknowledging."""
+        digest = hashlib.sha256(mail.data).hexdigest()
+        with self.db.tx(durable=True) as c:
+            cur = c.execute(
+                "INSERT INTO raw_mails (message_id, sha256, source, source_ref, envelope_from,"
+                " received_at, data) VALUES (?,?,?,?,?,?,?)",
+                (header_message_id(mail.data), digest, mail.source, mail.source_ref,
+                 mail.envelope_from, now(), mail.data),
+            )
+            return int(cur.lastrowid)
+
+    def get(self, mail_id: int) -> StoredMail | None:
+        row = self.db.one("SELECT * FROM raw_mails WHERE id=?", (mail_id,))
+        return StoredMail(**dict(row)) if row else None
+
+    def unprocessed(self, limit: int = 100) -> list[int]:
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM raw_mails WHERE outcome IS NULL ORDER BY id LIMIT ?", (limit,))]
+
+    def seen_before(self, mail_id: int, message_id: str | None, sha256: str) -> int | None:
+        """The id of an earlier processed mail with this Message-ID or these exact bytes."""
+        row = self.db.one(
+            "SELECT id FROM raw_mails WHERE id != ? AND outcome IS NOT NULL AND"
+            " (sha256 = ? OR (? IS NOT NULL AND message_id = ?)) ORDER BY id LIMIT 1",
+            (mail_id, sha256, message_id, message_id),
+        )
+        return row[0] if row else None
+
+    def set_outcome(self, mail_id: int, outcome: str, reason: str, *,
+                    incident_id: int | None = None, notice_id: int | None = None) -> None:
+        self.db.execute(
+            "UPDATE raw_mails SET outcome=?, reason=?, incident_id=?, notice_id=?, processed_at=?"
+            " WHERE id=?",
+            (outcome, reason, incident_id, notice_id, now(), mail_id),
+        )
+
+    def by_source_ref(self, source_ref: str) -> StoredMail | None:
+        row = self.db.one("SELECT * FROM raw_mails WHERE source_ref=? ORDER BY id DESC LIMIT 1",
+                          (source_ref,))
+        return StoredMail(**dict(row)) if row else None
+
+    def counts(self) -> dict[str, int]:
+        return {r[0] or "unprocessed": r[1] for r in self.db.execute(
+            "SELECT outcome, count(*) FROM raw_mails GROUP BY outcome")}
+
+    def last_received(self) -> float | None:
+        return self.db.scalar("SELECT max(received_at) FROM raw_mails")
+
+    def purge(self, older_than: float) -> int:
+        """Delete processed raw mails received before ``older_than`` (not those in review)."""
+        with self.db.tx() as c:
+            cur = c.execute(
+                "DELETE FROM raw_mails WHERE received_at < ? AND outcome IS NOT NULL AND id NOT IN"
+                " (SELECT raw_mail_id FROM review WHERE state = 'open')",
+                (older_than,),
+            )
+            return cur.rowcount
+
+    # -- review queue ---------------------------------------------------------------------
+    def add_review(self, mail_id: int, reason: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO review (raw_mail_id, reason, created_at) VALUES (?,?,?)",
+            (mail_id, reason, now()),
+        )
+        return int(cur.lastrowid)
+
+    def reviews(self, state: str | None = "open") -> list[dict]:
+        sql = ("SELECT r.*, m.envelope_from, m.received_at, m.source FROM review r"
+               " JOIN raw_mails m ON m.id = r.raw_mail_id")
+        if state:
+            return [dict(r) for r in self.db.execute(sql + " WHERE r.state=? ORDER BY r.id", (state,))]
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY r.id")]
+
+    def review(self, review_id: int) -> dict | None:
+        row = self.db.one("SELECT * FROM review WHERE id=?", (review_id,))
+        return dict(row) if row else None
+
+    def decide_review(self, review_id: int, state: str, notice_id: int | None = None) -> None:
+        self.db.execute(
+            "UPDATE review SET state=?, decided_at=?, notice_id=? WHERE id=?",
+            (state, now(), notice_id, review_id),
+        )
