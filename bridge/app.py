@@ -57,6 +57,9 @@ class App:
         self._dispatcher: Dispatcher | None = None
         self.parts: dict[str, Any] = {}
         self.started_at = time.time()
+        # Called as listener(delivery, SendResult, latency_seconds) after each successful
+        # send (e.g. the metrics of bridge.web).
+        self.send_listeners: list[Callable[[Any, Any, float], None]] = []
 
     # -- lazily built parts (one-shot CLI commands need only some) ----------------------------------
     @property
@@ -72,12 +75,17 @@ class App:
     def dispatcher(self) -> Dispatcher:
         if self._dispatcher is None:
             self._dispatcher = Dispatcher(self.cfg.dispatch, self.store, self.channel,
-                                          on_unreachable=self.inbound.unreachable)
+                                          on_unreachable=self.inbound.unreachable,
+                                          on_sent=self._on_sent)
         return self._dispatcher
 
     def wake_dispatcher(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.wake()
+
+    def _on_sent(self, delivery, result, latency: float) -> None:
+        for listener in self.send_listeners:
+            listener(delivery, result, latency)
 
     def mail_stored(self, mail_id: int) -> None:
         self.mail_event.set()
