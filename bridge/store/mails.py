@@ -34,6 +34,7 @@ class StoredMail:
     reason: str | None
     incident_id: int | None
     notice_id: int | None
+    processed_at: float | None = None
 
 
 def header_message_id(data: bytes) -> str | None:

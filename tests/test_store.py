@@ -1,0 +1,147 @@
+"""The SQLite store: schema, outbox bookkeeping, erasure, retention."""
+
+import sqlite3
+import time
+
+import pytest
+
+from bridge.store import RawMail, Store, StoreError
+from bridge.store.db import SCHEMA_VERSION
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "b.db")
+    yield s
+    s.close()
+
+
+def notice(store, incident_id=None):
+    return store.incidents.add_notice(incident_id=incident_id, raw_mail_id=None, kind="storing",
+                                      status="nieuw", template="t", text="x", report=None,
+                                      fallback=False)
+
+
+def test_schema_is_versioned_and_wal(store, tmp_path):
+    assert store.db.scalar("PRAGMA user_version") == SCHEMA_VERSION
+    assert store.db.scalar("PRAGMA journal_mode") == "wal"
+    store.close()
+    again = Store.open(tmp_path / "b.db")  # reopening migrates nothing
+    assert again.db.scalar("PRAGMA user_version") == SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused(tmp_path):
+    c = sqlite3.connect(tmp_path / "n.db")
+    c.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    c.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store.open(tmp_path / "n.db")
+
+
+def test_raw_mail_is_stored_with_message_id_and_hash(store):
+    mid = store.mails.add(RawMail(b"Message-ID: <a@b>\r\nSubject: x\r\n\r\nbody", "smtp", "a@kpn.com"))
+    m = store.mails.get(mid)
+    assert m.message_id == "a@b" and len(m.sha256) == 64 and m.outcome is None
+    assert store.mails.unprocessed() == [mid]
+
+
+def test_fan_out_one_delivery_per_subscriber_and_coalescing(store):
+    for n in ("+31611111111", "+31622222222", "+31633333333"):
+        store.subscribers.add(n, "console", "cli:test")
+    with store.tx():
+        n1 = notice(store, incident_id=7)
+        assert store.deliveries.fan_out(n1, 7) == (3, 0)
+    # one is in flight when the newer notice arrives: only the unsent ones are superseded
+    claimed = store.deliveries.claim(1)
+    with store.tx():
+        n2 = notice(store, incident_id=7)
+        queued, superseded = store.deliveries.fan_out(n2, 7)
+    assert (queued, superseded) == (3, 2)
+    counts = store.deliveries.notice_counts(n1)
+    assert counts == {"sending": 1, "superseded": 2}
+    assert claimed[0].attempts == 1
+
+
+def test_claim_skips_not_yet_due_and_reset_inflight(store):
+    store.subscribers.add("+31611111111", "console", "cli:test")
+    with store.tx():
+        store.deliveries.fan_out(notice(store), None)
+    [d] = store.deliveries.claim(10)
+    assert store.deliveries.claim(10) == []
+    store.deliveries.mark_retry(d.id, time.time() + 60, "transient")
+    assert store.deliveries.claim(10) == []
+    assert store.deliveries.next_due() > time.time()
+    store.db.execute("UPDATE deliveries SET due_at=0")
+    [d] = store.deliveries.claim(10)
+    assert d.attempts == 2
+    assert store.deliveries.reset_inflight() == 1
+
+
+def test_sent_clears_the_number_and_status_moves_forward_only(store):
+    store.subscribers.add("+31611111111", "console", "cli:test")
+    with store.tx():
+        store.deliveries.fan_out(notice(store), None)
+    [d] = store.deliveries.claim(10)
+    store.deliveries.mark_sent(d.id, "wamid.X")
+    row = store.db.one("SELECT * FROM deliveries WHERE id=?", (d.id,))
+    assert row["to_addr"] is None and row["state"] == "sent"
+    store.deliveries.progress("wamid.X", "read")
+    store.deliveries.progress("wamid.X", "delivered")  # late and out of order: harmless
+    store.deliveries.progress("wamid.X", "read")  # repeated: harmless
+    assert store.db.scalar("SELECT state FROM deliveries WHERE id=?", (d.id,)) == "read"
+    store.deliveries.progress("wamid.X", "failed", "131026 undeliverable")
+    store.deliveries.progress("wamid.X", "delivered")
+    assert store.db.scalar("SELECT state FROM deliveries WHERE id=?", (d.id,)) == "failed"
+    assert store.deliveries.progress("wamid.unknown", "read") is None
+
+
+def test_remove_erases_number_everywhere(store, tmp_path):
+    number = "+31612345678"
+    sub, created = store.subscribers.add(number, "console", "wamid.consent")
+    assert created and store.subscribers.add(number, "console", "x")[1] is False
+    with store.tx():
+        store.deliveries.fan_out(notice(store), None)
+        store.deliveries.add_reply(to_addr=number, channel="console", text="hoi", name="help",
+                                   subscriber_id=sub.id)
+    assert store.subscribers.remove(number)
+    assert not store.subscribers.remove(number)
+    assert store.db.scalar("SELECT count(*) FROM deliveries WHERE to_addr IS NOT NULL") == 0
+    assert set(store.deliveries.counts()) == {"cancelled"}
+    store.close()
+    for f in tmp_path.glob("b.db*"):
+        data = f.read_bytes()
+        for form in (b"+31612345678", b"31612345678", b"0612345678", b"wamid.consent"):
+            assert form not in data, (f.name, form)
+
+
+def test_inbound_dedupe_and_reply_limit_use_expiring_hashes(store):
+    assert store.subscribers.first_seen("cloud", "wamid.1", 60)
+    assert not store.subscribers.first_seen("cloud", "wamid.1", 60)
+    assert store.subscribers.first_seen("mqtt", "wamid.1", 60)
+    assert store.subscribers.allow_reply("support", "+31612345678", 3600)
+    assert not store.subscribers.allow_reply("support", "+31612345678", 3600)
+    store.db.execute("UPDATE reply_limits SET expires_at = 0")
+    assert store.subscribers.allow_reply("support", "+31612345678", 3600)
+    # keys of epochs long past are deleted, so old hashes cannot be linked to numbers
+    store.db.execute("INSERT INTO state (key, value) VALUES ('key:reply:3600:1', '00')")
+    store.subscribers.purge_hashes()
+    assert store.db.one("SELECT 1 FROM state WHERE key='key:reply:3600:1'") is None
+
+
+def test_retention_purges_old_mails_and_finished_deliveries(store):
+    old = store.mails.add(RawMail(b"Subject: a\r\n\r\nx", "smtp"))
+    keep = store.mails.add(RawMail(b"Subject: b\r\n\r\ny", "smtp"))
+    with store.tx():
+        store.mails.set_outcome(old, "rejected", "test")
+        store.mails.set_outcome(keep, "review", "test")
+        store.mails.add_review(keep, "test")
+    store.db.execute("UPDATE raw_mails SET received_at = 0")
+    store.subscribers.add("+31611111111", "console", "cli:test")
+    with store.tx():
+        store.deliveries.fan_out(notice(store), None)
+    [d] = store.deliveries.claim(1)
+    store.deliveries.mark_sent(d.id, None)
+    store.db.execute("UPDATE deliveries SET finished_at = 1")
+    out = store.purge(30)
+    assert out["raw_mails"] == 1 and out["deliveries"] == 1
+    assert store.mails.get(keep) is not None  # still in review: kept
