@@ -16,6 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Callable
 
+from bridge import faults
 from bridge.config import Config
 from bridge.core import incidents as core_incidents
 from bridge.core.mail import MailError, parse_mail
@@ -79,6 +80,7 @@ class Pipeline:
                 out.append(self.process(mail_id))
 
     def process(self, mail_id: int) -> Outcome:
+        faults.point("process-mail")
         try:
             result = self._process(mail_id)
         except (StoreError, sqlite3.Error) as e:
