@@ -9,6 +9,7 @@ in the shapes of Outlook (Dutch and English), Gmail and Apple Mail, also nested 
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
 import email.utils
 import re
@@ -186,18 +187,37 @@ def _body_text(msg: Message) -> str:
 # Headers
 
 
+def _raw_header(msg: Message, name: str) -> str | None:
+    """The header as it was in the source, 8-bit bytes decoded (utf-8, else windows-1252)."""
+    for key, raw in getattr(msg, "_headers", []):
+        if key.lower() == name.lower():
+            raw = str(raw)
+            try:
+                data = raw.encode("utf-8", errors="surrogateescape")
+            except UnicodeEncodeError:
+                return raw
+            return _decode_bytes(data, None)
+    return None
+
+
 def _header(msg: Message, name: str) -> str:
     try:
         value = msg.get(name)
-        return "" if value is None else str(value)
+        text = "" if value is None else str(value)
     except Exception:
-        for key, raw in getattr(msg, "_headers", []):
-            if key.lower() == name.lower():
-                try:
-                    return str(email.header.make_header(email.header.decode_header(raw)))
-                except Exception:
-                    return str(raw)
-        return ""
+        text = "\ufffd"
+    if "\ufffd" in text:
+        # raw 8-bit bytes in a header (no encoded words): decode them ourselves
+        raw = _raw_header(msg, name)
+        if raw is not None and "=?" not in raw:
+            return raw
+        if raw is not None:
+            try:
+                return str(email.header.make_header(email.header.decode_header(raw)))
+            except Exception:
+                return raw
+        return text.replace("\ufffd", "") if text != "\ufffd" else ""
+    return text
 
 
 def _address(value: str) -> tuple[str, str]:
@@ -276,12 +296,11 @@ _SEPARATOR = re.compile(
     re.IGNORECASE,
 )
 _HEADER_KEYS = {
-    "van": "from", "from": "from", "afzender": "from", "von": "from", "de": "from",
+    "van": "from", "from": "from", "afzender": "from", "von": "from",
     "verzonden": "date", "sent": "date", "datum": "date", "date": "date", "verstuurd": "date",
-    "gesendet": "date", "envoy\u00e9": "date",
+    "gesendet": "date",
     "onderwerp": "subject", "subject": "subject", "betreft": "subject", "betreff": "subject",
-    "objet": "subject",
-    "aan": "to", "to": "to", "an": "to", "\u00e0": "to",
+    "aan": "to", "to": "to",
     "cc": "cc", "bcc": "cc", "kopie": "cc",
     "reply-to": "other", "antwoord aan": "other", "beantwoorden aan": "other",
     "belangrijkheid": "other", "prioriteit": "other", "importance": "other",

@@ -529,19 +529,19 @@ def _classify(line: str, c: _Compiled) -> tuple[str, str | None, str] | None:
     m = _LABEL_LINE.match(line)
     if m:
         field = c.label_field.get(_label_key(m.group("label")))
-        value = m.group("value").strip().strip("|").strip()
         if field:
-            return ("known", field, value)
-        label = m.group("label").strip()
-        if (_GENERIC_LABEL.match(label) and len(label.split()) <= 4
-                and not m.group("indent")):
-            return ("other", None, value)
+            return ("known", field, m.group("value").strip().strip("|").strip())
     if c.known_label_prefix is not None:
         m2 = c.known_label_prefix.match(line)
         if m2:
             field = c.label_field.get(_label_key(m2.group("label")))
             if field:
                 return ("known", field, m2.group("value").strip().strip("|").strip())
+    if m:
+        label = m.group("label").strip()
+        if (_GENERIC_LABEL.match(label) and len(label.split()) <= 4
+                and not m.group("indent")):
+            return ("other", None, m.group("value"))
     return None
 
 

@@ -1,0 +1,347 @@
+"""Mail parsing: envelopes, charsets, HTML, forwards (inline, attached, nested, quoted)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from bridge.core.mail import MailError, clean_subject, html_to_text, parse_mail
+from bridge.core.report import extract_report
+
+GOLDEN = Path(__file__).parent / "golden" / "mail"
+UTC = timezone.utc
+
+KPN_BODY = (
+    "Beste partner,\r\n\r\n"
+    "Ticketnummer:       INC000012345678\r\n"
+    "Status:             Nieuw\r\n"
+    "Omschrijving:       Kabelbreuk.\r\n\r\n"
+    "Met vriendelijke groet,\r\nKPN\r\n"
+)
+
+
+def mail(body: str | bytes, *, subject: str = "Test", headers: str = "",
+         ctype: str = 'text/plain; charset="utf-8"', from_: str = "KPN <kpn@example.nl>",
+         date: str = "Sat, 28 Nov 2026 09:45:00 +0100") -> bytes:
+    head = (f"From: {from_}\r\nTo: noc@example.nl\r\nSubject: {subject}\r\n"
+            f"Date: {date}\r\nMessage-ID: <m1@example.nl>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: {ctype}\r\n{headers}\r\n")
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return head.encode("ascii") + data
+
+
+# --- unusable input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \r\n\r\n  ", None, "text, not bytes"])
+def test_unusable_input_raises_mail_error(raw):
+    with pytest.raises(MailError):
+        parse_mail(raw)  # type: ignore[arg-type]
+
+
+def test_mail_error_is_value_error():
+    assert issubclass(MailError, ValueError)
+
+
+@pytest.mark.parametrize("raw", [
+    b"this is not a mail at all",
+    b"\xff\xfe\x00garbage\x00\r\n\r\n\x80\x81",
+    b"Subject: =?utf-8?B?broken?=\r\nDate: yesterday\r\nFrom: <<<>>>\r\n\r\nhi",
+    b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nno end",
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64###",
+    b"Content-Type: message/rfc822\r\n\r\n",
+])
+def test_odd_input_parses_without_crashing(raw):
+    parsed = parse_mail(raw)
+    extract_report(parsed)
+
+
+# --- envelope --------------------------------------------------------------------------------
+
+
+def test_envelope_fields():
+    raw = mail("x", subject="Storingsmelding\r\n   KPN:\tInternet  -  Amersfoort",
+               from_='"KPN Wholesale" <Storingen@KPN.Example>')
+    env = parse_mail(raw).outer
+    assert env.from_addr == "storingen@kpn.example"
+    assert env.from_name == "KPN Wholesale"
+    assert env.subject == "Storingsmelding KPN: Internet - Amersfoort"
+    assert env.date == datetime(2026, 11, 28, 8, 45, tzinfo=UTC)
+    assert env.message_id == "m1@example.nl"
+
+
+def test_envelope_naive_and_bad_dates_and_missing_headers():
+    assert parse_mail(mail("x", date="Wed, 15 Jul 2026 10:00:00")).outer.date == datetime(
+        2026, 7, 15, 8, 0, tzinfo=UTC)
+    assert parse_mail(mail("x", date="Wed, 15 Jul 2026 10:00:00 -0000")).outer.date == datetime(
+        2026, 7, 15, 8, 0, tzinfo=UTC)  # "-0000" means "zone unknown": local time
+    assert parse_mail(mail("x", date="gisteren rond koffietijd")).outer.date is None
+    env = parse_mail(b"\r\nbody only").outer
+    assert (env.from_addr, env.from_name, env.subject, env.date, env.message_id) == (
+        "", "", "", None, None)
+
+
+def test_encoded_word_subject_and_name():
+    raw = mail("x", subject="=?utf-8?Q?Storing_Zo=C3=ABtermeer?=",
+               from_="=?iso-8859-1?Q?Ren=E9?= <rene@example.nl>")
+    env = parse_mail(raw).outer
+    assert env.subject == "Storing Zoëtermeer"
+    assert env.from_name == "René"
+
+
+# --- body and charsets -----------------------------------------------------------------------
+
+
+def test_newlines_and_nbsp_normalised():
+    parsed = parse_mail(mail("Status:\u00a0Nieuw\r\nGebied:\u00a0Ede\rEinde\n"))
+    assert parsed.text == "Status: Nieuw\nGebied: Ede\nEinde"
+
+
+@pytest.mark.parametrize("charset", ["windows-1252", "iso-8859-1", "latin1", "cp1252"])
+def test_latin_charsets(charset):
+    raw = mail("Omschrijving: Beëindiging bij het café – excuses\n".encode("cp1252"),
+               ctype=f'text/plain; charset="{charset}"',
+               headers="Content-Transfer-Encoding: 8bit\r\n")
+    assert parse_mail(raw).text == "Omschrijving: Beëindiging bij het café – excuses"
+
+
+def test_wrong_and_unknown_charset_declarations_fall_back():
+    latin = "Gebied: Zoëtermeer\n".encode("latin-1")
+    for ctype in ('text/plain; charset="utf-8"', 'text/plain; charset="x-nonsense"',
+                  "text/plain"):
+        text = parse_mail(mail(latin, ctype=ctype)).text
+        assert text == "Gebied: Zoëtermeer", ctype
+    # utf-8 bytes declared as us-ascii
+    assert parse_mail(mail("Gebied: Zoëtermeer", ctype="text/plain; charset=us-ascii")).text == (
+        "Gebied: Zoëtermeer")
+
+
+def test_plain_text_preferred_over_html():
+    body = ("--b\r\nContent-Type: text/html\r\n\r\n<p>HTML versie</p>\r\n"
+            "--b\r\nContent-Type: text/plain\r\n\r\nPlatte versie\r\n--b--\r\n")
+    assert parse_mail(mail(body, ctype='multipart/alternative; boundary="b"')).text == (
+        "Platte versie")
+
+
+def test_html_only_tables_become_label_rows():
+    html = ("<p>Beste partner,</p><table><tr><td><b>Ticketnummer</b></td><td>INC000012345678"
+            "</td></tr><tr><td>Gebied</td><td>Zo&euml;termeer&nbsp;Noord</td></tr></table>"
+            '<p><a href="https://x.example">link</a><img src="cid:1" alt="logo"> <em>klaar</em></p>')
+    text = parse_mail(mail(html, ctype="text/html; charset=utf-8")).text
+    assert "Ticketnummer| INC000012345678" in text
+    assert "Gebied| Zoëtermeer Noord" in text
+    assert "https://" not in text and "*" not in text and "_klaar_" not in text
+    assert "\u00a0" not in text
+
+
+def test_html_to_text_never_crashes_on_broken_markup():
+    assert "tekst" in html_to_text("<table><tr><td>tekst<td><<</table></tr>&#xZZ;")
+
+
+def test_attachments_are_not_body():
+    body = ("--b\r\nContent-Type: text/plain\r\n\r\nDe tekst\r\n"
+            "--b\r\nContent-Type: text/plain; name=log.txt\r\nContent-Disposition: attachment;"
+            " filename=log.txt\r\n\r\nStatus: Opgelost\r\n--b--\r\n")
+    assert parse_mail(mail(body, ctype='multipart/mixed; boundary="b"')).text == "De tekst"
+
+
+# --- forwards --------------------------------------------------------------------------------
+
+FORWARDS = {
+    # case: (forward shape, a phrase that is only in the forwarder's comment)
+    "06-doorgestuurd-outlook": ("inline", "Graag doorzetten"),
+    "11-gmail-forward-en": ("inline", "FYI"),
+    "12-outlook-forward-en": ("inline", "INC000099999999"),
+    "13-rfc822-attachment": ("attachment", "CT99999999999"),
+    "14-apple-forward": ("inline", "iPad"),
+    "22-nested-forward": ("inline", "INC000000000001"),
+    "23-outlook-html-forward": ("inline", "spoed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORWARDS))
+def test_forward_comment_never_in_text(case):
+    shape, phrase = FORWARDS[case]
+    parsed = parse_mail((GOLDEN / f"{case}.eml").read_bytes())
+    assert parsed.forward == shape
+    assert parsed.original is not None
+    assert phrase not in parsed.text
+    assert phrase in parsed.forward_comment or shape == "inline" and case == "22-nested-forward"
+    assert parsed.original.from_addr == "storingsmeldingen@wholesale.kpn.example"
+    assert parsed.original.subject == clean_subject(parsed.original.subject)
+    assert parsed.outer.subject != parsed.original.subject  # outer keeps its "FW:" prefix
+    for word in ("Van:", "From:", "Onderwerp:", "Subject:", "Forwarded", "Original Message"):
+        assert word not in parsed.text
+    assert parsed.text.startswith(("Beste partner", "Ticketnummer"))
+
+
+def test_nested_forward_keeps_outermost_comment_and_drops_the_middle_one():
+    parsed = parse_mail((GOLDEN / "22-nested-forward.eml").read_bytes())
+    assert parsed.forward_comment.startswith("Zie hieronder")
+    assert "INC000000000001" not in parsed.forward_comment + parsed.text
+    assert parsed.original.date == datetime(2026, 11, 28, 11, 5, tzinfo=UTC)
+
+
+def test_not_forwarded_mail():
+    parsed = parse_mail((GOLDEN / "01-storing-nieuw.eml").read_bytes())
+    assert parsed.forward is None and parsed.original is None and parsed.forward_comment == ""
+    assert parsed.effective is parsed.outer
+
+
+def _inline(block: str, comment: str = "Graag versturen.\r\n\r\nGroet, Sanne\r\n\r\n") -> bytes:
+    return mail(comment + block + KPN_BODY, subject="FW: Storing")
+
+
+@pytest.mark.parametrize(
+    "block, date",
+    [
+        ("________________________________\r\nVan: KPN <kpn@example.nl>\r\n"
+         "Verzonden: zaterdag 28 november 2026 09:45\r\nAan: noc@example.nl\r\n"
+         "CC: iemand@example.nl\r\nOnderwerp: Storing\r\n\r\n", "2026-11-28T08:45"),
+        ("-----Oorspronkelijk bericht-----\r\nVan: KPN [mailto:kpn@example.nl]\r\n"
+         "Verzonden: vrijdag 27 november 2026 23:15\r\nAan: noc@example.nl\r\n"
+         "Onderwerp: Storing\r\n\r\n", "2026-11-27T22:15"),
+        ("-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\n"
+         "Sent: Saturday, November 28, 2026 9:45 AM\r\nTo: noc@example.nl\r\n"
+         "Subject: Storing\r\n\r\n", "2026-11-28T08:45"),
+        ("---------- Doorgestuurd bericht ---------\r\nVan: KPN <kpn@example.nl>\r\n"
+         "Date: za 28 nov. 2026 om 09:45\r\nSubject: Storing\r\nTo: <noc@example.nl>\r\n\r\n\r\n",
+         "2026-11-28T08:45"),
+        ("---------- Forwarded message ---------\r\nFrom: KPN <kpn@example.nl>\r\n"
+         "Date: Sat, Nov 28, 2026 at 9:45 AM\r\nSubject: Storing\r\nTo: noc@example.nl\r\n\r\n",
+         "2026-11-28T08:45"),
+        ("Begin forwarded message:\r\n\r\nFrom: KPN <kpn@example.nl>\r\nSubject: Storing\r\n"
+         "Date: 28 November 2026 at 09:45:00 CET\r\nTo: noc@example.nl\r\n\r\n",
+         "2026-11-28T08:45"),
+        # Outlook without a separator line: a header block on its own
+        ("Van: KPN <kpn@example.nl>\r\nVerzonden: zaterdag 28 november 2026 09:45\r\n"
+         "Aan: noc@example.nl\r\nOnderwerp: Storing\r\n\r\n", "2026-11-28T08:45"),
+        # RFC 2822 date and a bare address
+        ("-----Original Message-----\r\nFrom: kpn@example.nl\r\n"
+         "Sent: Sat, 28 Nov 2026 09:45:00 +0100\r\nSubject: Storing\r\n\r\n", "2026-11-28T08:45"),
+        # summer time
+        ("-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\n"
+         "Sent: Wednesday, July 15, 2026 9:45 AM\r\nSubject: Storing\r\n\r\n", "2026-07-15T07:45"),
+    ],
+)
+def test_inline_forward_shapes(block, date):
+    parsed = parse_mail(_inline(block))
+    assert parsed.forward == "inline"
+    assert parsed.original.from_addr == "kpn@example.nl"
+    assert parsed.original.subject == "Storing"
+    assert parsed.original.date.isoformat().startswith(date)
+    assert parsed.original.message_id is None
+    assert parsed.forward_comment == "Graag versturen.\n\nGroet, Sanne"
+    assert parsed.text == KPN_BODY.replace("\r\n", "\n").strip()
+    report = extract_report(parsed)
+    assert (report.ticket, report.status, report.description) == (
+        "INC000012345678", "nieuw", "Kabelbreuk.")
+
+
+def test_inline_subject_wrapped_on_two_lines_and_unparsable_date():
+    block = ("-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\nSent: ergens gisteren\r\n"
+             "To: noc@example.nl\r\nSubject: Storingsmelding KPN: Internet - Amersfoort\r\n"
+             "    (INC000012345678) - Nieuw\r\n\r\n")
+    parsed = parse_mail(_inline(block))
+    assert parsed.original.subject == (
+        "Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Nieuw")
+    assert parsed.original.date is None
+    assert parsed.text.startswith("Beste partner,")
+
+
+def test_inline_from_name_only():
+    block = ("________________________________\r\nVan: KPN Storingsdienst\r\n"
+             "Verzonden: zaterdag 28 november 2026 09:45\r\nOnderwerp: Storing\r\n\r\n")
+    parsed = parse_mail(_inline(block))
+    assert (parsed.original.from_addr, parsed.original.from_name) == ("", "KPN Storingsdienst")
+
+
+def test_quoted_forward_is_unquoted():
+    quoted = "\r\n".join(("> " + line) if line else ">" for line in (
+        "Van: KPN <kpn@example.nl>\r\nOnderwerp: Storing\r\nDatum: 28-11-2026 09:45\r\n\r\n"
+        + KPN_BODY).split("\r\n"))
+    parsed = parse_mail(mail("Zie onder.\r\n\r\nBegin doorgestuurd bericht:\r\n\r\n" + quoted))
+    assert parsed.forward == "inline"
+    assert parsed.text == KPN_BODY.replace("\r\n", "\n").strip()
+    assert parsed.forward_comment == "Zie onder."
+
+
+def test_underscore_signature_line_is_not_a_forward():
+    body = "Status: Nieuw\r\n\r\n______________________________\r\nKPN Wholesale, Den Haag\r\n"
+    parsed = parse_mail(mail(body))
+    assert parsed.forward is None and parsed.original is None
+    assert "Status: Nieuw" in parsed.text
+
+
+def test_forward_with_empty_original_body_is_not_unwrapped():
+    body = "Kijk hier eens naar.\r\n\r\n-----Original Message-----\r\nFrom: a@b.nl\r\nSubject: x\r\n"
+    parsed = parse_mail(mail(body))
+    assert parsed.forward is None
+    assert "Kijk hier eens naar." in parsed.text
+
+
+def _attached(inner: str, comment: str = "Zie bijlage.") -> bytes:
+    body = (f"--o\r\nContent-Type: text/plain\r\n\r\n{comment}\r\n"
+            "--o\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "\r\n--o--\r\n")
+    return mail(body, subject="Doorst: Storing", ctype='multipart/mixed; boundary="o"')
+
+
+def test_rfc822_attachment():
+    inner = ("From: KPN <KPN@Example.nl>\r\nSubject: TR: Storing KPN\r\n"
+             "Date: Sat, 28 Nov 2026 09:45:00 +0100\r\nMessage-ID: <orig-1@kpn>\r\n\r\n" + KPN_BODY)
+    parsed = parse_mail(_attached(inner))
+    assert parsed.forward == "attachment"
+    assert parsed.original.from_addr == "kpn@example.nl"
+    assert parsed.original.subject == "Storing KPN"  # prefixes removed from the original
+    assert parsed.original.message_id == "orig-1@kpn"
+    assert parsed.outer.subject == "Doorst: Storing"
+    assert parsed.forward_comment == "Zie bijlage."
+    assert "Zie bijlage" not in parsed.text
+    assert extract_report(parsed).ticket == "INC000012345678"
+
+
+def test_rfc822_attachment_nested_and_with_inline_forward_inside():
+    innermost = ("From: KPN <kpn@example.nl>\r\nSubject: Storing KPN\r\n"
+                 "Date: Sat, 28 Nov 2026 09:45:00 +0100\r\n\r\n" + KPN_BODY)
+    middle = ("From: Jan <jan@example.nl>\r\nSubject: Fwd: Storing KPN\r\n"
+              'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+              "--m\r\nContent-Type: text/plain\r\n\r\nZie bijlage, Jan. Ticket: INC000000000002\r\n"
+              "--m\r\nContent-Type: message/rfc822\r\n\r\n" + innermost + "\r\n--m--\r\n")
+    parsed = parse_mail(_attached(middle))
+    assert parsed.original.from_addr == "kpn@example.nl"
+    assert "INC000000000002" not in parsed.text
+    assert extract_report(parsed).ticket == "INC000012345678"
+    # an attached mail that itself holds an inline forward
+    inline_inside = ("From: Jan <jan@example.nl>\r\nSubject: FW: Storing\r\n\r\nZie onder, Jan.\r\n\r\n"
+                     "-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\n"
+                     "Sent: Saturday, November 28, 2026 9:45 AM\r\nSubject: Storing KPN\r\n\r\n"
+                     + KPN_BODY)
+    parsed = parse_mail(_attached(inline_inside))
+    assert parsed.forward == "attachment"
+    assert parsed.original.from_addr == "kpn@example.nl"
+    assert parsed.original.date == datetime(2026, 11, 28, 8, 45, tzinfo=UTC)
+    assert "Zie onder" not in parsed.text
+
+
+def test_empty_rfc822_attachment_is_ignored():
+    parsed = parse_mail(_attached("From: x@y.nl\r\nSubject: leeg\r\n\r\n", comment="Alleen tekst."))
+    assert parsed.forward is None
+    assert parsed.text == "Alleen tekst."
+
+
+@pytest.mark.parametrize("subject, clean", [
+    ("FW: Storing", "Storing"), ("Fwd: RE: Storing", "Storing"), ("Doorst: Storing", "Storing"),
+    ("TR: WG: AW: Storing", "Storing"), ("RE[2]: Storing", "Storing"), ("Storing: FW", "Storing: FW"),
+    ("Forward planning", "Forward planning"),
+])
+def test_clean_subject(subject, clean):
+    assert clean_subject(subject) == clean
+
+
+def test_raw_8bit_headers_are_decoded():
+    raw = (b"From: Ren\xe9 <r@x.nl>\r\nSubject: Storing Zo\xc3\xabtermeer\r\n"
+           b"Date: Sat, 28 Nov 2026 09:45:00 +0100\r\n\r\nx")
+    env = parse_mail(raw).outer
+    assert (env.from_name, env.subject) == ("René", "Storing Zoëtermeer")

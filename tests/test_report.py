@@ -1,0 +1,354 @@
+"""Report extraction: golden mails end to end, dates, labels, rules from config."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from bridge.core.mail import parse_mail
+from bridge.core.models import Envelope, OutageReport, ParsedMail
+from bridge.core.report import (
+    DEFAULT_RULES,
+    ReportRules,
+    extract_report,
+    parse_datetime,
+    parse_duration_minutes,
+    read_labels,
+    rules_from_config,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "mail"
+CASES = sorted(p.stem for p in GOLDEN.glob("*.eml"))
+
+
+def _dump(report: OutageReport) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_there_are_enough_golden_cases():
+    assert len(CASES) >= 19
+    assert {"01-storing-nieuw", "06-doorgestuurd-outlook", "07-geen-storing"} <= set(CASES)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str):
+    """Each golden .eml gives exactly its .json. REGEN=1 rewrites the .json files."""
+    report = extract_report(parse_mail((GOLDEN / f"{case}.eml").read_bytes()))
+    got = _dump(report)
+    want_path = GOLDEN / f"{case}.json"
+    if os.environ.get("REGEN") == "1":
+        want_path.write_text(got, encoding="utf-8")
+    assert want_path.exists(), f"{want_path.name} missing; run with REGEN=1 and check it by hand"
+    assert got == want_path.read_text(encoding="utf-8")
+    # the JSON round-trips through the model
+    assert OutageReport.from_json(json.loads(got)) == report
+
+
+def _mail(text: str, subject: str = "", date_: datetime | None = None) -> ParsedMail:
+    env = Envelope("kpn@example.nl", "KPN", subject, date_, None)
+    return ParsedMail(outer=env, original=None, forward=None, text=text)
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("28-11-2026 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("28-11-2026 9:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("28/11/2026 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("28.11.2026 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("28-11-26 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("28-11-2026 09.42 uur", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("28 november 2026 om 07:05", datetime(2026, 11, 28, 6, 5, tzinfo=UTC)),
+        ("28 nov 2026 07:05", datetime(2026, 11, 28, 6, 5, tzinfo=UTC)),
+        ("zaterdag 28 november 2026 07:05", datetime(2026, 11, 28, 6, 5, tzinfo=UTC)),
+        ("za 28 nov. 2026 om 09:45", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
+        ("Saturday, November 28, 2026 9:45 AM", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
+        ("Sat, Nov 28, 2026 at 9:45 PM", datetime(2026, 11, 28, 20, 45, tzinfo=UTC)),
+        ("Sat, 28 Nov 2026 09:45:00 +0100", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
+        ("28 November 2026 at 09:45:00 CET", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
+        ("28-11-2026", datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),  # midnight local
+        ("2026-11-28", datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),
+        ("2026-11-28T09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("2026-11-28T09:42:00+01:00", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("2026-11-28T08:42:00Z", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("2026-07-15 09:42:00+02:00", datetime(2026, 7, 15, 7, 42, tzinfo=UTC)),
+        ("28-11-2026 09:42 (geschat)", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+        ("12 mei 2026 12:00", datetime(2026, 5, 12, 10, 0, tzinfo=UTC)),
+        ("3 mrt 2026 12:00", datetime(2026, 3, 3, 11, 0, tzinfo=UTC)),
+        ("1 okt. 2026 12:00", datetime(2026, 10, 1, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_parse_datetime_forms(text, want):
+    got = parse_datetime(text)
+    assert got == want
+    assert got.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Onbekend", "", "nog niet bekend", "31-02-2026 10:00", "28-11-2026 25:00",
+     "zaterdag", "13/13/2026", "32 november 2026", "de 28ste", "99999-1-1"],
+)
+def test_parse_datetime_unparsable_is_none(text):
+    assert parse_datetime(text) is None
+
+
+def test_parse_datetime_dst_boundaries():
+    # Summer time starts 29 March 2026 02:00 CET -> 03:00 CEST.
+    assert parse_datetime("29-03-2026 01:59") == datetime(2026, 3, 29, 0, 59, tzinfo=UTC)
+    assert parse_datetime("29-03-2026 03:00") == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    # 02:30 does not exist that night: read with the offset from before the change (+01:00).
+    assert parse_datetime("29-03-2026 02:30") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    # Summer time ends 25 October 2026 03:00 CEST -> 02:00 CET.
+    assert parse_datetime("25-10-2026 01:59") == datetime(2026, 10, 24, 23, 59, tzinfo=UTC)
+    assert parse_datetime("25-10-2026 03:00") == datetime(2026, 10, 25, 2, 0, tzinfo=UTC)
+    # 02:30 happens twice: the first occurrence (still summer time, +02:00) is taken.
+    assert parse_datetime("25-10-2026 02:30") == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    # Midsummer and midwinter
+    assert parse_datetime("15-07-2026 12:00") == datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
+    assert parse_datetime("15-01-2026 12:00") == datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+
+
+def test_parse_datetime_other_timezone_and_time_only():
+    assert parse_datetime("28-11-2026 09:42", "UTC") == datetime(2026, 11, 28, 9, 42, tzinfo=UTC)
+    assert parse_datetime("14:00") is None
+    assert parse_datetime("14:00", default_date=date(2026, 7, 1)) == datetime(
+        2026, 7, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [("240 minuten", 240), ("4 uur", 240), ("2,5 uur", 150), ("1 uur en 30 minuten", 90),
+     ("90 min", 90), ("1.5 hours", 90), ("2 hours 30 minutes", 150), ("01:30", 90),
+     ("120", 120), ("max. 15 minuten", 15), ("geen", None), ("", None), (None, None)],
+)
+def test_parse_duration_minutes(text, want):
+    assert parse_duration_minutes(text) == want
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def test_label_separators_and_spacing():
+    text = (
+        "Ticketnummer:INC000012345678\n"
+        "STATUS   :   nieuw\n"
+        "Dienst(en) | VoIP\n"
+        "Getroffen gebied\tAmersfoort\n"
+        "Ticket nummer: INC000099999999\n"  # second ticket label: first one wins
+        "Starttijd           28-11-2026 09:42\n"  # known label, aligned, no colon
+    )
+    got = read_labels(text)
+    assert got["ticket"] == "INC000012345678"
+    assert got["status"] == "nieuw"
+    assert got["services"] == "VoIP"
+    assert got["places"] == "Amersfoort"
+    assert got["start"] == "28-11-2026 09:42"
+
+
+def test_label_continuation_lines():
+    text = (
+        "Omschrijving:   Door graafwerkzaamheden is een\n"
+        "                glasvezelkabel beschadigd. Let op: modems\n"
+        "moeten mogelijk opnieuw worden opgestart.\n"
+        "Wijkcentrale:   AMF01\n"
+        "Getroffen gebied: Amersfoort,\n"
+        "                  Leusden\n"
+        "\n"
+        "Met vriendelijke groet,\n"
+    )
+    got = read_labels(text)
+    assert got["description"] == (
+        "Door graafwerkzaamheden is een glasvezelkabel beschadigd. Let op: modems "
+        "moeten mogelijk opnieuw worden opgestart.")
+    assert got["places"] == "Amersfoort, Leusden"
+
+
+def test_continuation_stops_at_blank_line_signature_and_unknown_label():
+    text = (
+        "Omschrijving: Kabelbreuk.\n"
+        "Met vriendelijke groet,\n"
+        "KPN Wholesale Servicedesk\n"
+    )
+    assert read_labels(text)["description"] == "Kabelbreuk."
+    text = "Omschrijving: Kabelbreuk.\n\nBeste groet, en tot ziens\n"
+    assert read_labels(text)["description"] == "Kabelbreuk."
+    text = "Omschrijving: Kabelbreuk.\nWijkcentrale: AMF01\n"
+    assert read_labels(text)["description"] == "Kabelbreuk."
+
+
+def test_html_table_rows_are_labels():
+    text = "Veld| Waarde\n---|---\nTicketnummer:| INC000012345678\nOmschrijving| regel 1\nregel 2\n"
+    got = read_labels(text)
+    assert got["ticket"] == "INC000012345678"
+    assert got["description"] == "regel 1 regel 2"
+
+
+def test_description_empty_without_label_and_greeting_never_in_it():
+    r = extract_report(_mail("Beste partner,\n\nEr is een storing.\n\nMet vriendelijke groet,\nKPN"))
+    assert r.description == ""
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def test_places_split_and_dedupe():
+    r = extract_report(_mail("Gebied: Amersfoort, Leusden en Soest; Baarn / amersfoort and Hoevelaken"))
+    assert r.places == ("Amersfoort", "Leusden", "Soest", "Baarn", "Hoevelaken")
+
+
+def test_postcodes_normalised_and_ranges_kept():
+    r = extract_report(_mail("Postcodes: 3811, 3811AB, 3812 CD, 3813-3815, 3811"))
+    assert r.postcodes == ("3811", "3811 AB", "3812 CD", "3813-3815")
+
+
+def test_postcodes_in_place_value_when_no_postcode_label():
+    r = extract_report(_mail("Locatie: 3811 AB Amersfoort, 3831 Leusden"))
+    assert r.postcodes == ("3811 AB", "3831")
+    assert r.places == ("Amersfoort", "Leusden")
+
+
+def test_services_canonical_dedupe_order():
+    r = extract_report(_mail("Diensten: Telefonie, glasvezel, VDSL, iTV, vaste telefonie, mobiel internet"))
+    assert r.services == ("voip", "internet", "tv", "mobiel")
+
+
+def test_end_label_wins_over_expected_end():
+    r = extract_report(_mail("Verwachte eindtijd: 28-11-2026 14:00\nEindtijd: 28-11-2026 13:10"))
+    assert r.end == datetime(2026, 11, 28, 12, 10, tzinfo=UTC)
+    assert r.end_expected is False and r.end_unknown is False
+
+
+@pytest.mark.parametrize("word", ["Onbekend", "nog niet bekend", "n.n.b.", "Unknown", "NNB"])
+def test_unknown_expected_end(word):
+    r = extract_report(_mail(f"Verwacht herstel: {word}"))
+    assert r.end is None and r.end_unknown is True and r.end_expected is True
+
+
+def test_time_only_end_uses_start_date():
+    r = extract_report(_mail("Starttijd: 15-07-2026 09:00\nVerwachte eindtijd: 14:00"))
+    assert r.end == datetime(2026, 7, 15, 12, 0, tzinfo=UTC)
+
+
+def test_kind_from_subject_and_not_from_description():
+    r = extract_report(_mail("Omschrijving: Door graafwerkzaamheden is de kabel kapot."))
+    assert r.kind == "storing"
+    r = extract_report(_mail("", subject="Gepland onderhoud KPN glasvezel Zwolle"))
+    assert r.kind == "onderhoud"
+    r = extract_report(_mail("", subject="Planned maintenance: Internet - Zwolle (CHG000123456)"))
+    assert r.kind == "onderhoud"
+    assert r.ticket == "CHG000123456"
+
+
+def test_subject_fallback_everything():
+    r = extract_report(_mail(
+        "Geen labels hier.",
+        subject="RE: FW: Storingsmelding KPN: Internet en VoIP - Amersfoort (INC000012345678) - Opgelost"))
+    assert (r.ticket, r.kind, r.status) == ("INC000012345678", "storing", "opgelost")
+    assert r.services == ("internet", "voip")
+    assert r.places == ("Amersfoort",)
+
+
+def test_subject_in_another_shape_still_gives_status():
+    r = extract_report(_mail("", subject="Storing opgelost INC000012345678"))
+    assert (r.ticket, r.status) == ("INC000012345678", "opgelost")
+
+
+def test_ticket_anywhere_in_body_and_label_value_without_pattern():
+    r = extract_report(_mail("Wij verwijzen naar incident INC000012345678 van vanochtend."))
+    assert r.ticket == "INC000012345678"
+    r = extract_report(_mail("Referentie: KPN-778899 (intern)"))
+    assert r.ticket == "KPN-778899"
+
+
+def test_not_a_report_has_no_ticket_no_status():
+    r = extract_report(_mail("Beste klant,\n\nIn de bijlage vindt u uw factuur.",
+                             subject="Uw factuur van november"))
+    assert r.ticket is None and r.status is None
+    assert r.services == () and r.places == () and r.description == ""
+
+
+def test_sent_at_is_effective_date():
+    when = datetime(2026, 11, 28, 8, 45, tzinfo=UTC)
+    outer = Envelope("a@b", "", "FW: x", datetime(2026, 11, 28, 9, 0, tzinfo=UTC), None)
+    orig = Envelope("kpn@example.nl", "", "x", when, None)
+    mail = ParsedMail(outer=outer, original=orig, forward="inline", text="Status: Nieuw")
+    assert extract_report(mail).sent_at == when
+
+
+def test_garbage_never_crashes():
+    junk = "\x00\x01:::|||\t\t\n" * 20 + "Starttijd: 99-99-9999 99:99\nOnderbreking: 1e999 uur\n"
+    r = extract_report(_mail(junk, subject="(((:::)))-"))
+    assert r.start is None
+
+
+# --- rules from config -----------------------------------------------------------------------
+
+
+def test_rules_from_config_defaults_and_replacement():
+    assert rules_from_config({}) == DEFAULT_RULES
+    rules = rules_from_config({
+        "ticket_labels": ["Werkorder"],
+        "ticket_pattern": r"\bWO-\d+\b",
+        "status_values": {"opgelost": ["klaar"], "nieuw": ["begonnen"]},
+        "service_values": {"internet": ["lijn"]},
+        "timezone": "UTC",
+    })
+    assert rules.ticket_labels == ("Werkorder",)
+    assert rules.status_labels == DEFAULT_RULES.status_labels
+    r = extract_report(_mail("Werkorder: WO-12\nTicketnummer: INC000012345678\nStatus: klaar\n"
+                             "Dienst: lijn, internet\nStarttijd: 28-11-2026 09:00"), rules)
+    assert r.ticket == "WO-12"  # "Ticketnummer" is no longer a label (the list was replaced)
+    assert r.status == "opgelost"
+    assert r.services == ("internet",)
+    assert r.start == datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    # the table was replaced: a default synonym no longer matches, the canonical name always does
+    assert extract_report(_mail("Status: hersteld"), rules).status is None
+    assert extract_report(_mail("Status: Opgelost"), rules).status == "opgelost"
+    assert extract_report(_mail("Status: update"), rules).status is None
+
+
+@pytest.mark.parametrize(
+    "cfg, fragment",
+    [
+        ({"nonsense": 1}, "parser.nonsense: unknown key"),
+        ({"ticket_labels": "Ticket"}, "parser.ticket_labels: expected a list"),
+        ({"ticket_labels": ["Ticket", 3]}, "parser.ticket_labels: expected a list of non-empty"),
+        ({"ticket_labels": [""]}, "parser.ticket_labels"),
+        ({"ticket_pattern": "INC(\\d+"}, "parser.ticket_pattern: invalid regular expression"),
+        ({"ticket_pattern": 5}, "parser.ticket_pattern: expected a regular expression"),
+        ({"subject_pattern": "(?P<foo>x)"}, "parser.subject_pattern: unknown group name"),
+        ({"postcode_pattern": "["}, "parser.postcode_pattern"),
+        ({"status_values": ["nieuw"]}, "parser.status_values: expected a table"),
+        ({"status_values": {"klaar": ["x"]}}, "parser.status_values: unknown name 'klaar'"),
+        ({"kind_values": {"storm": ["x"]}}, "parser.kind_values: unknown name 'storm'"),
+        ({"service_values": {"internet": "dsl"}}, "parser.service_values.internet: expected a list"),
+        ({"timezone": "Mars/Olympus"}, "parser.timezone: unknown time zone"),
+        ({"timezone": 1}, "parser.timezone"),
+    ],
+)
+def test_rules_from_config_errors(cfg, fragment):
+    with pytest.raises(ValueError) as exc:
+        rules_from_config(cfg)
+    assert fragment in str(exc.value)
+
+
+def test_rules_from_config_not_a_table():
+    with pytest.raises(ValueError, match="parser"):
+        rules_from_config(["x"])  # type: ignore[arg-type]
+
+
+def test_rules_are_hashable_and_frozen():
+    hash(DEFAULT_RULES)
+    with pytest.raises(Exception):
+        DEFAULT_RULES.timezone = "UTC"  # type: ignore[misc]
+    assert isinstance(ReportRules(), ReportRules)
