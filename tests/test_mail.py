@@ -168,7 +168,8 @@ def test_forward_comment_never_in_text(case):
     assert parsed.forward == shape
     assert parsed.original is not None
     assert phrase not in parsed.text
-    assert phrase in parsed.forward_comment or shape == "inline" and case == "22-nested-forward"
+    if case != "22-nested-forward":  # there the phrase is in the middle forwarder's comment
+        assert phrase in parsed.forward_comment
     assert parsed.original.from_addr == "storingsmeldingen@wholesale.kpn.example"
     assert parsed.original.subject == clean_subject(parsed.original.subject)
     assert parsed.outer.subject != parsed.original.subject  # outer keeps its "FW:" prefix
