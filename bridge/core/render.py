@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import re
 import string
 import sys
@@ -55,7 +56,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from babel.dates import get_day_names, get_month_names
@@ -377,7 +378,6 @@ class _LimitedSandbox(SandboxedEnvironment):
         elif operator == "**":
             if isinstance(right, (int, float)) and isinstance(left, (int, float)):
                 if abs(left) > 1 and right > 0:
-                    import math
 
                     if right * math.log2(abs(left)) > 4096:
                         raise SecurityError("power result too large")
