@@ -61,7 +61,7 @@ class Pipeline:
 
     # -- analysis without side effects ----------------------------------------------------------
     def analyse(self, data: bytes) -> tuple[ParsedMail, OutageReport]:
-        mail = parse_mail(data)
+        mail = parse_mail(data, tz=self.cfg.parser.timezone)
         return mail, extract_report(mail, self.cfg.parser)
 
     def preview(self, data: bytes) -> str:
@@ -113,7 +113,7 @@ class Pipeline:
                            stored.notice_id)
         data = stored.data or b""
         try:
-            mail = parse_mail(data)
+            mail = parse_mail(data, tz=self.cfg.parser.timezone)
         except MailError as e:
             return self._finish(mail_id, "rejected", f"not a readable mail: {e}")
 

@@ -118,6 +118,7 @@ async def test_storage_failure_answers_451(tmp_path):
     try:
         def client():
             with smtplib.SMTP("127.0.0.1", intake.port, timeout=10) as s:
+                s.ehlo()
                 s.mail(KPN)
                 s.rcpt("noc@localhost")
                 return s.data(sample("01"))

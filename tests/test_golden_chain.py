@@ -1,0 +1,50 @@
+"""The whole pure chain per golden case: raw mail -> report JSON -> notice text.
+
+tests/golden/mail/<case>.eml -> <case>.json (checked in test_report.py too) ->
+tests/golden/chain/<case>.txt, the exact notice the shipped templates make. Mails that
+would not reach customers (no ticket or status) have no .txt. REGEN=1 rewrites the texts;
+read every changed text before committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bridge.core.incidents import needs_review
+from bridge.core.mail import parse_mail
+from bridge.core.models import Organisation, OutageReport
+from bridge.core.render import Renderer
+from bridge.core.report import extract_report
+from helpers import MAILS, TEMPLATES
+
+CHAIN = Path(__file__).parent / "golden" / "chain"
+CASES = sorted(p.stem for p in MAILS.glob("*.eml"))
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return Renderer(TEMPLATES, Organisation())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_chain(case, renderer):
+    report = extract_report(parse_mail((MAILS / f"{case}.eml").read_bytes()))
+    expected_json = json.loads((MAILS / f"{case}.json").read_text())
+    assert report.to_json() == expected_json
+    assert OutageReport.from_json(expected_json) == report  # the JSON round-trips
+
+    golden = CHAIN / f"{case}.txt"
+    if needs_review(report):
+        assert not golden.exists(), f"{case} goes to review; it has no notice"
+        return
+    rendered = renderer.render_notice(report)
+    assert not rendered.fallback, rendered.error
+    assert len(rendered.text) <= 700
+    if os.environ.get("REGEN"):
+        CHAIN.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered.text + "\n")
+    assert rendered.text + "\n" == golden.read_text()
