@@ -102,6 +102,19 @@ class Deliveries:
                 (provider_id, now(), delivery_id),
             )
 
+    def mark_sent_many(self, sent: list[tuple[str | None, int]],
+                       subscriber_ids: list[int]) -> None:
+        """Record many successful sends in one transaction: [(provider_id, delivery_id)]."""
+        t = now()
+        with self.db.tx():
+            self.db.conn.executemany(
+                "UPDATE deliveries SET state='sent', provider_id=?, to_addr=NULL, reply=NULL,"
+                f" finished_at={t!r}, error=NULL WHERE id=? AND state='sending'", sent)
+            if subscriber_ids:
+                self.db.conn.executemany(
+                    "UPDATE subscribers SET unreachable=0 WHERE id=? AND unreachable != 0",
+                    [(i,) for i in subscriber_ids])
+
     def mark_retry(self, delivery_id: int, due_at: float, error: str, *,
                    count_attempt: bool = True) -> None:
         with self.db.tx():
@@ -152,6 +165,24 @@ class Deliveries:
                 self.db.execute("UPDATE deliveries SET state=? WHERE id=?", (state, row["id"]))
             return {**dict(row), "state": state}
         return dict(row)
+
+    def requeue(self, provider_id: str, due_at: float, error: str,
+                max_attempts: int) -> str | None:
+        """A notice the channel accepted that failed later for a passing reason (a webhook,
+        e.g. Cloud API 131000): back to pending for its subscriber, while it has had fewer
+        than ``max_attempts`` attempts. Returns the number it goes to again, else None."""
+        row = self.db.one(
+            "SELECT d.id, s.number FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.provider_id=? AND d.state='sent' AND d.notice_id IS NOT NULL"
+            " AND d.attempts < ?", (provider_id, max_attempts))
+        if not row:
+            return None
+        with self.db.tx():
+            n = self.db.execute(
+                "UPDATE deliveries SET state='pending', to_addr=?, provider_id=NULL, due_at=?,"
+                " error=?, finished_at=NULL WHERE id=? AND state='sent'",
+                (row["number"], due_at, error, row["id"])).rowcount
+        return row["number"] if n else None
 
     # -- reporting --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
