@@ -8,7 +8,10 @@
 - one channel sends everything (the configured one; a delivery's ``channel`` column records
   where the subscriber came from, for information);
 - at most one dispatcher per database (a lock file); at start it puts the sends that were
-  under way at a crash back in the queue: those, and only those, may go out twice.
+  under way at a crash back in the queue: those, and only those, may go out twice. A send
+  is under way from the call to the channel until its result is committed; successful
+  results share one commit per FLUSH_DELAY (10 ms), so under way means at most
+  ``concurrency`` sends plus 10 ms worth of answers.
 
 All sends run in one TaskGroup owned by :meth:`Dispatcher.run`; nothing is fire-and-forget.
 """
@@ -34,6 +37,7 @@ from bridge.store import Delivery, Store
 log = logging.getLogger("bridge.outbox")
 
 BATCH = 256
+FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
 
 
 class DispatcherBusy(RuntimeError):
@@ -68,7 +72,6 @@ class Counters:
     stale: int = 0
     paused: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)  # recent send latencies (s)
 
 
 @dataclass
@@ -102,6 +105,11 @@ class Dispatcher:
         self._notice_cache: dict[int, dict] = {}
         self._lock_file = None
         self._scrub_due = False
+        # Successful sends are committed in small groups (group commit): one transaction
+        # at most FLUSH_DELAY after the channel answered.
+        self._sent: list[tuple[str | None, int]] = []
+        self._reached: list[int] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     # -- ownership ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -131,15 +139,21 @@ class Dispatcher:
     # -- main loops ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set; then finish the sends under way and return."""
-        async with asyncio.TaskGroup() as tg:
-            await self._loop(tg, stop, drain=False)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                await self._loop(tg, stop, drain=False)
+        finally:
+            self.flush()
         self._maybe_scrub(force=True)
 
     async def drain(self) -> Counters:
         """Send everything due now (and retries that fall due meanwhile), then return."""
         stop = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            await self._loop(tg, stop, drain=True)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                await self._loop(tg, stop, drain=True)
+        finally:
+            self.flush()
         self._maybe_scrub(force=True)
         return self.counters
 
@@ -251,12 +265,12 @@ class Dispatcher:
         dl = self.store.deliveries
         c = self.counters
         if r.status == "sent":
-            dl.mark_sent(d.id, r.provider_id)
+            self._sent.append((r.provider_id, d.id))
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
             c.sent += 1
-            if len(c.latencies) < 100_000:
-                c.latencies.append(latency)
             if d.subscriber_id is not None:
-                self.store.subscribers.reachable(d.subscriber_id)
+                self._reached.append(d.subscriber_id)
             elif d.notice_id is None:
                 self._scrub_due = True  # a reply to a non-subscriber: its number just left
             if self.on_sent:
@@ -289,6 +303,16 @@ class Dispatcher:
             n = self.store.subscribers.unreachable(d.subscriber_id)
             if self.on_unreachable:
                 self.on_unreachable(d.subscriber_id, n)
+
+    def flush(self) -> None:
+        """Commit the successful sends recorded since the last flush."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._sent:
+            sent, reached = self._sent, self._reached
+            self._sent, self._reached = [], []
+            self.store.deliveries.mark_sent_many(sent, reached)
 
     def _finish_failed(self, d: Delivery, why: str) -> None:
         self.store.deliveries.mark_failed(d.id, why)
