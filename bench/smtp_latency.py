@@ -38,6 +38,7 @@ def mail(i: int) -> bytes:
 def sender(port: int, n: int, sent_at: dict[int, float], done: asyncio.Event,
            loop: asyncio.AbstractEventLoop) -> None:
     s = smtplib.SMTP("127.0.0.1", port)
+    s.ehlo()
     for i in range(n):
         data = mail(i)
         s.mail("storingsmeldingen@wholesale.kpn.example")
