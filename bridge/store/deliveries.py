@@ -184,24 +184,6 @@ class Deliveries:
                 (row["number"], due_at, error, row["id"])).rowcount
         return row["number"] if n else None
 
-    def requeue(self, provider_id: str, due_at: float, error: str,
-                max_attempts: int) -> str | None:
-        """A notice the channel accepted that failed later for a passing reason (a webhook,
-        e.g. Cloud API 131000): back to pending for its subscriber, while it has had fewer
-        than ``max_attempts`` attempts. Returns the number it goes to again, else None."""
-        row = self.db.one(
-            "SELECT d.id, s.number FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-            " WHERE d.provider_id=? AND d.state='sent' AND d.notice_id IS NOT NULL"
-            " AND d.attempts < ?", (provider_id, max_attempts))
-        if not row:
-            return None
-        with self.db.tx():
-            n = self.db.execute(
-                "UPDATE deliveries SET state='pending', to_addr=?, provider_id=NULL, due_at=?,"
-                " error=?, finished_at=NULL WHERE id=? AND state='sent'",
-                (row["number"], due_at, error, row["id"])).rowcount
-        return row["number"] if n else None
-
     # -- reporting --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.db.execute(
