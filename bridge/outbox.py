@@ -197,6 +197,11 @@ class Dispatcher:
                     continue
                 await sem.acquire()
                 await self.limiter.acquire()
+                if stop.is_set() and not drain:
+                    sem.release()
+                    self.store.deliveries.mark_retry(d.id, time.time(), "stopped",
+                                                     count_attempt=False)
+                    continue
                 if channel.jitter:
                     await asyncio.sleep(random.uniform(0, channel.jitter))
                 self._inflight_ids.add(d.id)
