@@ -130,3 +130,49 @@ async def test_storage_failure_answers_451(tmp_path):
         blocker.close()
         await intake.stop()
         store.close()
+
+
+def test_auth_and_starttls(tmp_path):
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    port = free_port()
+    cfg = write_config(tmp_path, smtp=True, smtp_port=port)
+    cfg.write_text(cfg.read_text().replace("enabled = true", (
+        'enabled = true\nauth_username_env = "T_SMTP_USER"\nauth_password_env = "T_SMTP_PASS"\n'
+        f'tls_cert = "{cert}"\ntls_key = "{key}"\nrequire_starttls = true')))
+    d = Daemon(cfg, port=port, env={"T_SMTP_USER": "kpn", "T_SMTP_PASS": "geheim"}).start()
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:  # no TLS: refused
+            s.ehlo()
+            code, _ = s.mail(KPN)
+            assert code == 530
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:  # TLS, wrong password
+            s.starttls(context=ctx)
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                s.login("kpn", "fout")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:  # TLS and AUTH: accepted
+            s.starttls(context=ctx)
+            s.login("kpn", "geheim")
+            assert s.sendmail(KPN, ["noc@localhost"], sample("01")) == {}
+    finally:
+        assert d.stop() == 0, d.log()
+    assert "failed LOGIN login" in d.log() or "failed PLAIN login" in d.log()
+
+
+def test_missing_secret_is_a_clear_error(tmp_path):
+    port = free_port()
+    cfg = write_config(tmp_path, smtp=True, smtp_port=port)
+    cfg.write_text(cfg.read_text().replace("enabled = true", (
+        'enabled = true\nauth_username_env = "T_NOPE_USER"\nauth_password_env = "T_NOPE_PASS"')))
+    p = bridge(cfg, "run", check=False)
+    assert p.returncode == 1
+    assert "smtp.auth_username_env: environment variable T_NOPE_USER is not set" in p.stderr

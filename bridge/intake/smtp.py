@@ -79,7 +79,8 @@ def _authenticator(cfg: SmtpConfig):
         if not ok:
             log.warning("smtp: failed %s login from %s", mechanism,
                         session.peer[0] if session.peer else "?")
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (its default, True, answers nothing)
+        return AuthResult(success=ok, handled=False)
 
     return check
 
