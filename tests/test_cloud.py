@@ -1,0 +1,417 @@
+"""The WhatsApp Cloud API channel against a fake Graph API on loopback (issue 5).
+
+Real objects throughout: bridge.app.App with a config in tmp_path, the real Dispatcher and
+Store; only Meta is faked (tests/fake_graph.py, a real HTTP server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from fake_graph import PHONE_NUMBER_ID, FakeGraph
+from helpers import free_port, write_config
+
+from bridge.app import App
+from bridge.channels.base import Outgoing
+from bridge.channels.cloud import classify, single_line
+from bridge.checks import sample_reports
+from bridge.config import load
+from bridge.core.models import InboundMessage
+
+TOKEN_ENV = "TEST_CLOUD_TOKEN"
+IN = "+31611111111"  # wrote to us an hour ago: inside the 24-hour window
+OUT = "+31622222222"  # wrote three days ago: outside it
+
+
+def cloud_config(tmp_path, base_url: str, cloud_extra: str = "", extra: str = "",
+                 rate: float = 1000.0):
+    return write_config(tmp_path, extra=extra, rate=rate, channel="cloud", channel_extra=f"""
+        [channel.cloud]
+        phone_number_id = "{PHONE_NUMBER_ID}"
+        base_url = "{base_url}"
+        token_env = "{TOKEN_ENV}"
+        timeout = 5
+        probe_interval = 0.2
+        min_interval = 0
+        {cloud_extra}
+
+        [channel.cloud.templates.storing_nieuw]
+        name = "storing_nieuw"
+        parameters = ["diensten or 'internet'", "waar or 'in uw regio'", "r.start|datum if r.start else 'onbekend'"]
+
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """)
+
+
+@pytest.fixture
+async def fake(monkeypatch):
+    f = FakeGraph()
+    await f.start()
+    monkeypatch.setenv(TOKEN_ENV, f.token)
+    yield f
+    await f.stop()
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(base_url: str, **kw) -> App:
+        app = App(load(cloud_config(tmp_path, base_url, **kw)))
+        apps.append(app)
+        return app
+
+    yield make
+    for a in apps:
+        if a._dispatcher:
+            a._dispatcher.release()
+        a.store.close()
+
+
+def subscribe(app: App, number: str, hours_ago: float) -> int:
+    sub, _ = app.store.subscribers.add(number, "cloud", f"wamid.in-{number}",
+                                       at=time.time() - hours_ago * 3600)
+    return sub.id
+
+
+def queue_notice(app: App, report=None) -> int:
+    report = report or sample_reports()[0]  # storing / nieuw
+    rendered = app.renderer.render_notice(report)
+    with app.store.tx():
+        nid = app.store.incidents.add_notice(
+            incident_id=None, raw_mail_id=None, kind=report.kind, status=report.status,
+            template=rendered.template, text=rendered.text, report=report, fallback=False)
+        app.store.deliveries.fan_out(nid, None)
+    return nid
+
+
+async def drain(app: App):
+    app.dispatcher.acquire()
+    try:
+        return await app.dispatcher.drain()
+    finally:
+        app.dispatcher.release()
+
+
+async def close(app: App):
+    if app._channel is not None:
+        await app._channel.close()
+
+
+def states(app: App) -> dict[str, int]:
+    return app.store.deliveries.counts()
+
+
+def outgoing(to: str, *, window: bool, template="notices/storing_nieuw.j2", n=1) -> Outgoing:
+    report = sample_reports()[0]
+    return Outgoing(delivery_id=n, to=to, text="*Storing internet*\nin Amersfoort.", kind="notice",
+                    notice_id=1, template=template, report=report.to_json(), window_open=window)
+
+
+# -- text or template ---------------------------------------------------------------------------
+async def test_text_inside_window_template_outside(fake, make_app):
+    app = make_app(fake.base_url)
+    subscribe(app, IN, 1)
+    subscribe(app, OUT, 72)
+    nid = queue_notice(app)
+    await drain(app)
+    await close(app)
+    assert fake.problems == []
+    text = fake.sends(IN)
+    tmpl = fake.sends(OUT)
+    assert len(text) == 1 and len(tmpl) == 1
+    notice_text = app.store.incidents.notice(nid)["text"]
+    assert text[0].body["type"] == "text"
+    assert text[0].body["text"] == {"preview_url": False, "body": notice_text}
+    t = tmpl[0].body["template"]
+    assert t["name"] == "storing_nieuw" and t["language"] == {"code": "nl"}
+    params = [p["text"] for p in t["components"][0]["parameters"]]
+    assert params[0] == "internet en bellen"
+    assert params[1] == "in Amersfoort, Leusden en Hoogland"
+    assert "\n" not in "".join(params)
+    assert tmpl[0].auth == f"Bearer {fake.token}"
+    # the wamid is stored on the delivery
+    wamids = {r.answer.split()[1] for r in fake.accepted()}
+    rows = app.store.db.execute("SELECT provider_id, state FROM deliveries").fetchall()
+    assert {r[0] for r in rows} == wamids and {r[1] for r in rows} == {"sent"}
+
+
+async def test_reply_goes_as_text_and_unmapped_notice_uses_fallback(fake, make_app):
+    app = make_app(fake.base_url)
+    subscribe(app, OUT, 72)
+    await app.inbound(InboundMessage(channel="cloud", sender="+31633333333", text="info?",
+                                     message_id="wamid.q1", received_at=datetime.now(timezone.utc)))
+    queue_notice(app, sample_reports()[2])  # storing / opgelost: not mapped -> fallback
+    await drain(app)
+    await close(app)
+    assert fake.problems == []
+    reply = fake.sends("+31633333333")
+    assert reply[0].body["type"] == "text" and "STOP" in reply[0].body["text"]["body"]
+    t = fake.sends(OUT)[0].body["template"]
+    assert t["name"] == "storing_melding"
+    (param,) = t["components"][0]["parameters"]
+    assert param["text"].startswith("*Storing internet en bellen opgelost*")
+    assert "\n" not in param["text"]
+
+
+def test_single_line_parameters():
+    assert single_line("a\nb\tc     d") == "a b c d"
+    assert single_line("  \n ") == "-"
+    long = single_line("woord " * 400)
+    assert len(long) == 1024 and long.endswith("…")
+
+
+async def test_reengagement_error_resends_as_template(fake, make_app):
+    app = make_app(fake.base_url)
+    subscribe(app, IN, 1)  # we think the window is open; Meta disagrees
+    fake.window_closed.add(IN)
+    queue_notice(app)
+    await drain(app)
+    await close(app)
+    sends = fake.sends(IN)
+    assert [s.body["type"] for s in sends] == ["text", "template"]
+    assert [s.answer.split()[0] for s in sends] == ["131047", "ok"]
+    assert states(app) == {"sent": 1}
+
+
+# -- error classes ------------------------------------------------------------------------------
+def test_classifier():
+    for code in (130429, 131000, 131016, 131057, 1, 2, 4, 80007):
+        assert classify(code) == "transient"
+    assert classify(131056) == "pair_rate"
+    assert classify(131026) == "unreachable"
+    assert classify(131047) == "reengage"
+    for code in (132000, 132001, 132012, 132018):
+        assert classify(code) == "template"
+    for code in (190, 0, 3, 10, 368, 131031):
+        assert classify(code) == "pause"
+    assert classify(131009) == classify(None) == "permanent"
+
+
+async def test_transient_errors_retry_by_code_not_http_status(fake, make_app):
+    app = make_app(fake.base_url)
+    subscribe(app, IN, 1)
+    subscribe(app, OUT, 1)
+    fake.script(IN, 131000)  # answered with HTTP 500
+    fake.script(OUT, 130429, 80007)  # HTTP 429, then 400
+    queue_notice(app)
+    counters = await drain(app)
+    await close(app)
+    assert states(app) == {"sent": 2}
+    assert len(fake.sends(IN)) == 2 and len(fake.sends(OUT)) == 3
+    assert counters.errors == {"131000": 1, "130429": 1, "80007": 1}
+
+
+async def test_pair_rate_limit_backs_off_1_4_16_per_recipient(fake, make_app):
+    app = make_app(fake.base_url)
+    ch = app.channel
+    fake.script(IN, 131056, 131056, 131056)
+    got = [await ch.send(outgoing(IN, window=True)) for _ in range(4)]
+    other = await ch.send(outgoing(OUT, window=True))
+    await close(app)
+    assert [r.status for r in got] == ["retry", "retry", "retry", "sent"]
+    assert [r.retry_after for r in got[:3]] == [1.0, 4.0, 16.0]
+    assert got[0].error.startswith("131056 ")
+    assert other.status == "sent"
+
+
+async def test_undeliverable_fails_and_counts_unreachable(fake, make_app):
+    app = make_app(fake.base_url)
+    sid = subscribe(app, IN, 1)
+    fake.script(IN, 131026)
+    queue_notice(app)
+    await drain(app)
+    await close(app)
+    assert states(app) == {"failed": 1}
+    assert app.store.subscribers.by_id(sid).unreachable == 1
+    row = app.store.db.one("SELECT error FROM deliveries")
+    assert row[0].startswith("131026")
+
+
+async def test_template_error_marks_it_broken_and_falls_back(fake, make_app, caplog):
+    app = make_app(fake.base_url)
+    fake.templates = {"storing_melding": 1}  # storing_nieuw is unknown to Meta: 132001
+    ch = app.channel
+    with caplog.at_level(logging.ERROR, "bridge.channels.cloud"):
+        first = await ch.send(outgoing(OUT, window=False, n=1))
+        second = await ch.send(outgoing("+31644444444", window=False, n=2))
+    await close(app)
+    assert first.status == "failed" and first.error.startswith("132001")
+    assert not first.unreachable
+    assert second.status == "sent"
+    assert [s.body["template"]["name"] for s in fake.sends()] == ["storing_nieuw", "storing_melding"]
+    assert ch.describe()["broken_templates"] == ["storing_nieuw"]
+    assert sum("ALERT" in r.message and "storing_nieuw" in r.message for r in caplog.records) == 1
+    assert fake.problems == []
+
+
+async def test_no_usable_template_fails_clearly(fake, make_app):
+    app = make_app(fake.base_url)
+    fake.templates = {}  # every template unknown
+    ch = app.channel
+    r1 = await ch.send(outgoing(OUT, window=False, n=1))  # storing_nieuw -> 132001
+    r2 = await ch.send(outgoing(OUT, window=False, n=2))  # fallback -> 132001
+    r3 = await ch.send(outgoing(OUT, window=False, n=3))  # both broken: no request
+    r4 = await ch.send(outgoing(OUT, window=True, n=4))  # text still works
+    await close(app)
+    assert [r.status for r in (r1, r2, r3, r4)] == ["failed", "failed", "failed", "sent"]
+    assert "no usable WhatsApp template" in r3.error
+    assert len(fake.sends()) == 3
+
+
+async def test_network_error_is_transient(make_app, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "x")
+    app = make_app(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    r = await app.channel.send(outgoing(IN, window=True))
+    await close(app)
+    assert r.status == "retry" and r.error.startswith("network")
+
+
+# -- token and policy errors: pause, no storm, resume --------------------------------------------
+async def test_token_expiry_pauses_without_retry_storm_and_resumes(fake, make_app, monkeypatch,
+                                                                    caplog):
+    app = make_app(fake.base_url)
+    for i in range(200):
+        subscribe(app, f"+316{i:08d}", 1)
+    queue_notice(app)
+    fake.token = "renewed-token"  # ours has expired: every send answers 190
+    ch = app.channel
+    app.dispatcher.acquire()
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO):
+        tasks = [asyncio.create_task(app.dispatcher.run(stop)), asyncio.create_task(ch.run())]
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if ch.paused:
+                break
+        assert ch.paused and ch.paused.startswith("190 ")
+        await asyncio.sleep(1.0)  # paused for a while: no more sends, a few probes
+        rejected = [s for s in fake.sends() if s.answer == "190"]
+        assert 1 <= len(rejected) <= app.cfg.dispatch.concurrency
+        assert len(fake.sends()) == len(rejected)
+        probes = [r for r in fake.requests if r.method == "GET"]
+        assert 1 <= len(probes) <= 10
+        assert app.store.deliveries.counts() == {"pending": 200}
+        assert app.store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
+        # the operator puts the new token in place: the channel notices and resumes
+        monkeypatch.setenv(TOKEN_ENV, "renewed-token")
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if app.store.deliveries.counts() == {"sent": 200}:
+                break
+        stop.set()
+        await tasks[0]
+        tasks[1].cancel()
+        await asyncio.gather(tasks[1], return_exceptions=True)
+    await close(app)
+    assert app.store.deliveries.counts() == {"sent": 200}
+    assert ch.paused is None
+    crit = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(crit) == 1 and "PAUSED" in crit[0].message
+    assert fake.problems == []
+
+
+async def test_missing_token_pauses(make_app, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    app = make_app("http://127.0.0.1:9")
+    assert "TEST_CLOUD_TOKEN is not set" in app.channel.paused
+    r = await app.channel.send(outgoing(IN, window=True))
+    assert r.status == "paused"
+    await close(app)
+
+
+# -- the unique-recipient cap ---------------------------------------------------------------------
+async def test_unique_recipient_cap_defers_the_rest(fake, make_app, caplog):
+    app = make_app(fake.base_url, cloud_extra="unique_cap = 3")
+    numbers = [f"+3165555000{i}" for i in range(6)]
+    for n in numbers:
+        subscribe(app, n, 72)
+    subscribe(app, IN, 1)  # in its window: free text, does not count
+    queue_notice(app)
+    with caplog.at_level(logging.WARNING, "bridge.channels.cloud"):
+        await drain(app)
+    assert states(app) == {"sent": 4, "pending": 3}
+    assert len([s for s in fake.sends() if s.body["type"] == "template"]) == 3
+    errors = [r[0] for r in app.store.db.execute("SELECT error FROM deliveries WHERE state='pending'")]
+    assert all(e.startswith("unique-recipient cap 3/24h") for e in errors)
+    due = app.store.deliveries.next_due()
+    assert due > time.time() + 86000
+    warnings = [r for r in caplog.records if "unique-recipient cap reached" in r.message]
+    assert len(warnings) == 1
+    await close(app)
+    # the window is kept as keyed hashes only, and survives a restart
+    raw = app.store.state.get("cloud:unique-recipients")
+    assert raw and all(n[1:] not in raw and n[-8:] not in raw for n in numbers)
+    assert len(json.loads(raw)) == 3
+
+
+# -- restart in the middle of a fan-out -------------------------------------------------------------
+async def test_restart_mid_fanout_resends_only_what_was_in_flight(fake, tmp_path, monkeypatch):
+    fake.latency = 0.05
+    cfg = load(cloud_config(tmp_path, fake.base_url, rate=200))
+    app = App(cfg)
+    numbers = [f"+3167777{i:04d}" for i in range(300)]
+    for n in numbers:
+        subscribe(app, n, 1)
+    queue_notice(app)
+    app.dispatcher.acquire()
+    task = asyncio.create_task(app.dispatcher.run(asyncio.Event()))
+    while len(fake.sends()) < 100:
+        await asyncio.sleep(0.01)
+    # crash: the dispatcher dies with sends under way (no chance to record their results)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    in_flight = app.store.db.scalar("SELECT count(*) FROM deliveries WHERE state='sending'")
+    await app.channel.close()
+    app.dispatcher.release()
+    app.store.close()
+
+    app2 = App(load(cfg.path))
+    await drain(app2)
+    await close(app2)
+    assert app2.store.deliveries.counts() == {"sent": 300}
+    per = {}
+    for s in fake.sends():
+        per[s.to] = per.get(s.to, 0) + 1
+    assert set(per) == set(numbers)
+    doubles = sum(1 for v in per.values() if v > 1)
+    assert all(v <= 2 for v in per.values())
+    assert doubles <= in_flight
+    assert in_flight <= cfg.dispatch.concurrency + 10
+    app2.store.close()
+
+
+# -- bridge check -------------------------------------------------------------------------------------
+def test_check_renders_every_mapped_template(tmp_path):
+    from bridge.checks import check_all
+
+    cfg = load(cloud_config(tmp_path, "http://127.0.0.1:9"))
+    problems = check_all(cfg)
+    assert [p for p in problems if "channel.cloud" in p] == []
+
+    bad = load(cloud_config(tmp_path, "http://127.0.0.1:9", cloud_extra="""
+        [channel.cloud.templates.storing_update]
+        name = "storing_update"
+        parameters = ["r.nonexistent.deeper"]
+        """))
+    problems = check_all(bad)
+    assert any("channel.cloud.templates.storing_update" in p and "parameter failed" in p
+               for p in problems)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="channel.cloud.templates.storing_update.name"):
+        load(cloud_config(tmp_path, "http://x", cloud_extra="""
+            [channel.cloud.templates.storing_update]
+            name = "Storing Nieuw"
+            """))
