@@ -616,8 +616,20 @@ class CloudChannel:
                         self._force_template[number] = time.time() + CAP_WINDOW
                     log.info("cloud: message %s… failed later (%s); queued again", wamid[:20], err)
                     return
+        unreachable = cls == "unreachable"
+        if unreachable and self._state_of(wamid) == "failed":
+            # Meta repeats webhooks: count a subscriber unreachable once per message.
+            # (App.delivery_status would count every repeat: store progress() does not say
+            # whether the state changed.)
+            unreachable = False
         if self.ctx.status:
-            await self.ctx.status(wamid, "failed", err, cls == "unreachable")
+            await self.ctx.status(wamid, "failed", err, unreachable)
+
+    def _state_of(self, wamid: str) -> str | None:
+        db = getattr(self.ctx.store, "db", None)
+        if db is None:
+            return None
+        return db.scalar("SELECT state FROM deliveries WHERE provider_id=?", (wamid,))
 
     # -- upkeep -------------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -1,0 +1,335 @@
+"""The web part: Cloud API webhook (signatures, inbound, statuses), /healthz, /metrics.
+
+Real objects: bridge.app.App with a config in tmp_path, bridge.web's server on a free
+loopback port, the fake Graph API for the sends whose statuses come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fake_graph import FakeGraph
+from test_cloud import IN, TOKEN_ENV, cloud_config, drain, queue_notice, subscribe
+
+from bridge.app import App
+from bridge.config import load
+from bridge.web import parse_webhook, signature_ok
+
+SAMPLES = Path("/work/shared/samples/whatsapp")
+SECRET = "app-secret-ééé"
+VERIFY = "verify-me"
+WEB = """
+    [web]
+    port = 0
+    verify_token_env = "TEST_VERIFY_TOKEN"
+    app_secret_env = "TEST_APP_SECRET"
+    """
+
+
+def sample(name: str) -> dict:
+    return json.loads((SAMPLES / name).read_text())
+
+
+def sign(raw: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def inbound_body(text: str, *, sender: str | None = "31612345678", msg_id: str = "wamid.in1",
+                 user_id: str | None = None, kind: str = "text", extra: dict | None = None) -> dict:
+    doc = sample("cloud-inbound-text.json")
+    value = doc["entry"][0]["changes"][0]["value"]
+    m = value["messages"][0]
+    m["id"] = msg_id
+    m["timestamp"] = str(int(time.time()))
+    if kind == "text":
+        m["text"]["body"] = text
+    else:
+        del m["text"]
+        m["type"] = kind
+        m.update(extra or {})
+    if sender is None:
+        del m["from"]
+        del value["contacts"][0]["wa_id"]
+    if user_id:
+        m["from_user_id"] = user_id
+        value["contacts"][0]["user_id"] = user_id
+    return doc
+
+
+def statuses_body(*items: tuple[str, str, int | None]) -> dict:
+    doc = sample("cloud-status-failed.json")
+    value = doc["entry"][0]["changes"][0]["value"]
+    value["statuses"] = []
+    for wamid, status, code in items:
+        s = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
+             "recipient_id": "31611111111"}
+        if code is not None:
+            s["errors"] = [{"code": code, "title": "Message undeliverable" if code == 131026
+                            else "Something went wrong"}]
+        value["statuses"].append(s)
+    return doc
+
+
+class Web:
+    """The app, its web server and a client."""
+
+    def __init__(self, app: App, server, client: httpx.AsyncClient, fake: FakeGraph):
+        self.app, self.server, self.client, self.fake = app, server, client, fake
+
+    async def post(self, doc: dict | bytes, signature: str | None = "auto") -> httpx.Response:
+        raw = doc if isinstance(doc, bytes) else json.dumps(doc, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if signature == "auto":
+            headers["X-Hub-Signature-256"] = sign(raw)
+        elif signature is not None:
+            headers["X-Hub-Signature-256"] = signature
+        return await self.client.post("/webhook", content=raw, headers=headers)
+
+
+@pytest.fixture
+async def web(tmp_path, monkeypatch):
+    from bridge import web as web_mod
+
+    fake = FakeGraph()
+    await fake.start()
+    monkeypatch.setenv(TOKEN_ENV, fake.token)
+    monkeypatch.setenv("TEST_VERIFY_TOKEN", VERIFY)
+    monkeypatch.setenv("TEST_APP_SECRET", SECRET)
+    app = App(load(cloud_config(tmp_path, fake.base_url, extra=WEB)))
+    server = web_mod.build(app.cfg.extra["web"], app)
+    task = asyncio.create_task(server.run(asyncio.Event()))
+    await asyncio.wait_for(server.started.wait(), 5)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        yield Web(app, server, client, fake)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await app.channel.close()
+    app.store.close()
+    await fake.stop()
+
+
+# -- verification handshake -------------------------------------------------------------------------
+async def test_verification_handshake(web):
+    ok = await web.client.get("/webhook", params={"hub.mode": "subscribe",
+                                                  "hub.verify_token": VERIFY,
+                                                  "hub.challenge": "1158201444"})
+    assert ok.status_code == 200 and ok.text == "1158201444"
+    assert ok.headers["content-type"].startswith("text/plain")
+    bad = await web.client.get("/webhook", params={"hub.mode": "subscribe",
+                                                   "hub.verify_token": "wrong",
+                                                   "hub.challenge": "1"})
+    assert bad.status_code == 403
+    none = await web.client.get("/webhook")
+    assert none.status_code == 403
+
+
+# -- signatures ---------------------------------------------------------------------------------------
+async def test_valid_signature_over_non_ascii_body_subscribes(web):
+    doc = inbound_body("Ja ik wil storingsberichten van CBG Connect ontvangen. Graag! é 🙂",
+                       msg_id="wamid.nonascii")
+    raw = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    assert "é".encode() in raw and "🙂".encode() in raw
+    # a signature over re-serialised JSON (\\u escapes) is not a signature over these bytes
+    reserialised = json.dumps(doc).encode()
+    assert (await web.post(raw, signature=sign(reserialised))).status_code == 403
+    assert web.app.store.subscribers.count() == 0
+    r = await web.post(raw)
+    assert r.status_code == 200
+    sub = web.app.store.subscribers.get("+31612345678")
+    assert sub is not None and sub.channel == "cloud"
+    # the welcome reply is queued (committed before the 200) and goes out as text
+    await drain(web.app)
+    (reply,) = web.fake.sends("+31612345678")
+    assert reply.body["type"] == "text" and "STOP" in reply.body["text"]["body"]
+    # Meta delivers the same webhook again: harmless
+    assert (await web.post(raw)).status_code == 200
+    assert web.app.store.subscribers.count() == 1
+    assert web.app.store.deliveries.counts() == {"sent": 1}
+
+
+async def test_wrong_or_missing_signature_is_403_and_changes_nothing(web):
+    doc = inbound_body("aanmelden")
+    assert (await web.post(doc, signature=None)).status_code == 403
+    assert (await web.post(doc, signature="sha256=" + "0" * 64)).status_code == 403
+    assert (await web.post(doc, signature="sha1=abc")).status_code == 403
+    raw = json.dumps(doc).encode()
+    assert (await web.post(raw, signature=sign(raw, "another secret"))).status_code == 403
+    assert web.app.store.subscribers.count() == 0
+    assert web.app.store.deliveries.counts() == {}
+
+
+def test_signature_helper():
+    raw = "é".encode()
+    assert signature_ok(raw, sign(raw), SECRET.encode())
+    assert signature_ok(raw, sign(raw).upper().replace("SHA256=", "sha256="), SECRET.encode())
+    assert not signature_ok(raw, None, SECRET.encode())
+    assert not signature_ok(raw + b" ", sign(raw), SECRET.encode())
+
+
+# -- inbound variants ----------------------------------------------------------------------------------
+async def test_sender_known_only_by_user_id_can_subscribe_and_unsubscribe(web):
+    uid = "NL.1502576394655843"
+    r = await web.post(inbound_body("aanmelden", sender=None, user_id=uid, msg_id="wamid.u1"))
+    assert r.status_code == 200
+    assert web.app.store.subscribers.get(f"user:{uid}") is not None
+    await drain(web.app)
+    (reply,) = web.fake.sends(f"user:{uid}")
+    assert reply.body["recipient"] == uid and "to" not in reply.body
+    r = await web.post(inbound_body("STOP", sender=None, user_id=uid, msg_id="wamid.u2"))
+    assert r.status_code == 200
+    assert web.app.store.subscribers.count() == 0
+
+
+def test_non_text_messages():
+    img = inbound_body("", kind="image", extra={"image": {"id": "1", "caption": "storing?"}})
+    msgs, _, skipped = parse_webhook(img)
+    assert [m.text for m in msgs] == ["storing?"] and not skipped
+    sticker = inbound_body("", kind="sticker", extra={"sticker": {"id": "2"}})
+    msgs, _, _ = parse_webhook(sticker)
+    assert [m.text for m in msgs] == [""]
+    reaction = inbound_body("", kind="reaction", extra={"reaction": {"message_id": "x", "emoji": "👍"}})
+    msgs, _, skipped = parse_webhook(reaction)
+    assert msgs == [] and "reaction" in skipped[0]
+    button = inbound_body("", kind="button", extra={"button": {"text": "STOP", "payload": "STOP"}})
+    msgs, _, _ = parse_webhook(button)
+    assert [m.text for m in msgs] == ["STOP"]
+    assert msgs[0].sender == "+31612345678" and msgs[0].channel == "cloud"
+
+
+# -- statuses -------------------------------------------------------------------------------------------
+async def sent_wamids(web, n: int) -> dict[str, str]:
+    numbers = [f"+3161111100{i}" for i in range(n)]
+    for num in numbers:
+        subscribe(web.app, num, 1)
+    queue_notice(web.app)
+    await drain(web.app)
+    return {s.to: s.answer.split()[1] for s in web.fake.accepted()}
+
+
+def state_of(app: App, wamid: str) -> tuple[str, str | None]:
+    row = app.store.db.one("SELECT state, error FROM deliveries WHERE provider_id=?", (wamid,))
+    return tuple(row) if row else (None, None)
+
+
+async def test_statuses_move_forward_only_out_of_order_and_repeated(web):
+    w = await sent_wamids(web, 2)
+    a, b = sorted(w.values())
+    # the sample: "read" before "delivered" in one POST
+    doc = sample("cloud-status-delivered-read.json")
+    for s in doc["entry"][0]["changes"][0]["value"]["statuses"]:
+        s["id"] = a
+    assert (await web.post(doc)).status_code == 200
+    assert state_of(web.app, a) == ("read", None)
+    assert (await web.post(doc)).status_code == 200  # repeated
+    assert (await web.post(statuses_body((a, "sent", None)))).status_code == 200
+    assert state_of(web.app, a) == ("read", None)
+    # failed is terminal, with its code; the sample's 131026 counts as unreachable
+    fail = sample("cloud-status-failed.json")
+    fail["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = b
+    assert (await web.post(fail)).status_code == 200
+    assert state_of(web.app, b) == ("failed", "131026 Message undeliverable")
+    assert (await web.post(statuses_body((b, "delivered", None), (b, "read", None)))).status_code == 200
+    assert state_of(web.app, b)[0] == "failed"
+    sub_b = [num for num, wid in w.items() if wid == b][0]
+    assert web.app.store.subscribers.get(sub_b).unreachable == 1
+    assert (await web.post(fail)).status_code == 200  # repeated: counted once
+    assert web.app.store.subscribers.get(sub_b).unreachable == 1
+    # a status for a message we do not know is ignored
+    assert (await web.post(statuses_body(("wamid.unknown", "read", None)))).status_code == 200
+
+
+async def test_transient_failure_by_webhook_sends_again(web):
+    w = await sent_wamids(web, 1)
+    (num, wamid), = w.items()
+    assert (await web.post(statuses_body((wamid, "failed", 131000)))).status_code == 200
+    row = web.app.store.db.one("SELECT state, to_addr, error FROM deliveries")
+    assert row["state"] == "pending" and row["to_addr"] == num
+    assert row["error"].startswith("131000")
+    web.app.store.db.execute("UPDATE deliveries SET due_at=0")
+    await drain(web.app)
+    assert len(web.fake.sends(num)) == 2
+    assert web.app.store.deliveries.counts() == {"sent": 1}
+    assert web.app.channel.webhook_errors == {"131000": 1}
+
+
+async def test_policy_failure_by_webhook_pauses_the_channel(web):
+    w = await sent_wamids(web, 1)
+    (wamid,) = w.values()
+    assert (await web.post(statuses_body((wamid, "failed", 131031)))).status_code == 200
+    assert web.app.channel.paused.startswith("131031")
+    h = await web.client.get("/healthz")
+    assert h.status_code == 503
+    assert h.json()["status"] == "unhealthy" and h.json()["paused"].startswith("131031")
+
+
+# -- health and metrics --------------------------------------------------------------------------------
+async def test_healthz(web):
+    r = await web.client.get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["store"] == "ok"
+    assert body["channel"]["type"] == "cloud" and body["channel"]["state"] == "ready"
+    assert body["queue_depth"] == 0
+
+
+async def test_metrics(web):
+    await sent_wamids(web, 3)
+    web.fake.script(IN, 131026)
+    subscribe(web.app, IN, 1)
+    queue_notice(web.app)
+    await drain(web.app)
+    await web.post(inbound_body("hallo", msg_id="wamid.m1"))
+    await web.post(inbound_body("hallo"), signature=None)
+    r = await web.client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    for needle in ('bridge_deliveries{channel="cloud",state="sent"} 6.0',
+                   'bridge_deliveries{channel="cloud",state="failed"} 1.0',
+                   "bridge_send_latency_seconds_count 6.0",
+                   "bridge_queue_depth 1.0",  # the reply to "hallo"
+                   'bridge_channel_errors_total{code="131026",source="send"} 1.0',
+                   "bridge_notices_total 2.0",
+                   "bridge_channel_paused 0.0",
+                   'bridge_webhook_requests_total{result="ok"} 1.0',
+                   'bridge_webhook_requests_total{result="forbidden"} 1.0',
+                   'bridge_inbound_total{effect="support"} 1.0',
+                   "bridge_unique_recipients 0.0"):
+        assert needle in text, needle
+    assert "# TYPE bridge_mails_total counter" in text
+    assert "+3161111" not in text
+
+
+async def test_the_daemon_part_mechanism(web):
+    d = web.server.describe()
+    assert d["webhook"] is True and d["listen"].endswith(str(web.server.port))
+    assert web.server.background is True
+
+
+def test_webhook_needs_its_secrets(tmp_path, monkeypatch):
+    from bridge import web as web_mod
+    from bridge.config import ConfigError
+
+    monkeypatch.delenv("TEST_APP_SECRET", raising=False)
+    monkeypatch.setenv("TEST_VERIFY_TOKEN", VERIFY)
+    app = App(load(cloud_config(tmp_path, "http://127.0.0.1:9", extra=WEB)))
+    try:
+        with pytest.raises(ConfigError, match="TEST_APP_SECRET"):
+            web_mod.build(app.cfg.extra["web"], app)
+    finally:
+        app.store.close()
+
+
+def test_parse_ignores_other_fields():
+    doc = copy.deepcopy(sample("cloud-inbound-text.json"))
+    doc["entry"][0]["changes"][0]["field"] = "message_template_status_update"
+    msgs, statuses, skipped = parse_webhook(doc)
+    assert msgs == [] and statuses == [] and skipped
