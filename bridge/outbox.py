@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import random
@@ -206,7 +207,8 @@ class Dispatcher:
                     await asyncio.sleep(random.uniform(0, channel.jitter))
                 self._inflight_ids.add(d.id)
                 self._inflight_to.add(d.to_addr)
-                self._last_to[d.to_addr] = time.monotonic()
+                if channel.min_interval:
+                    self._note_recipient(d.to_addr, channel.min_interval)
                 tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -329,16 +331,25 @@ class Dispatcher:
     def _recipient_wait(self, channel: Channel, to: str) -> float:
         if to in self._inflight_to:
             return max(channel.min_interval, 0.5)
-        if not channel.min_interval:
-            return 0.0
         last = self._last_to.get(to)
         if last is None:
             return 0.0
-        wait = channel.min_interval - (time.monotonic() - last)
-        if len(self._last_to) > 50_000:  # forget recipients whose interval has passed
-            cutoff = time.monotonic() - channel.min_interval
-            self._last_to = {k: v for k, v in self._last_to.items() if v > cutoff}
-        return wait
+        return channel.min_interval - (time.monotonic() - last)
+
+    def _note_recipient(self, to: str, interval: float) -> None:
+        """Remember when ``to`` was last sent to, for as long as the interval matters.
+
+        The dict is kept in time order (re-inserted keys move to the end), so entries whose
+        interval has passed are dropped from the front: memory stays bounded by the number
+        of recipients sent to within one interval, not by the size of the fan-out.
+        """
+        now = time.monotonic()
+        self._last_to.pop(to, None)
+        self._last_to[to] = now
+        for k in list(itertools.islice(self._last_to, 64)):
+            if now - self._last_to[k] < interval:
+                break
+            del self._last_to[k]
 
     def _track(self, batch: list[Delivery]) -> None:
         for d in batch:
