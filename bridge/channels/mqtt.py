@@ -217,6 +217,8 @@ def parse_inbound(payload: bytes | str, *, now: datetime | None = None) -> Inbou
         number = from_chat_id(sender)
     except PhoneError:
         shown = mask(sender)
+        if sender.lower().endswith(("@c.us", "@s.whatsapp.net")):
+            return Skip(f"sender {shown} is not a valid phone number", malformed=True)
         return Skip(f"sender {shown} is not a person's phone-number chat id (a group, a "
                     f"broadcast or a hidden @lid number)")
     mid = None
