@@ -42,8 +42,33 @@ def mosquitto_binary(install: bool = True) -> str:
     return mosquitto_binary(install=False)
 
 
+def make_certs(d: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost (openssl CLI)."""
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert, ext = (d / n for n in (
+        "ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "san.cnf"))
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", str(ca_key), "-out", str(ca))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
+        "-out", str(csr))
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    return {"cafile": ca, "certfile": cert, "keyfile": key}
+
+
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int | None = None):
+    """``tls``: {"cafile", "certfile", "keyfile"} (see :func:`make_certs`) for a TLS
+    listener; ``users``: {name: password} to refuse anonymous clients."""
+
+    def __init__(self, workdir: Path, port: int | None = None, *,
+                 tls: dict[str, Path] | None = None, users: dict[str, str] | None = None):
+        self.tls = tls
+        self.users = users
         self.dir = Path(workdir)
         self.port = port or free_port()
         if self.port == 1883:
@@ -59,7 +84,7 @@ class Mosquitto:
         self.data.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {self.data}/",
             "autosave_interval 1",
@@ -72,6 +97,15 @@ class Mosquitto:
             "log_type information",
             "connection_messages true",
         ]
+        if self.tls:
+            lines += [f"{k} {v}" for k, v in self.tls.items()]
+        if self.users:
+            pw = self.dir / "passwords"
+            pw.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True,
+                               capture_output=True, timeout=30)
+            lines.append(f"password_file {pw}")
         if os.geteuid() == 0:
             # Started as root, mosquitto would switch to user "mosquitto", which cannot
             # write to the test's temp dir.

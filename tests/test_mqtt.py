@@ -191,6 +191,15 @@ def test_password_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("TEST_MQTT_PW", raising=False)
     with pytest.raises(ConfigError, match="TEST_MQTT_PW is not set"):
         asyncio.run(build())
+
+    async def run_briefly():
+        task = asyncio.create_task(ch.run())
+        await asyncio.sleep(0.2)
+        assert not task.done()  # no crash: the channel pauses and keeps trying
+        await stop_task(task)
+
+    asyncio.run(run_briefly())
+    assert "TEST_MQTT_PW is not set" in ch.paused
     monkeypatch.setenv("TEST_MQTT_PW", "s3cret")
     client = asyncio.run(build())
     assert client._client._username == b"bridge" and client._client._password == b"s3cret"
@@ -517,3 +526,47 @@ def test_broker_killed_mid_fanout_every_delivery_arrives_after_reconnect(tmp_pat
     assert "lost the connection" in log and log.count("mqtt: connected") >= 2, log
     status = json.loads(bridge(cfg, "status", "--json").stdout)
     assert status["deliveries"].get("sent") == n, status
+
+
+# -- TLS and username/password --------------------------------------------------------------------
+async def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
+    from mosquitto import make_certs
+
+    certs = await asyncio.to_thread(make_certs, tmp_path / "certs")
+    b = Mosquitto(tmp_path / "tls-broker", tls=certs, users={"bridge": "s3cret"}).start()
+    try:
+        monkeypatch.setenv("TEST_MQTT_PW", "wrong")
+        s = parse_config(Section({
+            "port": b.port, "client_id": "bridge-tls", "username": "bridge",
+            "password_env": "TEST_MQTT_PW", "tls": True, "tls_ca_file": str(certs["cafile"]),
+            "reconnect_min": 0.05, "reconnect_max": 0.2, "jitter": 0}, "channel.mqtt"), tmp_path)
+        assert s.tls and s.tls_ca_file == certs["cafile"]
+        ch = MqttChannel(s, ChannelContext(inbound=None))
+        task = asyncio.create_task(ch.run())
+        try:
+            await until(lambda: ch.last_error, what="a refused login")
+            assert ch.paused and ch.describe()["state"] == "disconnected"
+            assert "s3cret" not in json.dumps(ch.describe()) and "wrong" not in ch.paused
+            monkeypatch.setenv("TEST_MQTT_PW", "s3cret")  # read again on every attempt
+            await until(lambda: ch.paused is None, what="connected over TLS")
+            assert ch.broker.startswith("mqtts://")
+            r = await ch.send(Outgoing(1, "+31612345678", "over TLS", "reply"))
+            assert r.status == "sent", r
+        finally:
+            await stop_task(task)
+
+        # Without the CA the broker's certificate is refused (no silent plain-text fallback).
+        s2 = parse_config(Section({"port": b.port, "client_id": "bridge-tls2", "tls": True,
+                                   "username": "bridge", "password_env": "TEST_MQTT_PW",
+                                   "reconnect_min": 0.05}, "channel.mqtt"), tmp_path)
+        ch2 = MqttChannel(s2, ChannelContext(inbound=None))
+        task2 = asyncio.create_task(ch2.run())
+        try:
+            await until(lambda: ch2.last_error, what="a refused certificate")
+            assert "certificate" in ch2.last_error.lower() or "ssl" in ch2.last_error.lower(), \
+                ch2.last_error
+            assert ch2.paused
+        finally:
+            await stop_task(task2)
+    finally:
+        b.stop()

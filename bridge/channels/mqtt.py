@@ -53,7 +53,7 @@ import aiomqtt
 from aiomqtt import MqttError
 
 from bridge.channels.base import ChannelContext, Outgoing, SendResult
-from bridge.config import Section, secret
+from bridge.config import ConfigError, Section, secret
 from bridge.core.models import InboundMessage
 from bridge.core.phone import PhoneError, chat_id, from_chat_id, mask, mask_text
 
@@ -420,6 +420,11 @@ class MqttChannel:
                 await self._session()
             except _Redeliver as e:
                 self._why = f"reconnecting for a redelivery ({e})"
+            except ConfigError as e:  # e.g. the password's environment variable is not set
+                if self.last_error != str(e):
+                    log.error("mqtt: cannot connect: %s; sends wait in the outbox", e)
+                self.last_error = str(e)
+                self._why = f"cannot connect: {e}"
             except (MqttError, OSError, ssl.SSLError) as e:
                 self.last_error = _describe(e)
                 self._why = f"MQTT broker {self.broker} unreachable: {self.last_error}"
@@ -431,15 +436,17 @@ class MqttChannel:
                 if c is not None:
                     c.lost.set()
                     self._conn = None
-            if self.connects > before:
-                failures = 0
-            failures += 1
             wait = self._backoff * random.uniform(0.8, 1.2)
-            # One WARNING when the broker first cannot be reached, then INFO, with a
-            # reminder at WARNING about every ten attempts.
-            level = logging.WARNING if failures == 1 or failures % 10 == 0 else logging.INFO
-            log.log(level, "mqtt: %s; attempt %d failed, next in %.1f s", self._why, failures,
-                    wait)
+            if self.connects > before:  # was connected: the loss is logged above
+                failures = 0
+                log.info("mqtt: reconnecting in %.1f s", wait)
+            else:
+                # One WARNING when the broker cannot be reached, then INFO, with a
+                # reminder at WARNING every ten attempts.
+                failures += 1
+                level = logging.WARNING if failures % 10 == 1 else logging.INFO
+                log.log(level, "mqtt: %s; attempt %d failed, next in %.1f s", self._why,
+                        failures, wait)
             await asyncio.sleep(wait)
             self._backoff = min(s.reconnect_max, self._backoff * 2)
 
