@@ -143,6 +143,9 @@ class Dispatcher:
         try:
             async with asyncio.TaskGroup() as tg:
                 await self._loop(tg, stop, drain=False)
+        except BaseException:
+            self._requeue_unfinished()
+            raise
         finally:
             self.flush()
         self._maybe_scrub(force=True)
@@ -153,6 +156,9 @@ class Dispatcher:
         try:
             async with asyncio.TaskGroup() as tg:
                 await self._loop(tg, stop, drain=True)
+        except BaseException:
+            self._requeue_unfinished()
+            raise
         finally:
             self.flush()
         self._maybe_scrub(force=True)
@@ -210,6 +216,23 @@ class Dispatcher:
                 if channel.min_interval:
                     self._note_recipient(d.to_addr, channel.min_interval)
                 tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
+
+    def _requeue_unfinished(self) -> None:
+        """After run()/drain() ended by an exception (all send tasks have ended): put the
+        deliveries claimed but not finished back in the queue. Otherwise they stay 'sending'
+        until the next start, since the supervisor restarts the dispatcher without acquire()."""
+        with contextlib.suppress(Exception):
+            self.flush()
+        if self._lock_file is None:
+            return  # not the owner: other 'sending' rows may be another dispatcher's
+        keep = {i for _, i in self._sent}  # sent, result not yet committed
+        try:
+            n = self.store.deliveries.reset_inflight(exclude=keep)
+        except Exception as e:
+            log.error("dispatch: could not requeue unfinished sends: %s", e)
+            return
+        if n:
+            log.warning("dispatch: %d claimed deliveries put back in the queue", n)
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self.cfg.poll_interval
@@ -319,7 +342,12 @@ class Dispatcher:
         if self._sent:
             sent, reached = self._sent, self._reached
             self._sent, self._reached = [], []
-            self.store.deliveries.mark_sent_many(sent, reached)
+            try:
+                self.store.deliveries.mark_sent_many(sent, reached)
+            except BaseException:
+                # keep them: committed by a later flush, and never put back in the queue
+                self._sent[:0], self._reached[:0] = sent, reached
+                raise
 
     def _finish_failed(self, d: Delivery, why: str) -> None:
         self.store.deliveries.mark_failed(d.id, why)

@@ -9,6 +9,7 @@ finishes, so finished history holds no numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 from bridge.store.db import Database, now
 
@@ -68,11 +69,16 @@ class Deliveries:
         return int(cur.lastrowid)
 
     # -- dispatching ----------------------------------------------------------------------------
-    def reset_inflight(self) -> int:
-        """After a crash: sends that were under way go back to pending (sent at most once more)."""
+    def reset_inflight(self, exclude: Collection[int] = ()) -> int:
+        """After a crash: sends that were under way go back to pending (sent at most once more).
+        ``exclude``: ids known to be sent whose result is not committed yet."""
         with self.db.tx():
-            return self.db.execute(
-                "UPDATE deliveries SET state='pending' WHERE state='sending'").rowcount
+            ids = [r[0] for r in self.db.execute("SELECT id FROM deliveries WHERE state='sending'")
+                   if r[0] not in exclude]
+            self.db.conn.executemany(
+                "UPDATE deliveries SET state='pending' WHERE id=? AND state='sending'",
+                [(i,) for i in ids])
+            return len(ids)
 
     def claim(self, limit: int) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, oldest first, and mark them sending."""
