@@ -143,7 +143,7 @@ class Dispatcher:
         try:
             async with asyncio.TaskGroup() as tg:
                 await self._loop(tg, stop, drain=False)
-        except BaseException:
+        except Exception:  # a crash the supervisor restarts (cancelled: the next start resets)
             self._requeue_unfinished()
             raise
         finally:
@@ -156,7 +156,7 @@ class Dispatcher:
         try:
             async with asyncio.TaskGroup() as tg:
                 await self._loop(tg, stop, drain=True)
-        except BaseException:
+        except Exception:  # a crash the supervisor restarts (cancelled: the next start resets)
             self._requeue_unfinished()
             raise
         finally:
@@ -218,7 +218,7 @@ class Dispatcher:
                 tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
 
     def _requeue_unfinished(self) -> None:
-        """After run()/drain() ended by an exception (all send tasks have ended): put the
+        """After run()/drain() crashed (all send tasks have ended): put the
         deliveries claimed but not finished back in the queue. Otherwise they stay 'sending'
         until the next start, since the supervisor restarts the dispatcher without acquire()."""
         with contextlib.suppress(Exception):
