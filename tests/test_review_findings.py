@@ -100,3 +100,51 @@ async def test_dispatcher_restart_after_crash_sends_what_the_crash_left_in_sendi
     finally:
         d.release()
     assert ok, store.deliveries.counts()
+
+
+# -- ordering: an older notice must never go out after a newer one of the same incident ----------
+async def test_older_notice_retried_after_newer_was_queued_is_superseded(store):
+    """The older notice is under way (so the fan-out of the newer one cannot supersede it) and
+    then fails transiently: it must not go back to the queue and out after the newer one."""
+    a = "+31611111111"
+    store.subscribers.add(a, "console", "cli:test")
+    notice(store, 1, "oud")
+    ch = Scripted({a: [SendResult("retry", error="130429 rate", retry_after=0.8)]}, latency=0.1)
+    d = Dispatcher(CFG, store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        assert await wait_until(lambda: ch.calls)
+        notice(store, 1, "nieuw")  # while the older one is under way
+        d.wake()
+        await wait_until(lambda: store.deliveries.pending() == 0)
+        await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await task
+        d.release()
+    texts = [m.text for m in ch.calls]
+    assert "oud" not in texts[texts.index("nieuw"):], texts
+
+
+def test_reset_and_requeue_never_bring_back_an_older_notice(store):
+    a = "+31611111111"
+    store.subscribers.add(a, "console", "cli:test")
+    notice(store, 1, "oud")
+    [old] = store.deliveries.claim(10)
+    notice(store, 1, "nieuw")
+    # a crash with the older one under way: at the restart it is not queued behind the newer
+    store.deliveries.reset_inflight()
+    state = lambda i: store.db.scalar("SELECT state FROM deliveries WHERE id=?", (i,))  # noqa: E731
+    assert state(old.id) == "superseded"
+    assert [x.text if hasattr(x, "text") else x.notice_id for x in store.deliveries.claim(10)] == [2]
+
+    # the channel accepted the older one, a newer is queued, then the older fails later for a
+    # passing reason (a webhook): it must not go out again after the newer
+    notice(store, 2, "oud")
+    [old2] = store.deliveries.claim(10)
+    store.deliveries.mark_sent(old2.id, "wamid.old")
+    notice(store, 2, "nieuw")
+    assert store.deliveries.requeue("wamid.old", time.time(), "131000 later", 8) is None
+    assert state(old2.id) == "sent"

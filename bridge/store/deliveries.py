@@ -18,6 +18,15 @@ FINISHED = ("sent", "delivered", "read", "failed", "superseded", "stale", "cance
 PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
+def _newer_notice(alias: str) -> str:
+    """SQL: a later notice of the same incident exists for this delivery's subscriber.
+    Such an older delivery must never go back to pending: it would go out after the newer
+    one. (By the subscriber index: an incident may have 100,000 deliveries, a subscriber few.)"""
+    return (f"({alias}.incident_id IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries n"
+            f" INDEXED BY deliveries_subscriber WHERE n.subscriber_id = {alias}.subscriber_id"
+            f" AND n.incident_id = {alias}.incident_id AND n.notice_id > {alias}.notice_id))")
+
+
 @dataclass(frozen=True)
 class Delivery:
     id: int
@@ -78,7 +87,16 @@ class Deliveries:
             self.db.conn.executemany(
                 "UPDATE deliveries SET state='pending' WHERE id=? AND state='sending'",
                 [(i,) for i in ids])
+            self._supersede_if_newer(ids)
             return len(ids)
+
+    def _supersede_if_newer(self, ids: Collection[int]) -> None:
+        """Pending deliveries among ``ids`` whose incident has a newer notice for the same
+        subscriber become superseded (call inside a transaction)."""
+        self.db.conn.executemany(
+            "UPDATE deliveries SET state='superseded', to_addr=NULL, finished_at=?"
+            " WHERE id=? AND state='pending' AND " + _newer_notice("deliveries"),
+            [(now(), i) for i in ids])
 
     def claim(self, limit: int) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, oldest first, and mark them sending."""
@@ -129,6 +147,7 @@ class Deliveries:
                 " attempts=attempts - ? WHERE id=? AND state='sending'",
                 (due_at, error, 0 if count_attempt else 1, delivery_id),
             )
+            self._supersede_if_newer((delivery_id,))
 
     def mark_failed(self, delivery_id: int, error: str) -> None:
         with self.db.tx():
@@ -180,7 +199,7 @@ class Deliveries:
         row = self.db.one(
             "SELECT d.id, s.number FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
             " WHERE d.provider_id=? AND d.state='sent' AND d.notice_id IS NOT NULL"
-            " AND d.attempts < ?", (provider_id, max_attempts))
+            " AND d.attempts < ? AND NOT " + _newer_notice("d"), (provider_id, max_attempts))
         if not row:
             return None
         with self.db.tx():
