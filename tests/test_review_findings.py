@@ -148,3 +148,22 @@ def test_reset_and_requeue_never_bring_back_an_older_notice(store):
     notice(store, 2, "nieuw")
     assert store.deliveries.requeue("wamid.old", time.time(), "131000 later", 8) is None
     assert state(old2.id) == "sent"
+
+
+# -- command line: failures are one line and a non-zero exit --------------------------------------
+def run_cli(capsys, *argv):
+    from bridge.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_store_file_that_is_not_a_database_is_a_one_line_error(tmp_path, capsys):
+    from helpers import write_config
+
+    cfg = write_config(tmp_path)
+    (tmp_path / "bridge.db").write_bytes(b"this is not an SQLite database, just some text " * 20)
+    code, out, err = run_cli(capsys, "status", "--config", str(cfg))
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "bridge.db" in err, err

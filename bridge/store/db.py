@@ -142,22 +142,27 @@ class StoreError(RuntimeError):
 class Database:
     def __init__(self, path: Path, *, busy_timeout: float = 10.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._depth = 0
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
-        except sqlite3.Error as e:
+        except (OSError, sqlite3.Error) as e:
             raise StoreError(f"{self.path}: cannot open database: {e}") from None
         self.conn.row_factory = sqlite3.Row
         c = self.conn
-        c.execute("PRAGMA journal_mode=WAL")
-        c.execute("PRAGMA synchronous=NORMAL")
-        c.execute("PRAGMA secure_delete=ON")
-        c.execute("PRAGMA foreign_keys=OFF")
-        c.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        self._depth = 0
-        self.migrate()
+        try:
+            # the first statements read the file: a file that is not a database fails here
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA secure_delete=ON")
+            c.execute("PRAGMA foreign_keys=OFF")
+            c.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            self.migrate()
+        except sqlite3.Error as e:
+            c.close()
+            raise StoreError(f"{self.path}: cannot open database: {e}") from None
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> None:
