@@ -205,6 +205,19 @@ def test_password_comes_from_the_environment(tmp_path, monkeypatch):
     assert client._client._username == b"bridge" and client._client._password == b"s3cret"
 
 
+def test_default_pacing_is_one_message_a_second_with_jitter(tmp_path):
+    from bridge.app import App
+
+    cfg = write_config(tmp_path, rate=20, channel="mqtt", channel_extra="[channel.mqtt]\nport = 1")
+    app = App(load(cfg))
+    try:
+        assert app.channel.max_rate == 1.0 and app.channel.jitter == 1.0
+        assert app.dispatcher.rate == 1.0  # the lower of dispatch.rate and the channel's cap
+        assert app.channel.paused  # not connected: deliveries wait in the outbox
+    finally:
+        app.store.close()
+
+
 # -- inbound payloads (pure) ------------------------------------------------------------------------
 def test_parse_inbound_sample():
     raw = (SAMPLES / "mqtt-wwebjs-inbound.json").read_bytes() if SAMPLES.exists() else \

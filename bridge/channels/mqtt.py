@@ -505,7 +505,12 @@ class MqttChannel:
         async with client:
             conn = _Conn(client=client, lost=asyncio.Event(), manual_ack=manual,
                          since=time.monotonic())
-            await client.subscribe(s.receive_filter, qos=QOS)
+            granted = await client.subscribe(s.receive_filter, qos=QOS)
+            codes = [getattr(g, "value", g) for g in (granted or ())]
+            if any(c >= 0x80 for c in codes):
+                log.error("mqtt: the broker refused the subscription to %s (code %s): inbound "
+                          "messages will not arrive; check the broker's ACL for %s",
+                          s.receive_filter, codes, s.client_id)
             self._conn = conn
             self.connects += 1
             self._backoff = s.reconnect_min
