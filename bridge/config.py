@@ -266,6 +266,8 @@ def parse(data: dict, path: Path) -> Config:
         path=st.path("path", "var/bridge.db", base),  # type: ignore[arg-type]
         retention_days=st.int("retention_days", 30, min=1, max=3650),
     )
+    if store.path is None:
+        raise st.fail("path", "must not be empty")
     st.done()
 
     sm = top.table("smtp")
@@ -310,6 +312,8 @@ def parse(data: dict, path: Path) -> Config:
         max_length=re_.int("max_length", 700, min=80, max=4096),
         time_limit=re_.float("time_limit", 0.5, min=0.01, max=10),
     )
+    if render.templates_dir is None:
+        raise re_.fail("templates_dir", "must not be empty")
     re_.done()
 
     di = top.table("dispatch")
@@ -353,7 +357,11 @@ def parse(data: dict, path: Path) -> Config:
     for other in list(ch.data):
         if other not in ("type", ctype) and isinstance(ch.data[other], dict):
             # Settings of channels not in use are kept (to switch easily) but still checked.
-            channel_module(other).parse_config(ch.table(other), base)
+            try:
+                other_mod = channel_module(other)
+            except ConfigError:
+                raise ch.fail(other, f"unknown channel {other!r}") from None
+            other_mod.parse_config(ch.table(other), base)
     ch.done()
     channel = ChannelConfig(type=ctype, settings=settings)
 
