@@ -167,3 +167,51 @@ def test_a_store_file_that_is_not_a_database_is_a_one_line_error(tmp_path, capsy
     code, out, err = run_cli(capsys, "status", "--config", str(cfg))
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "bridge.db" in err, err
+
+
+# -- config: every error names the key ---------------------------------------------------------------
+def load_text(tmp_path, text):
+    from bridge.config import load
+
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return load(p)
+
+
+def test_settings_table_of_an_unknown_channel_names_that_table(tmp_path):
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, '[channel]\ntype = "console"\n[channel.consol]\nquiet = true\n')
+    assert str(e.value).startswith("channel.consol:"), e.value
+
+
+@pytest.mark.parametrize("table,key", [("store", "path"), ("render", "templates_dir")])
+def test_an_empty_required_path_is_a_config_error_naming_the_key(tmp_path, table, key):
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, f'[{table}]\n{key} = ""\n')
+    assert str(e.value).startswith(f"{table}.{key}:"), e.value
+
+
+@pytest.mark.parametrize("key", ["tls_cert", "tls_key"])
+async def test_a_missing_tls_file_is_a_config_error_naming_the_key(tmp_path, key):
+    """It was "bridge: cannot start: No such file or directory": no key, no file."""
+    from bridge.config import ConfigError
+    from bridge.intake.smtp import SmtpIntake
+
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    files = {"tls_cert": "cert.pem", "tls_key": "key.pem", key: "missing.pem"}
+    cfg = load_text(tmp_path, f'[store]\npath = "{tmp_path / "b.db"}"\n[smtp]\nport = 0\n'
+                    + "".join(f'{k} = "{v}"\n' for k, v in files.items()))
+    store = Store.open(cfg.store.path)
+    smtp = SmtpIntake(cfg.smtp, cfg.senders, store, lambda mail_id: None)
+    try:
+        with pytest.raises(ConfigError) as e:
+            await smtp.start()
+    finally:
+        await smtp.stop()
+        store.close()
+    assert str(e.value).startswith(f"smtp.{key}:") and "missing.pem" in str(e.value), e.value

@@ -15,7 +15,7 @@ from typing import Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from bridge.config import SmtpConfig, secret
+from bridge.config import ConfigError, SmtpConfig, secret
 from bridge.core.senders import SenderRules, envelope_allowed
 from bridge.store import RawMail, Store
 
@@ -97,7 +97,14 @@ class SmtpIntake:
         kw: dict = {}
         if self.cfg.tls_cert:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+            for key, path in (("tls_cert", self.cfg.tls_cert), ("tls_key", self.cfg.tls_key)):
+                if not path or not path.is_file():
+                    raise ConfigError(f"smtp.{key}: file not found: {path}")
+            try:
+                ctx.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(f"smtp.tls_cert: cannot load {self.cfg.tls_cert} with "
+                                  f"{self.cfg.tls_key}: {e}") from None
             kw["tls_context"] = ctx
             kw["require_starttls"] = self.cfg.require_starttls
         if self.cfg.auth_username_env:
