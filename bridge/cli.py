@@ -157,12 +157,29 @@ def cmd_dispatch(cfg, args) -> int:
     except DispatcherBusy as e:
         raise CliError(str(e)) from None
     try:
-        counters = asyncio.run(d.drain())
+        counters = asyncio.run(_drain_with_channel(app, d))
     finally:
         d.release()
     print(f"sent {counters.sent}, failed {counters.failed}, retried {counters.retried},"
           f" stale {counters.stale}, waiting {app.store.deliveries.pending()}")
     return 0
+
+
+async def _drain_with_channel(app, d):
+    """Open the channel's connection (MQTT, Cloud API probes) while draining the outbox."""
+    import contextlib
+
+    ch = app.channel
+    runner = asyncio.create_task(ch.run(), name="channel")
+    try:
+        t = time.monotonic()
+        while ch.paused and time.monotonic() - t < 10 and not runner.done():
+            await asyncio.sleep(0.05)
+        return await d.drain()
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
 
 
 def cmd_check(cfg, args) -> int:
