@@ -184,24 +184,42 @@ service stats {{
             time.sleep(0.05)
         raise DovecotError(f"dovecot not listening on {self.port} after {timeout} s: {self.log()}")
 
+    def _descendants(self, pid: int) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(d.name))
+        out, todo = [], [pid]
+        while todo:
+            for c in children.get(todo.pop(), []):
+                out.append(c)
+                todo.append(c)
+        return out
+
     def stop(self, timeout: float = 10) -> None:
+        """Stop this instance and every process it started (like systemctl stop: an imap
+        process serving a client does not outlive its master)."""
         pid = self.pid()
         if pid is None:
             return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        procs = [pid] + self._descendants(pid)
+        for p in procs:
+            with contextlib_suppress():
+                os.kill(p, signal.SIGTERM)
         t = time.monotonic()
-        while time.monotonic() - t < timeout:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
+        while time.monotonic() - t < timeout and any(_alive(p) for p in procs):
             time.sleep(0.05)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        # the master is gone; wait for its port to be free for a restart
+        for p in procs:
+            if _alive(p):
+                with contextlib_suppress():
+                    os.kill(p, signal.SIGKILL)
+        # wait for the port to be free for a restart
         t = time.monotonic()
         while time.monotonic() - t < timeout:
             with socket.socket() as s:
@@ -296,6 +314,14 @@ service stats {{
             return out
         finally:
             c.logout()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class contextlib_suppress:

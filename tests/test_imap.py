@@ -218,6 +218,8 @@ def test_dovecot_restarted_mid_idle_reconnects_and_loses_nothing(tmp_path, dc, s
         dc.append(storing(1))
         wait_for(lambda: len(outbox(tmp_path)) == 1, what="first notice")
         dc.stop()  # Dovecot says BYE to the idling bridge and closes
+        wait_for(lambda: "connection closed by the server" in d.log(), timeout=10,
+                 what="the bridge to notice the closed connection")
         dc.start()
         dc.append(storing(2))  # arrives while the bridge is still reconnecting
         d.wait_connected(2)

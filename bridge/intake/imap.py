@@ -148,6 +148,10 @@ class Dead(Exception):
     """The connection is gone or silent: reconnect."""
 
 
+class Stopping(Exception):
+    """The daemon is stopping: a network wait was given up."""
+
+
 class LoginRefused(Exception):
     """The server refused the credentials (or there are none): retry slowly."""
 
@@ -222,6 +226,7 @@ class ImapIntake:
         self._pending: dict[int, int | None] = {}  # uid -> raw mail id, committed but not moved
         self._client: _Client | None = None
         self._lost = asyncio.Event()
+        self._stop = asyncio.Event()
         self._dirty = False  # the server announced new mail since the last search began
         self._tail = b""
         self._last_rx = 0.0
@@ -249,10 +254,13 @@ class ImapIntake:
     # -- the loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
+        self._stop = stop
         while not stop.is_set():
             try:
                 await self._session(stop)
                 delay = 0.0
+            except Stopping:
+                break
             except LoginRefused as e:
                 self._error(f"login as {self.s.user!r} on {self.s.host}:{self.s.port} failed: {e};"
                             f" retrying in {self.s.login_backoff:g} s", logging.ERROR)
@@ -355,21 +363,28 @@ class ImapIntake:
         """Await one network step with a deadline, racing the connection's loss."""
         task = asyncio.ensure_future(aw)
         lost = asyncio.ensure_future(self._lost.wait())
+        # A stop cuts a wait short, but once stopping, the last steps (IDLE DONE, moves of
+        # mails already processed, LOGOUT) still get their deadline.
+        stopping = asyncio.ensure_future(self._stop.wait() if not self._stop.is_set()
+                                         else asyncio.Event().wait())
         limit = self.s.timeout if timeout is None else timeout
         try:
-            done, _ = await asyncio.wait({task, lost}, timeout=limit,
+            done, _ = await asyncio.wait({task, lost, stopping}, timeout=limit,
                                          return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             task.cancel()
             raise
         finally:
             lost.cancel()
+            stopping.cancel()
         if task in done:
             return task.result()
         task.cancel()
         task.add_done_callback(_retrieve)
         if lost in done or self._lost.is_set():
             raise Dead(f"{what}: connection closed by the server")
+        if stopping in done:
+            raise Stopping(what)
         raise Dead(f"{what}: no answer within {limit:g} s (dead connection)")
 
     async def _ensure_folder(self, folder: str) -> None:
@@ -512,9 +527,9 @@ class ImapIntake:
         while True:
             groups.clear()
             waiting = 0
+            outcomes = self._outcomes([i for i in self._pending.values() if i is not None])
             for uid, mail_id in self._pending.items():
-                m = self.store.mails.get(mail_id) if mail_id is not None else None
-                outcome = m.outcome if m is not None else "gone"
+                outcome = outcomes.get(mail_id, "gone")  # "gone": purged meanwhile
                 if outcome is None:
                     waiting += 1
                     continue
@@ -529,6 +544,17 @@ class ImapIntake:
             await self._dispose(sorted(uids), dest)
             for uid in uids:
                 self._pending.pop(uid, None)
+
+    def _outcomes(self, ids: list[int]) -> dict[int, str | None]:
+        """Outcome per raw mail id (None: not processed yet), without loading the bytes."""
+        out: dict[int, str | None] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = self.store.db.execute(
+                f"SELECT id, outcome FROM raw_mails WHERE id IN ({','.join('?' * len(chunk))})",
+                tuple(chunk))
+            out.update((r[0], r[1]) for r in rows)
+        return out
 
     async def _dispose(self, uids: list[int], dest: str) -> None:
         client = self._client
