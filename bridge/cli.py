@@ -296,9 +296,12 @@ def cmd_review(cfg, args) -> int:
         if m is None or m.data is None:
             print("(the mail is no longer stored)")
             return 0
-        mail, report = app.pipeline.analyse(m.data)
+        mail, report, error = app.pipeline.analyse_for_review(m.data)
         print(f"from: {mail.outer.from_addr}\nsubject: {mail.effective.subject}")
-        print(f"report: {json.dumps(report.to_json(), ensure_ascii=False)}")
+        if report is None:
+            print(f"report: none ({error})")
+        else:
+            print(f"report: {json.dumps(report.to_json(), ensure_ascii=False)}")
         print("--- text ---")
         print(mail.text[:4000])
         return 0

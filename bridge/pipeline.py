@@ -64,6 +64,15 @@ class Pipeline:
         mail = parse_mail(data, tz=self.cfg.parser.timezone)
         return mail, extract_report(mail, self.cfg.parser)
 
+    def analyse_for_review(self, data: bytes) -> tuple[ParsedMail, OutageReport | None, str | None]:
+        """Like :meth:`analyse`, but a failing report extraction (the bug that may have sent
+        the mail to review) gives no report and the error instead of raising."""
+        mail = parse_mail(data, tz=self.cfg.parser.timezone)
+        try:
+            return mail, extract_report(mail, self.cfg.parser), None
+        except Exception as e:
+            return mail, None, f"{type(e).__name__}: {e}"
+
     def preview(self, data: bytes) -> str:
         """The exact notice text this mail would produce (no store, no send)."""
         _, report = self.analyse(data)
@@ -179,12 +188,16 @@ class Pipeline:
             stored = self.store.mails.get(rv["raw_mail_id"])
             if stored is None or stored.data is None:
                 raise LookupError(f"the mail of review item {review_id} is no longer stored")
-            mail, report = self.analyse(stored.data)
+            mail, report, error = self.analyse_for_review(stored.data)
+            if error:
+                log.warning("review %d: no report from the mail (%s); sending the fallback text",
+                            review_id, error)
             text = fallback_from_subject(mail.effective.subject, first_lines(mail.text),
                                          self.cfg.organisation)
             notice_id = self.store.incidents.add_notice(
-                incident_id=None, raw_mail_id=stored.id, kind=report.kind, status=report.status,
-                template="review", text=text, report=report, fallback=True)
+                incident_id=None, raw_mail_id=stored.id, kind=report.kind if report else "storing",
+                status=report.status if report else None, template="review", text=text,
+                report=report, fallback=True)
             queued, _ = self.store.deliveries.fan_out(notice_id, None)
             self.store.mails.decide_review(review_id, "approved", notice_id)
             self.store.mails.set_outcome(stored.id, "queued", f"approved in review {review_id}",
@@ -193,7 +206,7 @@ class Pipeline:
         if self.on_queued:
             self.on_queued()
         return Outcome(stored.id, "queued", f"approved in review {review_id}", None, notice_id,
-                       queued, report.ticket)
+                       queued, report.ticket if report else None)
 
     def reject(self, review_id: int) -> None:
         with self.store.tx():
