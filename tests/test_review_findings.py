@@ -241,3 +241,22 @@ def test_a_mail_the_code_could_not_process_can_be_shown_and_approved(tmp_path, c
     run_cli(capsys, "dispatch", "--config", str(cfg))
     [msg] = read_outbox(tmp_path)
     assert "Storing" in msg["text"] or "storing" in msg["text"], msg
+
+
+# -- store: a failed transaction reports its own error ---------------------------------------------
+def test_disk_full_is_reported_as_disk_full_and_durability_is_restored(store):
+    """SQLite rolls the transaction back itself on SQLITE_FULL: the ROLLBACK of tx() failed
+    with 'no transaction is active', hiding the real error and leaving synchronous=FULL."""
+    import sqlite3
+
+    from bridge.store import RawMail
+
+    pages = store.db.scalar("PRAGMA page_count")
+    store.db.execute(f"PRAGMA max_page_count={pages + 2}")
+    with pytest.raises(sqlite3.Error) as e:
+        store.mails.add(RawMail(data=b"x" * 200_000, source="cli"))
+    assert "full" in str(e.value), e.value
+    assert store.db.scalar("PRAGMA synchronous") == 1  # NORMAL again
+    assert not store.db.conn.in_transaction
+    store.db.execute(f"PRAGMA max_page_count={10**9}")
+    assert store.mails.add(RawMail(data=b"y", source="cli"))

@@ -209,9 +209,12 @@ class Database:
             yield c
         except BaseException:
             self._depth = 0
-            c.execute("ROLLBACK")
+            # SQLite may have rolled back already (e.g. SQLITE_FULL): keep the real error
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
             if durable:
-                c.execute("PRAGMA synchronous=NORMAL")
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("PRAGMA synchronous=NORMAL")
             raise
         self._depth = 0
         try:
