@@ -358,7 +358,7 @@ class Dispatcher:
     # -- pacing, progress, upkeep ---------------------------------------------------------------
     def _recipient_wait(self, channel: Channel, to: str) -> float:
         if to in self._inflight_to:
-            return max(channel.min_interval, 0.5)
+            return max(channel.min_interval, 0.05)
         last = self._last_to.get(to)
         if last is None:
             return 0.0
