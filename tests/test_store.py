@@ -145,3 +145,23 @@ def test_retention_purges_old_mails_and_finished_deliveries(store):
     out = store.purge(30)
     assert out["raw_mails"] == 1 and out["deliveries"] == 1
     assert store.mails.get(keep) is not None  # still in review: kept
+
+
+def test_migration_from_version_1_keeps_data(tmp_path):
+    from bridge.store.db import MIGRATIONS, _split_sql
+
+    c = sqlite3.connect(tmp_path / "old.db")
+    for stmt in _split_sql(MIGRATIONS[0]):
+        c.execute(stmt)
+    c.execute("PRAGMA user_version=1")
+    c.execute("INSERT INTO subscribers (number, channel, consent_at, consent_ref)"
+              " VALUES ('+31611111111', 'console', 1, 'x')")
+    c.commit()
+    c.close()
+    s = Store.open(tmp_path / "old.db")
+    assert s.db.scalar("PRAGMA user_version") == SCHEMA_VERSION
+    assert s.subscribers.count() == 1
+    plan = s.db.execute("EXPLAIN QUERY PLAN SELECT * FROM raw_mails WHERE source_ref=?",
+                        ("imap:1:2",)).fetchall()
+    assert "raw_mails_source_ref" in str([tuple(r) for r in plan])
+    s.close()

@@ -130,6 +130,10 @@ MIGRATIONS: list[str] = [
     -- the store makes for itself (the hash key).
     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: look up raw mails by where they came from (the IMAP intake's exactly-once check)
+    """
+    CREATE INDEX raw_mails_source_ref ON raw_mails(source_ref) WHERE source_ref IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
