@@ -102,9 +102,11 @@ class Pipeline:
             log.exception("mail %d: could not be processed", mail_id)
             reason = f"could not be processed ({type(e).__name__}: {e}); see the daemon log"
             with self.store.tx():
-                self.store.mails.add_review(mail_id, reason)
-                self.store.mails.set_outcome(mail_id, "review", reason)
-            result = Outcome(mail_id, "review", reason)
+                result = self._done_meanwhile(mail_id)
+                if result is None:
+                    self.store.mails.add_review(mail_id, reason)
+                    self.store.mails.set_outcome(mail_id, "review", reason)
+                    result = Outcome(mail_id, "review", reason)
         self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
         level = logging.WARNING if result.outcome in ("rejected", "review") else logging.INFO
         extra = f"; notice {result.notice_id} to {result.queued} subscribers" if result.notice_id else ""
@@ -141,6 +143,9 @@ class Pipeline:
         report = extract_report(mail, self.cfg.parser)
         source = self.cfg.senders.source
         with self.store.tx():
+            done = self._done_meanwhile(mail_id)
+            if done:
+                return done
             known = self.store.incidents.get(source, report.ticket) if report.ticket else None
             decision = core_incidents.decide(report, known)
             if decision.action == "review":
@@ -172,9 +177,21 @@ class Pipeline:
     def _finish(self, mail_id: int, outcome: str, reason: str, *, incident_id: int | None = None,
                 notice_id: int | None = None, queued: int = 0, ticket: str | None = None) -> Outcome:
         with self.store.tx():
+            done = self._done_meanwhile(mail_id)
+            if done:
+                return done
             self.store.mails.set_outcome(mail_id, outcome, reason, incident_id=incident_id,
                                          notice_id=notice_id)
         return Outcome(mail_id, outcome, reason, incident_id, notice_id, queued, ticket)
+
+    def _done_meanwhile(self, mail_id: int) -> Outcome | None:
+        """In a transaction: the outcome another process (`bridge ingest` and the daemon both
+        process unprocessed mails) gave this mail since we read it, which stands."""
+        row = self.store.mails.outcome(mail_id)
+        if row is None:
+            return None
+        return Outcome(mail_id, row["outcome"], row["reason"] or "", row["incident_id"],
+                       row["notice_id"])
 
     # -- review queue -----------------------------------------------------------------------------
     def approve(self, review_id: int) -> Outcome:

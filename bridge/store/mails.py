@@ -68,6 +68,12 @@ class Mails:
         row = self.db.one("SELECT * FROM raw_mails WHERE id=?", (mail_id,))
         return StoredMail(**dict(row)) if row else None
 
+    def outcome(self, mail_id: int) -> dict | None:
+        """The outcome, reason, incident_id and notice_id of a processed mail, else None."""
+        row = self.db.one("SELECT outcome, reason, incident_id, notice_id FROM raw_mails"
+                          " WHERE id=? AND outcome IS NOT NULL", (mail_id,))
+        return dict(row) if row else None
+
     def unprocessed(self, limit: int = 100) -> list[int]:
         return [r[0] for r in self.db.execute(
             "SELECT id FROM raw_mails WHERE outcome IS NULL ORDER BY id LIMIT ?", (limit,))]
