@@ -302,3 +302,31 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
     finally:
         cli.store.close()
         daemon.store.close()
+
+
+# -- SIGTERM: stop intake, finish the sends under way, exit 0; nothing repeated after ----------------
+def test_sigterm_mid_fanout_exits_0_and_a_restart_repeats_nothing(tmp_path):
+    from collections import Counter
+
+    from daemon import Daemon, bridge, wait_for
+    from helpers import MAILS, free_port, read_outbox, write_config
+
+    n = 300
+    port = free_port()
+    cfg = write_config(tmp_path, smtp=True, smtp_port=port, rate=200)
+    numbers = [f"+3162{i:07d}" for i in range(n)]
+    bridge(cfg, "subscribers", "add", *numbers)
+    assert "queued" in bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml")).stdout
+    d = Daemon(cfg, port=port).start()
+    wait_for(lambda: len(read_outbox(tmp_path)) >= n // 4, what="a quarter of the fan-out")
+    assert d.stop() == 0, d.log()
+    first = len(read_outbox(tmp_path))
+    assert first < n
+    st = __import__("json").loads(bridge(cfg, "status", "--json").stdout)
+    assert "sending" not in st["deliveries"], st
+    assert st["deliveries"].get("sent", 0) == first, (st, first)
+    d2 = Daemon(cfg, port=port).start()
+    wait_for(lambda: len(read_outbox(tmp_path)) >= n, what="the rest of the fan-out")
+    assert d2.stop() == 0, d2.log()
+    got = Counter(m["to"] for m in read_outbox(tmp_path))
+    assert set(got) == set(numbers) and max(got.values()) == 1
