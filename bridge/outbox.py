@@ -39,6 +39,7 @@ log = logging.getLogger("bridge.outbox")
 
 BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
+RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 
 
 class DispatcherBusy(RuntimeError):
@@ -186,7 +187,8 @@ class Dispatcher:
                 await self._idle(stop)
                 continue
             self._track(batch)
-            for d in batch:
+            checked, gone = time.monotonic(), set()
+            for i, d in enumerate(batch):
                 if stop.is_set() and not drain:
                     # Stopping: hand back what we claimed but did not start.
                     self.store.deliveries.mark_retry(d.id, time.time(), "stopped",
@@ -208,6 +210,13 @@ class Dispatcher:
                     sem.release()
                     self.store.deliveries.mark_retry(d.id, time.time(), "stopped",
                                                      count_attempt=False)
+                    continue
+                if time.monotonic() - checked > RECHECK:
+                    # cancelled while waiting (its subscriber left)? One query per RECHECK.
+                    checked = time.monotonic()
+                    gone = self.store.deliveries.not_claimed([x.id for x in batch[i:]])
+                if d.id in gone:
+                    sem.release()
                     continue
                 if channel.jitter:
                     await asyncio.sleep(random.uniform(0, channel.jitter))

@@ -330,3 +330,31 @@ def test_sigterm_mid_fanout_exits_0_and_a_restart_repeats_nothing(tmp_path):
     assert d2.stop() == 0, d2.log()
     got = Counter(m["to"] for m in read_outbox(tmp_path))
     assert set(got) == set(numbers) and max(got.values()) == 1
+
+
+# -- unsubscribe while the dispatcher has the subscriber's delivery claimed ---------------------------
+async def test_no_notice_goes_out_after_unsubscribe_from_a_claimed_batch(store):
+    """remove() cancels the subscriber's 'sending' deliveries, but a claimed delivery not yet
+    started (waiting for a concurrency slot or the rate limit) was sent anyway."""
+    import dataclasses
+
+    a, b = "+31611111111", "+31622222222"
+    for n in (a, b):
+        store.subscribers.add(n, "console", "cli:test")
+    notice(store, 1, "melding")
+    ch = Scripted(latency=0.2)
+    d = Dispatcher(dataclasses.replace(CFG, concurrency=1), store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        assert await wait_until(lambda: ch.calls)  # a under way, b claimed and waiting
+        assert store.subscribers.remove(b)  # STOP from b
+        await wait_until(lambda: store.deliveries.pending() == 0)
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await task
+        d.release()
+    assert [m.to for m in ch.calls] == [a]
+    assert store.deliveries.counts() == {"sent": 1, "cancelled": 1}

@@ -115,6 +115,14 @@ class Deliveries:
                 )
         return [Delivery(**{**dict(r), "attempts": r["attempts"] + 1}) for r in rows]
 
+    def not_claimed(self, ids: list[int]) -> set[int]:
+        """Those of ``ids`` no longer 'sending' (e.g. cancelled by an unsubscribe meanwhile)."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        return {r[0] for r in self.db.execute(
+            f"SELECT id FROM deliveries WHERE id IN ({marks}) AND state != 'sending'", ids)}
+
     def next_due(self) -> float | None:
         return self.db.scalar("SELECT min(due_at) FROM deliveries WHERE state='pending'")
 
