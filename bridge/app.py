@@ -94,7 +94,11 @@ class App:
                               unreachable: bool) -> None:
         """A channel's later report on a sent message (e.g. a webhook status)."""
         row = self.store.deliveries.progress(provider_id, state, error)
-        if row and state == "failed" and unreachable and row.get("subscriber_id"):
+        if row is None and self._dispatcher is not None:
+            # The send may be recorded but not yet committed (group commit): commit, look again.
+            self._dispatcher.flush()
+            row = self.store.deliveries.progress(provider_id, state, error)
+        if row and row["changed"] and state == "failed" and unreachable and row.get("subscriber_id"):
             n = self.store.subscribers.unreachable(row["subscriber_id"])
             self.inbound.unreachable(row["subscriber_id"], n)
 

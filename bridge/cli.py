@@ -85,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: still one line, with the traceback only when asked
+        import os
+        import traceback
+
+        if os.environ.get("BRIDGE_DEBUG"):
+            traceback.print_exc()
+        print(f"bridge: internal error: {type(e).__name__}: {e} (BRIDGE_DEBUG=1 shows where)",
+              file=sys.stderr)
+        return 2
 
 
 def _app(cfg):
@@ -336,7 +345,7 @@ def cmd_inbound(cfg, args) -> int:
     elif result.effect == "duplicate":
         print("(message id seen before: nothing done)")
     else:
-        print("(no reply: the support reply was already sent to this number recently)")
+        print("(no reply: the same reply went to this number recently)")
     return 0
 
 

@@ -251,6 +251,8 @@ def parse(data: dict, path: Path) -> Config:
         whatsapp_number=org.str("whatsapp_number", "085 48 69 699"),
         timezone=org.str("timezone", "Europe/Amsterdam"),
     )
+    if not organisation.name.strip():
+        raise org.fail("name", "must not be empty")
     if "@" not in organisation.support_email:
         raise org.fail("support_email", "must be a mail address")
     try:

@@ -25,7 +25,7 @@ log = logging.getLogger("bridge.inbound")
 class InboundResult:
     kind: str  # subscribe, unsubscribe, help, other, duplicate
     effect: str  # subscribed, already_subscribed, unsubscribed, not_subscribed, help, support,
-    #              support_suppressed, duplicate
+    #              duplicate, or one of the four rate-limited ones + "_suppressed"
     reply: str | None  # the reply text queued, None when no reply goes out
     delivery_id: int | None = None
 
@@ -70,15 +70,18 @@ class InboundHandler:
                 sub = None
             elif kind == "help":
                 effect = "help"
-            elif st.subscribers.allow_reply("support", msg.sender,
-                                            ic.support_reply_window_hours * 3600):
-                effect = "support"
             else:
-                effect = "support_suppressed"
+                effect = "support"
+            # Replies that change nothing go to one sender at most once per window, so two
+            # bots answering each other can never loop. Confirmations of a change always go.
+            if effect in ("support", "help", "already_subscribed", "not_subscribed") and \
+                    not st.subscribers.allow_reply(effect, msg.sender,
+                                                   ic.support_reply_window_hours * 3600):
+                effect += "_suppressed"
 
             text = None
             delivery_id = None
-            if effect != "support_suppressed":
+            if not effect.endswith("_suppressed"):
                 rendered = self.renderer.render_reply(
                     effect, subscribe_sentence=self.subscribe_sentence)
                 if rendered.fallback:

@@ -146,3 +146,29 @@ def test_unreachable_subscriber_is_removed_after_n_reports(tmp_path):
     app.inbound.unreachable(sub.id, app.store.subscribers.unreachable(sub.id))
     assert app.store.subscribers.count() == 0
     app.store.close()
+
+
+def test_replies_that_change_nothing_are_rate_limited(tmp_path):
+    """Two bots answering each other never loop: help / already / not subscribed once a day."""
+    cfg = write_config(tmp_path)
+    assert "STOP" in inbound(cfg, "info", msg_id="b1")
+    assert inbound(cfg, "info", msg_id="b2").startswith("(no reply")
+    assert inbound(cfg, "stop", msg_id="b3")
+    assert inbound(cfg, "stop", msg_id="b4").startswith("(no reply")
+    assert "STOP" in inbound(cfg, "aanmelden", msg_id="b5")  # a change: always confirmed
+    assert inbound(cfg, "aanmelden", msg_id="b6")
+    assert inbound(cfg, "aanmelden", msg_id="b7").startswith("(no reply")
+
+
+def test_reply_to_a_non_subscriber_keeps_no_message_id(tmp_path):
+    from bridge.app import App
+    from bridge.config import load
+
+    app = App(load(write_config(tmp_path)))
+    did = app.store.deliveries.add_reply(to_addr=NUMBER, channel="console", text="x",
+                                         name="unsubscribed", subscriber_id=None)
+    app.store.deliveries.claim(1)
+    app.store.deliveries.mark_sent_many([("wamid.HBgLMzE2MTIzNDU2Nzg", did)], [])
+    row = app.store.db.one("SELECT * FROM deliveries WHERE id=?", (did,))
+    assert row["state"] == "sent" and row["provider_id"] is None and row["to_addr"] is None
+    app.store.close()

@@ -140,7 +140,10 @@ class Deliveries:
         t = now()
         with self.db.tx():
             self.db.conn.executemany(
-                "UPDATE deliveries SET state='sent', provider_id=?, to_addr=NULL, reply=NULL,"
+                # A reply to someone who is not (or no longer) a subscriber keeps no message
+                # id: a channel's id can encode the number (the Cloud API's wamid does).
+                "UPDATE deliveries SET state='sent', to_addr=NULL, reply=NULL, provider_id="
+                "CASE WHEN subscriber_id IS NULL AND notice_id IS NULL THEN NULL ELSE ? END,"
                 f" finished_at={t!r}, error=NULL WHERE id=? AND state='sending'", sent)
             if subscriber_ids:
                 self.db.conn.executemany(
@@ -180,24 +183,25 @@ class Deliveries:
 
     def progress(self, provider_id: str, state: str, error: str | None = None) -> dict | None:
         """Apply a later status report (e.g. a webhook): states only move forward; failed is
-        terminal. Repeated or out-of-order reports are harmless. Returns the delivery row."""
+        terminal. Repeated or out-of-order reports are harmless. Returns the delivery row
+        with ``changed``: whether this report moved it."""
         row = self.db.one("SELECT id, state, subscriber_id FROM deliveries WHERE provider_id=?",
                           (provider_id,))
         if not row:
             return None
         cur = row["state"]
         if cur == "failed":
-            return dict(row)
+            return {**dict(row), "changed": False}
         if state == "failed":
             with self.db.tx():
                 self.db.execute("UPDATE deliveries SET state='failed', error=? WHERE id=?",
                                 (error, row["id"]))
-            return {**dict(row), "state": "failed"}
+            return {**dict(row), "state": "failed", "changed": True}
         if state in PROGRESS and PROGRESS.get(cur, -1) < PROGRESS[state]:
             with self.db.tx():
                 self.db.execute("UPDATE deliveries SET state=? WHERE id=?", (state, row["id"]))
-            return {**dict(row), "state": state}
-        return dict(row)
+            return {**dict(row), "state": state, "changed": True}
+        return {**dict(row), "changed": False}
 
     def requeue(self, provider_id: str, due_at: float, error: str,
                 max_attempts: int) -> str | None:

@@ -65,7 +65,7 @@ class Subscribers:
             self.db.execute(
                 "UPDATE deliveries SET state=CASE WHEN state IN ('pending','sending')"
                 " THEN 'cancelled' ELSE state END, finished_at=coalesce(finished_at, ?),"
-                " subscriber_id=NULL, to_addr=NULL, reply=NULL, provider_id=NULL"
+                " subscriber_id=NULL, to_addr=NULL, reply=NULL, provider_id=NULL, error=NULL"
                 " WHERE subscriber_id=?",
                 (now(), sub.id),
             )
