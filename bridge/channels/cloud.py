@@ -40,14 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
-
-try:  # httpcore imports sniffio on every request; when it is absent, each try is a slow
-    import sniffio  # noqa: F401  file-system search. Cache the miss (same outcome, fast).
-except ImportError:
-    import sys
-
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+from httpx_aiohttp import AiohttpTransport
 
 from bridge import __version__
 from bridge.channels.base import ChannelContext, Outgoing, SendResult
@@ -201,88 +196,16 @@ def parse_config(sec: Section, base: Path) -> CloudSettings:
 
 
 # -- HTTP transport ---------------------------------------------------------------------------
-def _transport(max_connections: int) -> httpx.AsyncHTTPTransport:
-    """httpx's HTTP/1.1 transport, with a connection pool whose bookkeeping is linear.
+def _transport(max_connections: int) -> AiohttpTransport:
+    """httpx's API over aiohttp's HTTP/1.1 client (keep-alive, at most ``max_connections``).
 
-    httpcore 1.0's pool re-examines every connection for every other idle one on each
-    request start and end (quadratic in the pool size: at 1,000/s with 50 ms latency it
-    costs a whole core). :class:`_LinearPool` makes the same decisions in one pass and
-    checks idle connections for expiry at most once a second (and the one it reuses
-    always). When httpcore's internals differ from what it expects, the stock pool is used.
+    httpx's own transport (httpcore) costs about 2 CPU s per 1,000 requests here, which
+    caps a fan-out near 500/s on one core; aiohttp's client does the same work for a
+    fraction of that (docs/cloud-api.md, benchmark).
     """
     limits = httpx.Limits(max_connections=max_connections,
                           max_keepalive_connections=max_connections, keepalive_expiry=30.0)
-    t = httpx.AsyncHTTPTransport(http1=True, http2=False, limits=limits)
-    pool = getattr(t, "_pool", None)
-    if _LinearPool is not None and type(pool) is httpcore.AsyncConnectionPool and all(
-            hasattr(pool, a) for a in ("_connections", "_requests", "_max_connections",
-                                       "_max_keepalive_connections", "create_connection")):
-        lp = _LinearPool(ssl_context=pool._ssl_context, max_connections=max_connections,
-                         max_keepalive_connections=max_connections, keepalive_expiry=30.0,
-                         http1=True, http2=False)
-        t._pool = lp
-    return t
-
-
-try:
-    import httpcore
-
-    class _LinearPool(httpcore.AsyncConnectionPool):  # type: ignore[misc]
-        _last_sweep = 0.0
-
-        def _assign_requests_to_connections(self):  # noqa: C901 - mirrors httpcore's
-            closing = []
-            conns = self._connections
-            now = time.monotonic()
-            if now - self._last_sweep >= 1.0:
-                self._last_sweep = now
-                keep = []
-                for c in conns:
-                    if c.is_closed():
-                        continue
-                    if c.has_expired():
-                        closing.append(c)
-                        continue
-                    keep.append(c)
-                conns[:] = keep
-            queued = []
-            taken = set()  # HTTP/1.1: one request per connection, also before it starts
-            for r in self._requests:
-                if r.is_queued():
-                    queued.append(r)
-                elif r.connection is not None:
-                    taken.add(id(r.connection))
-            for pool_request in queued:
-                origin = pool_request.request.url.origin
-                chosen = idle = None
-                for c in list(conns):
-                    if id(c) in taken or c.is_closed():  # closed ones: swept within 1 s
-                        continue
-                    if c.can_handle_request(origin) and c.is_available():
-                        if c.is_idle() and c.has_expired():
-                            conns.remove(c)
-                            closing.append(c)
-                            continue
-                        chosen = c
-                        break
-                    if idle is None and c.is_idle():
-                        idle = c
-                if chosen is None and idle is None and len(conns) >= self._max_connections:
-                    conns[:] = [c for c in conns if not c.is_closed()]  # make room now
-                if chosen is None and len(conns) < self._max_connections:
-                    chosen = self.create_connection(origin)
-                    conns.append(chosen)
-                elif chosen is None and idle is not None:
-                    conns.remove(idle)
-                    closing.append(idle)
-                    chosen = self.create_connection(origin)
-                    conns.append(chosen)
-                if chosen is not None:
-                    pool_request.assign_to_connection(chosen)
-                    taken.add(id(chosen))
-            return closing
-except Exception:  # pragma: no cover - another httpcore: use its own pool
-    _LinearPool = None  # type: ignore[assignment,misc]
+    return AiohttpTransport(limits=limits)
 
 
 # -- the channel ------------------------------------------------------------------------------
@@ -406,8 +329,8 @@ class CloudChannel:
                                            headers={"Authorization": f"Bearer {token}"})
         except httpx.TimeoutException as e:
             return _Reply(network=f"timeout ({type(e).__name__})")
-        except httpx.HTTPError as e:
-            return _Reply(network=f"{type(e).__name__}: {e}")
+        except (httpx.HTTPError, aiohttp.ClientError) as e:  # the latter: any httpx_aiohttp
+            return _Reply(network=f"{type(e).__name__}: {e}")  # does not map
         try:
             data = r.json()
         except ValueError:
