@@ -247,6 +247,8 @@ class CloudChannel:
         self._pair_hits: dict[str, int] = {}  # recipient -> consecutive 131056 (memory only)
         self._wamid_template: dict[str, str] = {}  # recent template sends, for webhook 132xxx
         self._force_template: dict[str, float] = {}  # recipients that answered 131047 (memory)
+        self._params_cache: dict[tuple, list[str]] = {}  # (map, notice, text) -> parameters
+        self._messages_url = httpx.URL(settings.messages_url)  # parsed once, not per send
         # unique-recipient cap: keyed hash (hex) -> first template send time (rolling 24 h)
         self._cap: dict[str, float] = {}
         self._cap_warned: set[int | None] = set()
@@ -322,7 +324,7 @@ class CloudChannel:
             )
         return self._client
 
-    async def _call(self, method: str, url: str, token: str, payload: dict | None = None) -> _Reply:
+    async def _call(self, method: str, url: str | httpx.URL, token: str, payload: dict | None = None) -> _Reply:
         self.requests += 1
         try:
             r = await self._http().request(method, url, json=payload,
@@ -428,10 +430,21 @@ class CloudChannel:
             if self._is_broken(tm.name):
                 why.append(f"{tm.name} is marked broken")
                 continue
+            # A notice's parameters are the same for all its recipients (they depend only
+            # on the notice's text and report): render them once per fan-out.
+            key = (tm, msg.notice_id, msg.text) if msg.notice_id is not None else None
+            params = self._params_cache.get(key) if key is not None else None
+            if params is not None:
+                return tm, params
             if context is None:
                 context = self.template_context(msg)
             try:
-                return tm, self.render_params(tm, context)
+                params = self.render_params(tm, context)
+                if key is not None:
+                    if len(self._params_cache) > 64:
+                        self._params_cache.clear()
+                    self._params_cache[key] = params
+                return tm, params
             except Exception as e:  # noqa: BLE001 - a bad expression must not stop the notice
                 log.error("cloud: parameters of WhatsApp template %s failed for notice %s: %s",
                           tm.name, msg.notice_id, e)
@@ -519,7 +532,7 @@ class CloudChannel:
         template = msg.kind == "notice" and (not msg.window_open or self._forced(msg.to))
         if template:
             return await self._send_template(msg, token)
-        reply = await self._call("POST", self.settings.messages_url, token, self._text_payload(msg))
+        reply = await self._call("POST", self._messages_url, token, self._text_payload(msg))
         if reply.code == REENGAGE and msg.kind == "notice":
             # The window was closed after all: the same notice as a template, right away.
             self._force_template[msg.to] = time.time() + CAP_WINDOW
@@ -546,7 +559,7 @@ class CloudChannel:
         slot, deferred = self._cap_reserve(msg)
         if deferred is not None:
             return deferred
-        reply = await self._call("POST", self.settings.messages_url, token,
+        reply = await self._call("POST", self._messages_url, token,
                                  self._template_payload(msg, tm, params))
         result = self._result(msg, reply, kind="template", template=tm.name)
         if result.status != "sent":
