@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/fanout_cloud.py [--n 100000] [--rate 1000] [--latency 0.05] [--seq-n 200]
 
-1. The real dispatcher, store and CloudChannel (httpx, one shared client) send one notice to
-   N subscribers (outside their 24-hour window, so each goes as a template whose parameter
-   is rendered in the sandbox) at ``dispatch.rate`` with the channel's ``max_rate`` raised
-   to the same value. Prints the achieved rate, CPU seconds per 1,000 messages (this
+1. The real dispatcher, store and CloudChannel (one shared httpx client over
+   httpx-aiohttp's AiohttpTransport) send one notice to N subscribers (outside their
+   24-hour window, so each goes as a template; its parameter is rendered in the sandbox
+   once for the notice) at ``dispatch.rate`` with the channel's ``max_rate`` raised to the
+   same value. Prints the achieved rate, CPU seconds per 1,000 messages (this
    process only) and peak RSS.
 2. On the same fake API, a sequential sender the way Apprise's WhatsApp plugin sends: one
    request after the other (synchronous HTTP), sleeping 0.2 s between them, for ``--seq-n``

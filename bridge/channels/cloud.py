@@ -1,7 +1,8 @@
 """The WhatsApp Business Cloud API channel (Meta's Graph API).
 
 Sending: ``POST {base_url}/{api_version}/{phone_number_id}/messages`` with a bearer token
-from the environment, over one shared ``httpx.AsyncClient`` (HTTP/1.1, keep-alive).
+from the environment, over one shared ``httpx.AsyncClient`` (HTTP/1.1, keep-alive) whose
+transport is aiohttp's client (``httpx_aiohttp.AiohttpTransport``).
 
 - Inside the recipient's 24-hour service window (``Outgoing.window_open``; replies are
   always in the window) a message goes as free text; otherwise a notice goes as an
