@@ -25,3 +25,13 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.setLevel(level)
     for noisy in ("aiosmtpd", "mail.log", "httpx", "httpcore", "aioimaplib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def eta(seconds: float) -> str:
+    """A duration for log lines: "45 s", "12 min", "3.5 h"."""
+    seconds = int(max(seconds, 0))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"

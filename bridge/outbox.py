@@ -33,6 +33,7 @@ from typing import Callable
 from bridge.channels.base import Channel, Outgoing, SendResult
 from bridge.config import DispatchConfig
 from bridge.core.phone import mask
+from bridge.logs import eta
 from bridge.store import Delivery, Store
 
 log = logging.getLogger("bridge.outbox")
@@ -141,29 +142,23 @@ class Dispatcher:
     # -- main loops ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set; then finish the sends under way and return."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                await self._loop(tg, stop, drain=False)
-        except Exception:  # a crash the supervisor restarts (cancelled: the next start resets)
-            self._requeue_unfinished()
-            raise
-        finally:
-            self.flush()
-        self._maybe_scrub(force=True)
+        await self._run(stop, drain=False)
 
     async def drain(self) -> Counters:
         """Send everything due now (and retries that fall due meanwhile), then return."""
-        stop = asyncio.Event()
+        await self._run(asyncio.Event(), drain=True)
+        return self.counters
+
+    async def _run(self, stop: asyncio.Event, drain: bool) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
-                await self._loop(tg, stop, drain=True)
+                await self._loop(tg, stop, drain=drain)
         except Exception:  # a crash the supervisor restarts (cancelled: the next start resets)
             self._requeue_unfinished()
             raise
         finally:
             self.flush()
         self._maybe_scrub(force=True)
-        return self.counters
 
     async def _loop(self, tg: asyncio.TaskGroup, stop: asyncio.Event, drain: bool) -> None:
         sem = asyncio.Semaphore(self.cfg.concurrency)
@@ -397,7 +392,7 @@ class Dispatcher:
                 self._progress[d.notice_id] = _Progress(total=total, done=done)
                 if total >= 100:
                     log.info("dispatch: notice %d: fan-out to %d recipients, %.0f/s, ETA %s",
-                             d.notice_id, total, self.rate, _eta((total - done) / self.rate))
+                             d.notice_id, total, self.rate, eta((total - done) / self.rate))
 
     def _advance(self, d: Delivery) -> None:
         if d.notice_id is None:
@@ -416,7 +411,7 @@ class Dispatcher:
             p.last_log = t
             rate = p.done / max(t - p.started, 1e-6)
             log.info("dispatch: notice %d: %d/%d done, %.0f/s, ETA %s", d.notice_id, p.done,
-                     p.total, rate, _eta((p.total - p.done) / max(rate, 1e-6)))
+                     p.total, rate, eta((p.total - p.done) / max(rate, 1e-6)))
 
     def _expire(self) -> None:
         n = self.store.deliveries.expire(time.time() - self.cfg.max_age_hours * 3600)
@@ -430,12 +425,3 @@ class Dispatcher:
         if self._scrub_due or force:
             self._scrub_due = False
             self.store.db.scrub()
-
-
-def _eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds / 3600:.1f} h"

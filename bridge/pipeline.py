@@ -194,14 +194,18 @@ class Pipeline:
                        row["notice_id"])
 
     # -- review queue -----------------------------------------------------------------------------
+    def _open_review(self, review_id: int):
+        rv = self.store.mails.review(review_id)
+        if rv is None:
+            raise LookupError(f"no review item {review_id}")
+        if rv["state"] != "open":
+            raise LookupError(f"review item {review_id} is already {rv['state']}")
+        return rv
+
     def approve(self, review_id: int) -> Outcome:
         """Send a reviewed mail with the fallback text built from its subject and first lines."""
         with self.store.tx():
-            rv = self.store.mails.review(review_id)
-            if rv is None:
-                raise LookupError(f"no review item {review_id}")
-            if rv["state"] != "open":
-                raise LookupError(f"review item {review_id} is already {rv['state']}")
+            rv = self._open_review(review_id)
             stored = self.store.mails.get(rv["raw_mail_id"])
             if stored is None or stored.data is None:
                 raise LookupError(f"the mail of review item {review_id} is no longer stored")
@@ -227,11 +231,7 @@ class Pipeline:
 
     def reject(self, review_id: int) -> None:
         with self.store.tx():
-            rv = self.store.mails.review(review_id)
-            if rv is None:
-                raise LookupError(f"no review item {review_id}")
-            if rv["state"] != "open":
-                raise LookupError(f"review item {review_id} is already {rv['state']}")
+            rv = self._open_review(review_id)
             self.store.mails.decide_review(review_id, "rejected")
             self.store.mails.set_outcome(rv["raw_mail_id"], "rejected",
                                          f"rejected in review {review_id}")

@@ -2,13 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import textwrap
+import time
 from pathlib import Path
+
+from bridge.channels.base import Outgoing, SendResult
+from bridge.config import DispatchConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 MAILS = ROOT / "tests" / "golden" / "mail"
 TEMPLATES = ROOT / "templates"
+
+
+# A dispatch config for tests: fast retries, fast polling.
+DISPATCH = DispatchConfig(rate=1000, concurrency=8, max_attempts=3, backoff_base=0.01,
+                          backoff_max=0.05, poll_interval=0.02, max_age_hours=1)
+
+
+class Scripted:
+    """A channel answering from a per-recipient script of SendResults (then OK), after a
+    latency; it records each message in ``calls`` and its monotonic send time in ``times``."""
+
+    name = "console"
+    max_rate = None
+    min_interval = 0.0
+    jitter = 0.0
+    wants_window = False
+
+    def __init__(self, script=None, latency=0.0):
+        self.script = script or {}
+        self.latency = latency
+        self.calls: list[Outgoing] = []
+        self.times: list[float] = []
+        self.paused = None
+
+    async def send(self, msg: Outgoing) -> SendResult:
+        self.calls.append(msg)
+        self.times.append(time.monotonic())
+        await asyncio.sleep(self.latency)
+        answers = self.script.get(msg.to, [])
+        return answers.pop(0) if answers else SendResult.ok(f"id-{msg.delivery_id}")
+
+    async def run(self):
+        await asyncio.Event().wait()
+
+    def describe(self):
+        return {}
 
 
 def free_port() -> int:

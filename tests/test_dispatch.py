@@ -7,42 +7,13 @@ import time
 
 import pytest
 
-from bridge.channels.base import Outgoing, SendResult
+from bridge.channels.base import SendResult
 from bridge.config import DispatchConfig
 from bridge.outbox import Dispatcher, DispatcherBusy
 from bridge.store import Store
+from helpers import DISPATCH, Scripted
 
-
-class Scripted:
-    """A channel whose answers are scripted per recipient: a list of SendResults."""
-
-    name = "console"
-    max_rate = None
-    min_interval = 0.0
-    jitter = 0.0
-    wants_window = False
-
-    def __init__(self, script=None, latency=0.0):
-        self.script = script or {}
-        self.latency = latency
-        self.calls: list[tuple[float, Outgoing]] = []
-        self.paused = None
-
-    async def send(self, msg: Outgoing) -> SendResult:
-        self.calls.append((time.monotonic(), msg))
-        await asyncio.sleep(self.latency)
-        answers = self.script.get(msg.to, [])
-        return answers.pop(0) if answers else SendResult.ok(f"id-{msg.delivery_id}")
-
-    async def run(self):
-        await asyncio.Event().wait()
-
-    def describe(self):
-        return {}
-
-
-CFG = DispatchConfig(rate=1000, concurrency=8, max_attempts=3, backoff_base=0.01,
-                     backoff_max=0.05, poll_interval=0.02, max_age_hours=1)
+CFG = DISPATCH
 
 
 @pytest.fixture
@@ -81,7 +52,7 @@ async def test_transient_errors_retry_with_backoff_then_succeed(store):
     ch = Scripted({a: [SendResult("retry", error="130429 rate"), SendResult("retry", error="1 x")]})
     queue(store, [a])
     counters, _ = await drain(store, ch)
-    assert [m.attempt for _, m in ch.calls] == [1, 2, 3]
+    assert [m.attempt for m in ch.calls] == [1, 2, 3]
     assert counters.sent == 1 and counters.retried == 2
     assert counters.errors == {"130429": 1, "1": 1}
     assert states(store) == {"sent": 1}
@@ -112,7 +83,7 @@ async def test_paused_channel_keeps_deliveries_without_using_attempts(store):
     queue(store, [a])
     counters, _ = await drain(store, ch)
     assert counters.paused == 1 and counters.sent == 1
-    assert [m.attempt for _, m in ch.calls] == [1, 1]
+    assert [m.attempt for m in ch.calls] == [1, 1]
 
 
 async def test_paused_channel_is_not_called(store):
@@ -152,7 +123,7 @@ async def test_per_recipient_interval(store):
     queue(store, [a], incident=None, text="een")
     queue(store, [a], incident=None, text="twee")
     await drain(store, ch)
-    (t1, m1), (t2, m2) = ch.calls
+    (t1, t2), (m1, m2) = ch.times, ch.calls
     assert (m1.text, m2.text) == ("een", "twee")
     assert t2 - t1 >= 0.29
 
@@ -163,7 +134,7 @@ async def test_newer_notice_supersedes_unsent_older_one(store):
     queue(store, numbers, incident=5, text="nieuw")
     ch = Scripted()
     await drain(store, ch)
-    assert [m.text for _, m in ch.calls] == ["nieuw", "nieuw"]
+    assert [m.text for m in ch.calls] == ["nieuw", "nieuw"]
     assert states(store) == {"sent": 2, "superseded": 2}
 
 

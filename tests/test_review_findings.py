@@ -7,41 +7,12 @@ import time
 
 import pytest
 
-from bridge.channels.base import Outgoing, SendResult
-from bridge.config import DispatchConfig
+from bridge.channels.base import SendResult
 from bridge.outbox import Dispatcher
 from bridge.store import Store, StoreError
+from helpers import DISPATCH, Scripted
 
-CFG = DispatchConfig(rate=1000, concurrency=8, max_attempts=3, backoff_base=0.01,
-                     backoff_max=0.05, poll_interval=0.02, max_age_hours=1)
-
-
-class Scripted:
-    """A channel answering from a per-recipient script (then OK), with a latency."""
-
-    name = "console"
-    max_rate = None
-    min_interval = 0.0
-    jitter = 0.0
-    wants_window = False
-
-    def __init__(self, script=None, latency=0.0):
-        self.script = script or {}
-        self.latency = latency
-        self.calls: list[Outgoing] = []
-        self.paused = None
-
-    async def send(self, msg: Outgoing) -> SendResult:
-        self.calls.append(msg)
-        await asyncio.sleep(self.latency)
-        answers = self.script.get(msg.to, [])
-        return answers.pop(0) if answers else SendResult.ok(f"id-{msg.delivery_id}")
-
-    async def run(self):
-        await asyncio.Event().wait()
-
-    def describe(self):
-        return {}
+CFG = DISPATCH
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ from bridge.channels.base import ChannelContext, Outgoing, SendResult
 from bridge.config import ConfigError, Section, secret
 from bridge.core.models import InboundMessage
 from bridge.core.phone import PhoneError, chat_id, from_chat_id, mask, mask_text
+from bridge.logs import eta
 
 log = logging.getLogger("bridge.channels.mqtt")
 
@@ -259,15 +260,6 @@ class _Conn:
     since: float
 
 
-def _eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 class MqttChannel:
     name = "mqtt"
     wants_window = False
@@ -397,17 +389,17 @@ class MqttChannel:
             log.debug("mqtt: no fan-out size for notice %s: %s", nid, e)
             return
         remaining = counts.get("pending", 0) + counts.get("sending", 0)
-        eta = self.fanout_eta(remaining)
-        if eta <= limit:
+        seconds = self.fanout_eta(remaining)
+        if seconds <= limit:
             return
-        done_at = (datetime.now(timezone.utc) + timedelta(seconds=eta)).astimezone()
+        done_at = (datetime.now(timezone.utc) + timedelta(seconds=seconds)).astimezone()
         log.warning(
             "mqtt: notice %d goes to %d recipients through the linked phone at about %.1f s "
             "per message (max_rate %g/s + jitter up to %g s): this takes about %s, until "
             "around %s. The slow pace protects the phone's number from a WhatsApp ban for "
             "bulk sending; raise channel.mqtt.max_rate only with care.",
             nid, remaining, self.settings.mean_interval, self.settings.max_rate,
-            self.settings.jitter, _eta(eta), done_at.strftime("%H:%M"))
+            self.settings.jitter, eta(seconds), done_at.strftime("%H:%M"))
 
     # -- the connection ----------------------------------------------------------------------
     async def run(self) -> None:
