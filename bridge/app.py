@@ -9,7 +9,8 @@ Parts and their order of stopping (SIGTERM/SIGINT):
    status and retention upkeep) are cancelled, and the daemon exits 0.
 
 A crashing task is logged and restarted with backoff; one that keeps crashing (more than
-five times in five minutes) brings the daemon down cleanly with exit status 1.
+five times in five minutes) brings the daemon down cleanly: the same ordered stop as for
+SIGTERM (the sends under way finish), then exit status 1.
 
 Optional parts (``[imap]``, ``[web]``) are modules with ``parse_config(section, base)``
 and ``build(settings, app) -> Part``, where a Part has ``async run(stop)`` and
@@ -39,12 +40,17 @@ log = logging.getLogger("bridge.app")
 STATUS_KEY = "daemon:status"
 
 
-class TaskCrashed(RuntimeError):
-    pass
-
-
 class App:
     """All parts, wired. The CLI uses the same object for one-shot commands."""
+
+    # A task that crashes more than RESTART_LIMIT times in RESTART_WINDOW seconds stops the daemon.
+    RESTART_LIMIT = 5
+    RESTART_WINDOW = 300.0
+
+    @staticmethod
+    def restart_delay(crashes: int) -> float:
+        """Seconds to wait before restarting a task after its n-th recent crash."""
+        return min(30.0, 2.0 ** crashes)
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -57,6 +63,8 @@ class App:
         self._dispatcher: Dispatcher | None = None
         self.parts: dict[str, Any] = {}
         self.started_at = time.time()
+        self._stop: asyncio.Event | None = None
+        self.fatal: str | None = None  # why a task that kept crashing stopped the daemon
         # Called as listener(delivery, SendResult, latency_seconds) after each successful
         # send (e.g. the metrics of bridge.web).
         self.send_listeners: list[Callable[[Any, Any, float], None]] = []
@@ -105,7 +113,7 @@ class App:
     # -- the daemon -----------------------------------------------------------------------------------
     async def run(self) -> int:
         cfg = self.cfg
-        stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -126,7 +134,6 @@ class App:
 
         log.info("bridge: running (channel %s, %d subscribers, store %s)", cfg.channel.type,
                  self.store.subscribers.count(), cfg.store.path)
-        code = 0
         try:
             async with asyncio.TaskGroup() as tg:
                 background = [
@@ -149,10 +156,6 @@ class App:
                 await asyncio.wait(foreground)
                 for t in background:
                     t.cancel()
-        except* TaskCrashed as eg:
-            for e in eg.exceptions:
-                log.critical("bridge: stopping: %s", e)
-            code = 1
         finally:
             self._write_status(running=False)
             self.dispatcher.release()
@@ -162,8 +165,16 @@ class App:
                 if asyncio.iscoroutine(res):
                     await res
             self.store.close()
+        if self.fatal:
+            log.critical("bridge: stopped because %s", self.fatal)
+            return 1
         log.info("bridge: stopped")
-        return code
+        return 0
+
+    def request_stop(self) -> None:
+        """Stop the daemon as SIGTERM does (for embedding and tests)."""
+        if self._stop is not None:
+            self._stop.set()
 
     def _on_signal(self, sig: signal.Signals, stop: asyncio.Event) -> None:
         if stop.is_set():
@@ -183,14 +194,20 @@ class App:
                 raise
             except Exception as e:
                 t = time.monotonic()
-                crashes = [c for c in crashes if t - c < 300] + [t]
-                log.exception("bridge: task %s crashed (%d in 5 min)", name, len(crashes))
-                if len(crashes) > 5:
-                    raise TaskCrashed(f"task {name} keeps crashing: {type(e).__name__}: {e}") from e
+                crashes = [c for c in crashes if t - c < self.RESTART_WINDOW] + [t]
+                log.exception("bridge: task %s crashed (%d in %g s)", name, len(crashes),
+                              self.RESTART_WINDOW)
+                if len(crashes) > self.RESTART_LIMIT:
+                    # Not an exception into the TaskGroup: that would cancel the sends under
+                    # way. Stop the way SIGTERM does, and exit 1 afterwards.
+                    self.fatal = f"task {name} keeps crashing: {type(e).__name__}: {e}"
+                    log.critical("bridge: %s; stopping", self.fatal)
+                    stop.set()
+                    return
                 if stop.is_set():
                     return
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(30.0, 2.0 ** len(crashes)))
+                    await asyncio.wait_for(stop.wait(), self.restart_delay(len(crashes)))
                 if stop.is_set() and name not in ("dispatcher", "processor"):
                     return
 

@@ -52,6 +52,16 @@ class Scripted:
         return {}
 
 
+async def wait_until(cond, timeout: float = 3.0) -> bool:
+    """Poll ``cond()`` until it is true (True) or the timeout passes (False)."""
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if cond():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import pytest
 from bridge.channels.base import SendResult
 from bridge.outbox import Dispatcher
 from bridge.store import Store, StoreError
-from helpers import DISPATCH, Scripted
+from helpers import DISPATCH, Scripted, wait_until
 
 CFG = DISPATCH
 
@@ -29,15 +29,6 @@ def notice(store, incident, text):
                                          fallback=False)
         store.deliveries.fan_out(nid, incident)
     return nid
-
-
-async def wait_until(cond, timeout=3.0):
-    t = time.monotonic()
-    while time.monotonic() - t < timeout:
-        if cond():
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 # -- outbox: a dispatcher restarted by the supervisor after a crash ----------------------------

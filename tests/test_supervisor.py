@@ -1,0 +1,76 @@
+"""The supervisor: a crashing task is restarted; one that keeps crashing stops the daemon
+the ordered way (sends under way finish) with exit status 1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from helpers import Scripted, wait_until
+
+A = "+31611111111"
+
+
+def queue_notice(app, text="melding"):
+    app.store.subscribers.add(A, "console", "cli:test")
+    with app.store.tx():
+        nid = app.store.incidents.add_notice(incident_id=None, raw_mail_id=None, kind="storing",
+                                             status="nieuw", template="t", text=text,
+                                             report=None, fallback=False)
+        app.store.deliveries.fan_out(nid, None)
+
+
+async def test_a_crashed_task_is_restarted_and_the_daemon_keeps_running(app, monkeypatch, caplog):
+    app.restart_delay = lambda n: 0.01
+    ch = app._channel = Scripted()
+    runs = []
+
+    async def upkeep_crashing_once(stop):
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("boom in upkeep")
+        await stop.wait()
+
+    monkeypatch.setattr(app, "_upkeep", upkeep_crashing_once)
+    caplog.set_level(logging.INFO, "bridge")
+    task = asyncio.create_task(app.run())
+    try:
+        assert await wait_until(lambda: len(runs) == 2)
+        queue_notice(app)
+        app.wake_dispatcher()
+        assert await wait_until(lambda: ch.calls), "the daemon still sends after the restart"
+    finally:
+        app.request_stop()
+        code = await asyncio.wait_for(task, 10)
+    assert code == 0
+    assert "task upkeep crashed (1 in" in caplog.text
+    assert "boom in upkeep" in caplog.text  # the traceback is logged
+
+
+async def test_a_task_that_keeps_crashing_stops_the_daemon_after_the_sends_under_way(
+        app, monkeypatch, caplog):
+    app.restart_delay = lambda n: 0.0
+    ch = app._channel = Scripted(latency=0.5)
+    queue_notice(app)
+    crashes = []
+
+    async def upkeep_crashing_during_a_send(stop):
+        await wait_until(lambda: ch.calls, timeout=10)
+        crashes.append(1)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(app, "_upkeep", upkeep_crashing_during_a_send)
+    caplog.set_level(logging.INFO, "bridge")
+    code = await asyncio.wait_for(app.run(), 10)
+
+    assert code == 1
+    assert len(crashes) == app.RESTART_LIMIT + 1
+    assert "task upkeep keeps crashing: OSError: disk gone" in caplog.text
+    # the send under way when the limit was hit finished and was recorded: nothing to repeat
+    from bridge.store import Store
+
+    store = Store.open(app.cfg.store.path)
+    try:
+        assert store.deliveries.counts() == {"sent": 1}
+    finally:
+        store.close()
