@@ -22,11 +22,16 @@ class CliError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(add_help=False)
+    top.add_argument("--config", default="config.toml", metavar="PATH",
+                     help="config file (default: ./config.toml)")
+    # The commands' copy of --config has no default of its own: given before the command it
+    # would otherwise be overwritten by the command's default ("--config X run" ignored X).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default="config.toml", metavar="PATH",
+    common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
                         help="config file (default: ./config.toml)")
 
-    p = argparse.ArgumentParser(prog="bridge", parents=[common],
+    p = argparse.ArgumentParser(prog="bridge", parents=[top],
                                 description="KPN outage mails in, Dutch WhatsApp notices out.")
     p.add_argument("--version", action="version", version=f"storingsbridge {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -44,22 +49,24 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("subscribers", parents=[common], help="manage subscribers")
     ssub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = ssub.add_parser("add", parents=[common])
+    a = ssub.add_parser("add", parents=[common], help="subscribe numbers (or user:<id>)")
     a.add_argument("numbers", nargs="+", metavar="NUMBER")
-    a = ssub.add_parser("remove", parents=[common])
+    a = ssub.add_parser("remove", parents=[common], help="unsubscribe and erase numbers")
     a.add_argument("numbers", nargs="+", metavar="NUMBER")
-    ssub.add_parser("count", parents=[common])
-    a = ssub.add_parser("list", parents=[common])
+    ssub.add_parser("count", parents=[common], help="print the number of subscribers")
+    a = ssub.add_parser("list", parents=[common], help="list subscribers (numbers masked)")
     a.add_argument("--unmasked", action="store_true", help="show full numbers")
     a = ssub.add_parser("show", parents=[common], help="everything stored about a number")
     a.add_argument("number", metavar="NUMBER")
 
     s = sub.add_parser("review", parents=[common], help="the review queue")
     rsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = rsub.add_parser("list", parents=[common])
+    a = rsub.add_parser("list", parents=[common], help="open review items (--all: also decided)")
     a.add_argument("--all", action="store_true", help="also decided items")
-    for name in ("show", "approve", "reject"):
-        a = rsub.add_parser(name, parents=[common])
+    for name, text in (("show", "the mail, its report and the exact text approve would send"),
+                       ("approve", "send the item's fallback notice to every subscriber"),
+                       ("reject", "drop the item; nothing is sent")):
+        a = rsub.add_parser(name, parents=[common], help=text)
         a.add_argument("id", type=int, metavar="ID")
 
     s = sub.add_parser("inbound", parents=[common],

@@ -1,0 +1,58 @@
+"""The command line after review: --config anywhere, help for every action, exit codes,
+preview and review decide as ingest does, dispatch and check tell the truth, user ids."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from daemon import bridge
+from helpers import MAILS, ROOT, TEMPLATES, read_outbox, sample, write_config
+
+
+def run_cli(capsys, *argv):
+    from bridge.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def bridge_raw(*argv, env=None, timeout=60):
+    """`python -m bridge` with the arguments exactly as given (no --config appended)."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "bridge", *argv], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+# -- 1. --config before the command ----------------------------------------------------------------
+def test_config_before_the_command_is_used(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    assert run_cli(capsys, "--config", str(cfg), "subscribers", "add", "0612345678")[0] == 0
+    for argv in (["--config", str(cfg), "subscribers", "count"],
+                 ["subscribers", "--config", str(cfg), "count"],
+                 ["subscribers", "count", "--config", str(cfg)]):
+        code, out, err = run_cli(capsys, *argv)
+        assert (code, out.strip()) == (0, "1"), (argv, out, err)
+    code, out, err = run_cli(capsys, "--config", str(cfg), "review", "list")
+    assert code == 0 and out.strip() == "review queue is empty", (out, err)
+    # a wrong path before the command is not replaced by ./config.toml
+    code, out, err = run_cli(capsys, "--config", str(tmp_path / "nope.toml"), "status")
+    assert code == 1 and "nope.toml: config file not found" in err, (out, err)
+
+
+# -- 4. help lists the actions ---------------------------------------------------------------------
+@pytest.mark.parametrize("command,actions", [
+    ("subscribers", ("add", "remove", "count", "list", "show")),
+    ("review", ("list", "show", "approve", "reject")),
+])
+def test_help_of_a_command_lists_its_actions(command, actions):
+    p = bridge_raw(command, "--help")
+    assert p.returncode == 0, p.stderr
+    listed = {line.split()[0] for line in p.stdout.splitlines()
+              if line.startswith("    ") and len(line.split()) > 1}
+    assert set(actions) <= listed, p.stdout
