@@ -1,7 +1,12 @@
 """Command line: argument parsing only; each command calls into the app or a module below.
 
-Every command takes ``--config PATH`` (default ./config.toml) and on failure exits
-non-zero with a one-line reason on stderr.
+Every command takes ``--config PATH`` (default ./config.toml), before or after the command,
+and on failure exits non-zero with a one-line reason on stderr.
+
+Exit status: 0 done; 1 a one-line failure (or, for ``bridge run``, a task that kept
+crashing); 2 an internal error (a bug); 78 (EX_CONFIG) ``bridge run`` could not start: a
+config error, a missing secret, a port in use, another daemon on the store (systemd:
+``RestartPreventExitStatus=78``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,8 +22,15 @@ from pathlib import Path
 from bridge import __version__
 
 
+EX_CONFIG = 78  # sysexits.h: a configuration error; systemd need not restart
+
+
 class CliError(Exception):
-    """A failure to report as one line, exit status 1."""
+    """A failure to report as one line, with exit status ``code`` (1 by default)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](cfg, args)
     except (ConfigError, StoreError, CliError) as e:
         print(f"bridge: {e}", file=sys.stderr)
-        return 1
+        if isinstance(e, CliError):
+            return e.code
+        return EX_CONFIG if args.command == "run" else 1
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: still one line, with the traceback only when asked
@@ -111,14 +125,19 @@ def _app(cfg):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_run(cfg, args) -> int:
+    """The daemon. Anything that stops it from starting (a config error, a missing secret,
+    a port in use, another daemon on the store, a store it cannot open) exits 78, so
+    systemd does not restart it in a loop; a task that kept crashing exits 1."""
+    from bridge.config import ConfigError
     from bridge.outbox import DispatcherBusy
+    from bridge.store import StoreError
 
     try:
         return asyncio.run(_app(cfg).run())
-    except DispatcherBusy as e:
-        raise CliError(str(e)) from None
+    except (ConfigError, StoreError, DispatcherBusy) as e:
+        raise CliError(str(e), EX_CONFIG) from None
     except OSError as e:
-        raise CliError(f"cannot start: {e.strerror or e}") from None
+        raise CliError(f"cannot start: {e.strerror or e}", EX_CONFIG) from None
 
 
 def cmd_ingest(cfg, args) -> int:

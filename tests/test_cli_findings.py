@@ -56,3 +56,50 @@ def test_help_of_a_command_lists_its_actions(command, actions):
     listed = {line.split()[0] for line in p.stdout.splitlines()
               if line.startswith("    ") and len(line.split()) > 1}
     assert set(actions) <= listed, p.stdout
+
+
+# -- 5. exit codes of bridge run -------------------------------------------------------------------
+def test_run_with_a_config_error_exits_78(tmp_path):
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("rate = 1000.0", 'rate = "fast"'))
+    p = bridge(cfg, "run", check=False, timeout=30)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    assert p.stderr.strip() == "bridge: dispatch.rate: must be a number, got 'fast'"
+    # other commands keep exit 1 for one-line failures
+    assert bridge(cfg, "status", check=False).returncode == 1
+
+
+def test_run_with_a_missing_secret_exits_78(tmp_path):
+    cfg = write_config(tmp_path, smtp=True)
+    cfg.write_text(cfg.read_text().replace("enabled = true", (
+        'enabled = true\nauth_username_env = "T_NOPE_USER"\nauth_password_env = "T_NOPE_PASS"')))
+    p = bridge(cfg, "run", check=False, timeout=30)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    last = p.stderr.strip().splitlines()[-1]  # the daemon logs to stderr too
+    assert last == "bridge: smtp.auth_username_env: environment variable T_NOPE_USER is not set"
+
+
+def test_run_with_the_smtp_port_in_use_exits_78(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg = write_config(tmp_path, smtp=True, smtp_port=busy.getsockname()[1])
+        p = bridge(cfg, "run", check=False, timeout=30)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    assert p.stderr.strip().splitlines()[-1].startswith("bridge: cannot start:"), p.stderr
+
+
+def test_run_while_another_daemon_owns_the_store_exits_78(tmp_path):
+    from bridge.app import App
+    from bridge.config import load
+
+    cfg_path = write_config(tmp_path)
+    owner = App(load(cfg_path))
+    owner.dispatcher.acquire()
+    try:
+        p = bridge(cfg_path, "run", check=False, timeout=30)
+    finally:
+        owner.dispatcher.release()
+        owner.store.close()
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    assert p.stderr.strip().splitlines()[-1].startswith("bridge: another dispatcher"), p.stderr
