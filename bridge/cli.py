@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -261,8 +262,28 @@ def cmd_status(cfg, args) -> int:
     return 0
 
 
+# A business-scoped user id as the Cloud API gives it (e.g. "NL.1502576394655843").
+_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _recipient(raw: str) -> str:
+    """A number in any usual form as E.164, or ``user:<business-scoped id>``; else CliError."""
+    from bridge.core.phone import PhoneError, normalise
+
+    if raw.startswith("user:"):
+        if not _USER_ID.fullmatch(raw[5:]):
+            raise CliError("not a valid user id: after 'user:' give the business-scoped id,"
+                           " letters, digits, '.', '_' or '-' without spaces"
+                           " (e.g. user:NL.1502576394655843)")
+        return raw
+    try:
+        return normalise(raw, "NL")
+    except PhoneError as e:
+        raise CliError(str(e)) from None
+
+
 def cmd_subscribers(cfg, args) -> int:
-    from bridge.core.phone import PhoneError, mask, normalise
+    from bridge.core.phone import mask
 
     app = _app(cfg)
     subs = app.store.subscribers
@@ -275,16 +296,8 @@ def cmd_subscribers(cfg, args) -> int:
                   f"since {_ts(s.consent_at)}")
         return 0
 
-    def norm(raw: str) -> str:
-        if raw.startswith("user:"):
-            return raw
-        try:
-            return normalise(raw, "NL")
-        except PhoneError as e:
-            raise CliError(str(e)) from None
-
     if args.action == "show":
-        number = norm(args.number)
+        number = _recipient(args.number)
         s = subs.get(number)
         if s is None:
             print(f"{mask(number)}: nothing stored about this number")
@@ -298,7 +311,7 @@ def cmd_subscribers(cfg, args) -> int:
         for k, v in doc.items():
             print(f"{k}: {v}")
         return 0
-    numbers = [norm(n) for n in args.numbers]  # all valid, or nothing changes
+    numbers = [_recipient(n) for n in args.numbers]  # all valid, or nothing changes
     for number in numbers:
         if args.action == "add":
             _, created = subs.add(number, cfg.channel.type, f"cli:added {_ts(time.time())}")
@@ -354,12 +367,8 @@ def cmd_review(cfg, args) -> int:
 
 def cmd_inbound(cfg, args) -> int:
     from bridge.core.models import InboundMessage
-    from bridge.core.phone import PhoneError, normalise
 
-    try:
-        number = args.number if args.number.startswith("user:") else normalise(args.number, "NL")
-    except PhoneError as e:
-        raise CliError(str(e)) from None
+    number = _recipient(args.number)
     app = _app(cfg)
     now = datetime.now(timezone.utc)
     msg = InboundMessage(channel=cfg.channel.type, sender=number, text=args.text,

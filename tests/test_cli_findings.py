@@ -103,3 +103,25 @@ def test_run_while_another_daemon_owns_the_store_exits_78(tmp_path):
         owner.store.close()
     assert p.returncode == 78, (p.returncode, p.stderr)
     assert p.stderr.strip().splitlines()[-1].startswith("bridge: another dispatcher"), p.stderr
+
+
+# -- 12. user ids ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["user:", "user:abc def", "user: abc", "user:abc\tdef",
+                                 "user:.abc", "user:abc/def"])
+def test_subscribers_add_refuses_an_empty_or_spaced_user_id(tmp_path, capsys, bad):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "subscribers", "add", "0612345678", bad, "--config", str(cfg))
+    assert code == 1 and err.startswith("bridge: not a valid user id"), (out, err)
+    assert len(err.strip().splitlines()) == 1
+    assert run_cli(capsys, "subscribers", "count", "--config", str(cfg))[1].strip() == "0"
+    code, out, err = run_cli(capsys, "inbound", bad, "STOP", "--config", str(cfg))
+    assert code == 1 and err.startswith("bridge: not a valid user id"), (out, err)
+
+
+def test_subscribers_add_takes_a_business_scoped_user_id(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "subscribers", "add", "user:NL.1502576394655843",
+                             "--config", str(cfg))
+    assert code == 0 and "added" in out, (out, err)
+    code, out, err = run_cli(capsys, "subscribers", "list", "--unmasked", "--config", str(cfg))
+    assert out.startswith("user:NL.1502576394655843\t"), out
