@@ -168,7 +168,8 @@ def _emit(as_json: bool, doc: dict, line: str) -> None:
 
 
 def cmd_preview(cfg, args) -> int:
-    from bridge.core.mail import MailError
+    """The notice text and exit 0; or, for a mail ingest would not turn into a notice, one
+    line ``would be rejected: <reason>`` / ``would go to review: <reason>`` and exit 1."""
     from bridge.pipeline import Pipeline, make_renderer
 
     try:
@@ -176,11 +177,13 @@ def cmd_preview(cfg, args) -> int:
     except OSError as e:
         raise CliError(f"{args.file}: {e.strerror}") from None
     pipeline = Pipeline(cfg, None, make_renderer(cfg))  # type: ignore[arg-type]
-    try:
-        print(pipeline.preview(data))
-    except MailError as e:
-        raise CliError(f"{args.file}: {e}") from None
-    return 0
+    p = pipeline.preview(data)
+    if p.outcome == "notice":
+        print(p.text)
+        return 0
+    what = "would go to review" if p.outcome == "review" else "would be rejected"
+    print(f"{what}: {p.reason}")
+    return 1
 
 
 def cmd_dispatch(cfg, args) -> int:

@@ -45,6 +45,16 @@ class Outcome:
                 "ticket": self.ticket}
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What :meth:`Pipeline.preview` finds: ``notice`` (with its text), ``review`` or
+    ``rejected``, and why."""
+
+    outcome: str
+    reason: str
+    text: str | None = None
+
+
 def make_renderer(cfg: Config) -> Renderer:
     return Renderer(cfg.render.templates_dir, cfg.organisation,
                     max_length=cfg.render.max_length, time_limit=cfg.render.time_limit)
@@ -73,10 +83,36 @@ class Pipeline:
         except Exception as e:
             return mail, None, f"{type(e).__name__}: {e}"
 
-    def preview(self, data: bytes) -> str:
-        """The exact notice text this mail would produce (no store, no send)."""
-        _, report = self.analyse(data)
-        return self.renderer.render_notice(report).text
+    def preview(self, data: bytes) -> "Preview":
+        """What processing would decide for this mail, and the exact notice text; stores and
+        sends nothing.
+
+        The same steps as :meth:`process`: a readable mail, the sender allow-list (with the
+        forward rules), the report, the review rule. Without the store it judges the mail on
+        its own: it cannot know earlier mails, so a repeat is previewed as new (ingest would
+        say ``duplicate``) and an update is rendered without the incident's previous report.
+        """
+        try:
+            mail = parse_mail(data, tz=self.cfg.parser.timezone)
+        except MailError as e:
+            return Preview("rejected", f"not a readable mail: {e}")
+        verdict = authorise(mail, self.cfg.senders)
+        if not verdict.allowed:
+            return Preview("rejected", verdict.reason)
+        try:
+            report = extract_report(mail, self.cfg.parser)
+        except Exception as e:  # processing sends such a mail to review
+            return Preview("review", f"could not be processed ({type(e).__name__}: {e})")
+        decision = core_incidents.decide(report, None)
+        if decision.action != "notice":
+            return Preview("review", decision.reason)
+        rendered = self.renderer.render_notice(report)
+        reason = decision.reason
+        if verdict.forwarded_by:
+            reason += f" (forwarded by {verdict.forwarded_by})"
+        if rendered.fallback:
+            reason += f"; template {rendered.template} failed ({rendered.error}), built-in text"
+        return Preview("notice", reason, rendered.text)
 
     # -- processing -------------------------------------------------------------------------------
     def process_pending(self) -> list[Outcome]:

@@ -125,3 +125,66 @@ def test_subscribers_add_takes_a_business_scoped_user_id(tmp_path, capsys):
     assert code == 0 and "added" in out, (out, err)
     code, out, err = run_cli(capsys, "subscribers", "list", "--unmasked", "--config", str(cfg))
     assert out.startswith("user:NL.1502576394655843\t"), out
+
+
+# -- 2. preview decides as ingest does --------------------------------------------------------------
+def _no_ticket(tmp_path):
+    data = sample("01").replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
+    f = tmp_path / "vague.eml"
+    f.write_bytes(data)
+    return f
+
+
+def test_preview_of_a_mail_ingest_would_not_send(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    garbage = tmp_path / "garbage.eml"
+    garbage.write_bytes(b"garbage")
+    cases = [
+        (MAILS / "07-geen-storing.eml",
+         "would be rejected: sender facturen@leverancier.example is not on the allow-list"),
+        (garbage, "would be rejected: "),
+        (_no_ticket(tmp_path), "would go to review: no ticket"),
+    ]
+    for f, expected in cases:
+        code, out, err = run_cli(capsys, "preview", str(f), "--config", str(cfg))
+        assert code == 1 and out.startswith(expected), (f, out, err)
+        assert len(out.strip().splitlines()) == 1, out
+    code, out, err = run_cli(capsys, "status", "--json", "--config", str(cfg))
+    assert '"mails": {}' in out and '"deliveries": {}' in out, out
+
+
+def test_preview_of_a_forward_follows_the_forward_rules(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--config", str(cfg))
+    assert code == 0 and "Amersfoort" in out, out
+    cfg.write_text(cfg.read_text().replace('forwarders = ["support@cbgconnect.example"]',
+                                           "forwarders = []"))
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--config", str(cfg))
+    assert code == 1 and out.startswith("would be rejected: "), out
+
+
+def test_preview_and_ingest_agree_on_every_sample(tmp_path, capsys):
+    """On a fresh store, preview says notice exactly when ingest says queued, review when
+    review, rejected when rejected; and the notice is the text that gets sent."""
+    import json
+
+    files = sorted(MAILS.glob("*.eml")) + [_no_ticket(tmp_path)]
+    for i, f in enumerate(files):
+        d = tmp_path / str(i)
+        d.mkdir()
+        cfg = write_config(d)
+        run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+        code, out, _ = run_cli(capsys, "preview", str(f), "--config", str(cfg))
+        preview_text = out.strip()
+        _, out, _ = run_cli(capsys, "ingest", "--json", str(f), "--config", str(cfg))
+        outcome = json.loads(out)["outcome"]
+        assert {"queued": 0, "review": 1, "rejected": 1}[outcome] == code, (f.name, outcome, out)
+        if outcome == "queued":
+            run_cli(capsys, "dispatch", "--config", str(cfg))
+            [msg] = read_outbox(d)
+            assert msg["text"] == preview_text, f.name
+        else:
+            what = "would go to review" if outcome == "review" else "would be rejected"
+            assert preview_text.startswith(what + ": "), (f.name, preview_text)
