@@ -41,6 +41,7 @@ log = logging.getLogger("bridge.outbox")
 BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
+SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
 
 
 class DispatcherBusy(RuntimeError):
@@ -107,7 +108,13 @@ class Dispatcher:
         self._progress: dict[int, _Progress] = {}
         self._notice_cache: dict[int, dict] = {}
         self._lock_file = None
-        self._scrub_due = False
+        self._scrub_due = False  # a number left the store: checkpoint the WAL soon
+        self._scrub_after_flush = False  # ... once the pending group commit is done
+        self._last_scrub = time.monotonic()
+        self._tasks: set[asyncio.Task] = set()  # the sends under way
+        # Results the store could not record yet (e.g. "database is locked"): recorded
+        # again before the next claim, so a store hiccup neither loses nor repeats a send.
+        self._unrecorded: list[tuple[Delivery, SendResult, float]] = []
         # Successful sends are committed in small groups (group commit): one transaction
         # at most FLUSH_DELAY after the channel answered.
         self._sent: list[tuple[str | None, int]] = []
@@ -150,9 +157,21 @@ class Dispatcher:
         return self.counters
 
     async def _run(self, stop: asyncio.Event, drain: bool) -> None:
+        failure: Exception | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                await self._loop(tg, stop, drain=drain)
+                try:
+                    await self._loop(tg, stop, drain=drain)
+                except Exception as e:
+                    # The loop failed (e.g. the store): claim nothing more, but let the
+                    # sends under way finish and be recorded before the crash is raised.
+                    # (Raising into the TaskGroup now would cancel them mid-send, and they
+                    # would go out again after the restart.)
+                    failure = e
+                    if self._tasks:
+                        await asyncio.wait(set(self._tasks))
+            if failure is not None:
+                raise failure
         except Exception:  # a crash the supervisor restarts (cancelled: the next start resets)
             self._requeue_unfinished()
             raise
@@ -164,6 +183,8 @@ class Dispatcher:
         sem = asyncio.Semaphore(self.cfg.concurrency)
         last_expire = 0.0
         while not stop.is_set():
+            if self._unrecorded:
+                self._record_again()
             now = time.time()
             if now - last_expire > 30:
                 last_expire = now
@@ -172,6 +193,10 @@ class Dispatcher:
             batch = self.store.deliveries.claim(self._claim_size) if ready else []
             if not batch:
                 self._maybe_scrub()
+                if not self._tasks:
+                    # Nothing claimed, nothing under way: any fan-out still tracked ended
+                    # (superseded, cancelled, stale) or waits for retries (tracked anew).
+                    self._progress.clear()
                 if drain:
                     if self._inflight_ids:
                         await asyncio.sleep(0.01)
@@ -207,11 +232,13 @@ class Dispatcher:
                                                      count_attempt=False)
                     continue
                 if time.monotonic() - checked > RECHECK:
-                    # cancelled while waiting (its subscriber left)? One query per RECHECK.
+                    # Cancelled while waiting (its subscriber left), or superseded by a newer
+                    # notice of its incident queued since the claim? One query per RECHECK.
                     checked = time.monotonic()
-                    gone = self.store.deliveries.not_claimed([x.id for x in batch[i:]])
+                    gone = self.store.deliveries.recheck([x.id for x in batch[i:]])
                 if d.id in gone:
                     sem.release()
+                    self._advance(d)
                     continue
                 if channel.jitter:
                     await asyncio.sleep(random.uniform(0, channel.jitter))
@@ -219,7 +246,11 @@ class Dispatcher:
                 self._inflight_to.add(d.to_addr)
                 if channel.min_interval:
                     self._note_recipient(d.to_addr, channel.min_interval)
-                tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
+                task = tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if self._scrub_due and time.monotonic() - self._last_scrub > SCRUB_EVERY:
+                self._maybe_scrub()  # busy for long: do not keep erased numbers waiting
 
     def _requeue_unfinished(self) -> None:
         """After run()/drain() crashed (all send tasks have ended): put the
@@ -227,6 +258,8 @@ class Dispatcher:
         until the next start, since the supervisor restarts the dispatcher without acquire()."""
         with contextlib.suppress(Exception):
             self.flush()
+        with contextlib.suppress(Exception):
+            self._record_again()
         if self._lock_file is None:
             return  # not the owner: other 'sending' rows may be another dispatcher's
         keep = {i for _, i in self._sent}  # sent, result not yet committed
@@ -265,11 +298,26 @@ class Dispatcher:
             except Exception as e:  # a channel bug must not kill the dispatcher
                 log.exception("dispatch: channel %s raised on delivery %d", channel.name, d.id)
                 result = SendResult("retry", error=f"channel error: {type(e).__name__}: {e}")
-            self._record(d, result, time.monotonic() - t0)
+            latency = time.monotonic() - t0
+            try:
+                self._record(d, result, latency)
+            except Exception as e:
+                # Never out of a send task: the TaskGroup would cancel every other send
+                # under way, and those would go out again. Recorded before the next claim.
+                log.error("dispatch: could not record the result of delivery %d (%s): %s; "
+                          "trying again", d.id, result.status, e)
+                self._unrecorded.append((d, result, latency))
         finally:
             self._inflight_ids.discard(d.id)
             self._inflight_to.discard(d.to_addr)
             sem.release()
+
+    def _record_again(self) -> None:
+        """Record the results the store refused before; raises while it still refuses."""
+        while self._unrecorded:
+            d, result, latency = self._unrecorded[0]
+            self._record(d, result, latency)
+            self._unrecorded.pop(0)
 
     def _outgoing(self, d: Delivery, channel: Channel) -> Outgoing:
         if d.notice_id is None:
@@ -306,10 +354,13 @@ class Dispatcher:
             if d.subscriber_id is not None:
                 self._reached.append(d.subscriber_id)
             elif d.notice_id is None:
-                self._scrub_due = True  # a reply to a non-subscriber: its number just left
-            if self.on_sent:
-                self.on_sent(d, r, latency)
+                self._scrub_after_flush = True  # a reply to a non-subscriber: its number leaves
             self._advance(d)
+            if self.on_sent:
+                try:
+                    self.on_sent(d, r, latency)
+                except Exception:  # e.g. metrics: never a reason to record a send again
+                    log.exception("dispatch: on_sent listener failed for delivery %d", d.id)
             return
         if r.error:
             code = r.error.split()[0]
@@ -352,9 +403,14 @@ class Dispatcher:
                 # keep them: committed by a later flush, and never put back in the queue
                 self._sent[:0], self._reached[:0] = sent, reached
                 raise
+        if self._scrub_after_flush and not self._sent:
+            self._scrub_after_flush = False
+            self._scrub_due = True
 
     def _finish_failed(self, d: Delivery, why: str) -> None:
         self.store.deliveries.mark_failed(d.id, why)
+        if d.subscriber_id is None and d.notice_id is None:
+            self._scrub_due = True  # a reply to a non-subscriber: its number just left
         self.counters.failed += 1
         log.warning("dispatch: delivery %d to %s failed: %s", d.id, mask(d.to_addr), why)
         self._advance(d)
@@ -423,5 +479,6 @@ class Dispatcher:
 
     def _maybe_scrub(self, force: bool = False) -> None:
         if self._scrub_due or force:
-            self._scrub_due = False
-            self.store.db.scrub()
+            self._last_scrub = time.monotonic()
+            # busy (a reader holds the WAL): stays due, tried again on the next occasion
+            self._scrub_due = not self.store.db.scrub()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -31,37 +33,104 @@ def notice(store, incident, text):
     return nid
 
 
-# -- outbox: a dispatcher restarted by the supervisor after a crash ----------------------------
-async def test_dispatcher_restart_after_crash_sends_what_the_crash_left_in_sending(store):
-    """The supervisor restarts a crashed dispatcher in the same process (no new acquire()):
-    deliveries claimed by the crashed run must not stay in 'sending' for ever."""
-    a = "+31611111111"
-    store.subscribers.add(a, "console", "cli:test")
+# -- outbox: a store error while recording a result --------------------------------------------
+async def test_a_store_error_recording_a_result_neither_crashes_nor_repeats_sends(store):
+    """One failing store write in one send task (e.g. "database is locked") must not cancel
+    the other sends under way (they would go out again after the supervisor's restart): the
+    result is recorded again before the next claim, and nobody gets the notice twice."""
+    nums = [f"+3161111{i:04d}" for i in range(8)]
+    for n in nums:
+        store.subscribers.add(n, "console", "cli:test")
     notice(store, None, "melding")
-    ch = Scripted({a: [SendResult("retry", error="1 transient")]})
-    d = Dispatcher(CFG, store, ch)
-    d.acquire()
+    ch = Scripted({nums[0]: [SendResult("retry", error="1 transient")]}, latency=0.2)
     real = store.deliveries.mark_retry
     calls = []
 
     def failing_once(*args, **kw):
         if not calls:
             calls.append(1)
-            raise StoreError("commit failed: disk I/O error")
+            raise StoreError("cannot start a transaction: database is locked")
         return real(*args, **kw)
 
     store.deliveries.mark_retry = failing_once
+    d = Dispatcher(CFG, store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
     try:
-        with pytest.raises(BaseException):
+        ok = await wait_until(lambda: store.deliveries.counts() == {"sent": 8}, timeout=5)
+    finally:
+        stop.set()
+        await task  # no crash
+        d.release()
+    assert ok, store.deliveries.counts()
+    assert calls, "the store error happened"
+    per = [m.to for m in ch.calls]
+    assert per.count(nums[0]) == 2  # the transient failure, then the retry
+    assert all(per.count(n) == 1 for n in nums[1:]), per
+
+
+async def test_a_crashing_dispatch_loop_lets_the_sends_under_way_finish(store):
+    """The loop itself fails (the store refuses a claim): the sends under way finish and are
+    recorded, the rest goes back to the queue, and the restart sends each notice once."""
+    nums = [f"+3161111{i:04d}" for i in range(4)]
+    for n in nums:
+        store.subscribers.add(n, "console", "cli:test")
+    notice(store, None, "melding")
+    ch = Scripted(latency=0.3)
+    d = Dispatcher(CFG, store, ch)
+    d.acquire()
+    real_claim = store.deliveries.claim
+    claims = []
+
+    def claim_then_fail(limit):
+        claims.append(1)
+        if len(claims) == 2:
+            raise StoreError("disk I/O error")
+        return real_claim(limit)
+
+    store.deliveries.claim = claim_then_fail
+    try:
+        with pytest.raises(StoreError):
             await d.run(asyncio.Event())
+        assert store.deliveries.counts() == {"sent": 4}  # finished and recorded, not cut off
         stop = asyncio.Event()
-        task = asyncio.create_task(d.run(stop))
-        ok = await wait_until(lambda: store.deliveries.counts() == {"sent": 1})
+        task = asyncio.create_task(d.run(stop))  # what the supervisor does
+        await asyncio.sleep(0.2)
         stop.set()
         await task
     finally:
         d.release()
-    assert ok, store.deliveries.counts()
+    assert sorted(m.to for m in ch.calls) == nums
+
+
+# -- coalescing: claimed but not yet started -------------------------------------------------------
+async def test_newer_notice_supersedes_deliveries_claimed_but_not_started(store):
+    """A slow channel: a claimed batch waits behind the concurrency limit. A newer notice of
+    the same incident queued meanwhile must supersede the older one for everyone whose send
+    has not started; only the sends under way may still carry it."""
+    cfg = dataclasses.replace(DISPATCH, rate=100, concurrency=2)
+    nums = [f"+3161111{i:04d}" for i in range(20)]
+    for n in nums:
+        store.subscribers.add(n, "console", "cli:test")
+    old = notice(store, 1, "oud")
+    ch = Scripted(latency=0.3)
+    d = Dispatcher(cfg, store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        assert await wait_until(lambda: len(ch.calls) >= 2)
+        new = notice(store, 1, "nieuw")
+        assert await wait_until(lambda: store.deliveries.pending() == 0, timeout=15)
+    finally:
+        stop.set()
+        await task
+        d.release()
+    got_old = {m.to for m in ch.calls if m.notice_id == old}
+    got_new = [m.to for m in ch.calls if m.notice_id == new]
+    assert len(got_old) <= 2, f"{len(got_old)} subscribers got the superseded notice"
+    assert sorted(got_new) == nums
 
 
 # -- ordering: an older notice must never go out after a newer one of the same incident ----------
@@ -320,3 +389,42 @@ async def test_no_notice_goes_out_after_unsubscribe_from_a_claimed_batch(store):
         d.release()
     assert [m.to for m in ch.calls] == [a]
     assert store.deliveries.counts() == {"sent": 1, "cancelled": 1}
+
+
+# -- erasure: the STOP confirmation fails ------------------------------------------------------------
+async def test_failed_stop_confirmation_leaves_no_number_in_the_database_files(tmp_path):
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.core.models import InboundMessage
+    from helpers import write_config
+
+    number = "+31612345678"
+    app = App(load(write_config(tmp_path)))
+
+    def msg(text, i):
+        return InboundMessage(channel="console", sender=number, text=text, message_id=f"m{i}",
+                              received_at=datetime.now(timezone.utc))
+
+    ch = Scripted()
+    d = Dispatcher(DISPATCH, app.store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        app.inbound.handle(msg("aanmelden", 1))
+        d.wake()
+        assert await wait_until(lambda: app.store.deliveries.counts() == {"sent": 1})
+        ch.script[number] = [SendResult("failed", error="131026 undeliverable")]
+        app.inbound.handle(msg("STOP", 2))
+        d.wake()
+        assert await wait_until(lambda: app.store.deliveries.counts().get("failed") == 1)
+        # while the daemon runs on, the number leaves the files soon (not at the next stop)
+        def clean():
+            return not [f.name for f in tmp_path.glob("bridge.db*")
+                        if b"31612345678" in f.read_bytes()]
+        assert await wait_until(clean, timeout=2)
+    finally:
+        stop.set()
+        await task
+        d.release()
+        app.store.close()

@@ -115,13 +115,24 @@ class Deliveries:
                 )
         return [Delivery(**{**dict(r), "attempts": r["attempts"] + 1}) for r in rows]
 
-    def not_claimed(self, ids: list[int]) -> set[int]:
-        """Those of ``ids`` no longer 'sending' (e.g. cancelled by an unsubscribe meanwhile)."""
+    def recheck(self, ids: list[int]) -> set[int]:
+        """Those of the claimed ``ids`` that must not be sent now: no longer 'sending' (e.g.
+        cancelled by an unsubscribe meanwhile), or superseded by a newer notice of their
+        incident queued since the claim (marked superseded here)."""
         if not ids:
             return set()
         marks = ",".join("?" * len(ids))
-        return {r[0] for r in self.db.execute(
-            f"SELECT id FROM deliveries WHERE id IN ({marks}) AND state != 'sending'", ids)}
+        rows = self.db.execute(
+            f"SELECT id, state != 'sending', state = 'sending' AND {_newer_notice('d')}"
+            f" FROM deliveries d WHERE id IN ({marks})", ids).fetchall()
+        newer = [r[0] for r in rows if r[2]]
+        if newer:
+            with self.db.tx():
+                self.db.conn.executemany(
+                    "UPDATE deliveries SET state='superseded', to_addr=NULL, finished_at=?"
+                    " WHERE id=? AND state='sending' AND " + _newer_notice("deliveries"),
+                    [(now(), i) for i in newer])
+        return {r[0] for r in rows if r[1]} | set(newer)
 
     def next_due(self) -> float | None:
         return self.db.scalar("SELECT min(due_at) FROM deliveries WHERE state='pending'")
@@ -185,39 +196,41 @@ class Deliveries:
         """Apply a later status report (e.g. a webhook): states only move forward; failed is
         terminal. Repeated or out-of-order reports are harmless. Returns the delivery row
         with ``changed``: whether this report moved it."""
-        row = self.db.one("SELECT id, state, subscriber_id FROM deliveries WHERE provider_id=?",
-                          (provider_id,))
-        if not row:
-            return None
-        cur = row["state"]
-        if cur == "failed":
-            return {**dict(row), "changed": False}
-        if state == "failed":
-            with self.db.tx():
+        with self.db.tx():  # read and write in one transaction: another process may write
+            row = self.db.one(
+                "SELECT id, state, subscriber_id FROM deliveries WHERE provider_id=?",
+                (provider_id,))
+            if not row:
+                return None
+            cur = row["state"]
+            if cur == "failed":
+                return {**dict(row), "changed": False}
+            if state == "failed":
                 self.db.execute("UPDATE deliveries SET state='failed', error=? WHERE id=?",
                                 (error, row["id"]))
-            return {**dict(row), "state": "failed", "changed": True}
-        if state in PROGRESS and PROGRESS.get(cur, -1) < PROGRESS[state]:
-            with self.db.tx():
+                return {**dict(row), "state": "failed", "changed": True}
+            if state in PROGRESS and PROGRESS.get(cur, -1) < PROGRESS[state]:
                 self.db.execute("UPDATE deliveries SET state=? WHERE id=?", (state, row["id"]))
-            return {**dict(row), "state": state, "changed": True}
-        return {**dict(row), "changed": False}
+                return {**dict(row), "state": state, "changed": True}
+            return {**dict(row), "changed": False}
 
     def requeue(self, provider_id: str, due_at: float, error: str,
                 max_attempts: int) -> str | None:
         """A notice the channel accepted that failed later for a passing reason (a webhook,
         e.g. Cloud API 131000): back to pending for its subscriber, while it has had fewer
         than ``max_attempts`` attempts. Returns the number it goes to again, else None."""
-        row = self.db.one(
-            "SELECT d.id, s.number FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-            " WHERE d.provider_id=? AND d.state='sent' AND d.notice_id IS NOT NULL"
-            " AND d.attempts < ? AND NOT " + _newer_notice("d"), (provider_id, max_attempts))
-        if not row:
-            return None
-        with self.db.tx():
+        with self.db.tx():  # read and write in one transaction: the subscriber may just leave
+            row = self.db.one(
+                "SELECT d.id, s.number FROM deliveries d JOIN subscribers s"
+                " ON s.id = d.subscriber_id WHERE d.provider_id=? AND d.state='sent'"
+                " AND d.notice_id IS NOT NULL AND d.attempts < ? AND NOT " + _newer_notice("d"),
+                (provider_id, max_attempts))
+            if not row:
+                return None
             n = self.db.execute(
                 "UPDATE deliveries SET state='pending', to_addr=?, provider_id=NULL, due_at=?,"
-                " error=?, finished_at=NULL WHERE id=? AND state='sent'",
+                " error=?, finished_at=NULL WHERE id=? AND state='sent'"
+                " AND subscriber_id IS NOT NULL",
                 (row["number"], due_at, error, row["id"])).rowcount
         return row["number"] if n else None
 
