@@ -57,6 +57,11 @@ class RateLimiter:
         self.tokens = self.burst
         self.stamp = time.monotonic()
 
+    def restart(self) -> None:
+        """Spend what was saved up: the next token comes a full interval from now."""
+        self.tokens = min(self.tokens, 0.0)
+        self.stamp = time.monotonic()
+
     async def acquire(self) -> None:
         while True:
             t = time.monotonic()
@@ -241,7 +246,9 @@ class Dispatcher:
                     self._advance(d)
                     continue
                 if channel.jitter:
+                    # The jitter adds to the interval: the next token counts from now.
                     await asyncio.sleep(random.uniform(0, channel.jitter))
+                    self.limiter.restart()
                 self._inflight_ids.add(d.id)
                 self._inflight_to.add(d.to_addr)
                 if channel.min_interval:

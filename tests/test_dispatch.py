@@ -162,3 +162,16 @@ async def test_one_dispatcher_per_database(store):
     with pytest.raises(DispatcherBusy):
         Dispatcher(CFG, store, Scripted()).acquire()
     a.release()
+
+
+async def test_jitter_adds_to_the_interval_between_sends(store):
+    """A linked phone: max_rate 5/s plus up to 0.2 s jitter means gaps of 0.2 to 0.4 s
+    (0.3 s on average), never shorter than the rate allows."""
+    ch = Scripted()
+    ch.max_rate, ch.jitter = 5.0, 0.2
+    queue(store, [f"+3161111{i:04d}" for i in range(12)])
+    await drain(store, ch)
+    gaps = [b - a for a, b in zip(ch.times, ch.times[1:])]
+    assert len(gaps) == 11
+    assert min(gaps) >= 0.19, gaps
+    assert 0.24 <= sum(gaps) / len(gaps) <= 0.36, gaps
