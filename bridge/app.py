@@ -106,9 +106,14 @@ class App:
             # The send may be recorded but not yet committed (group commit): commit, look again.
             self._dispatcher.flush()
             row = self.store.deliveries.progress(provider_id, state, error)
-        if row and row["changed"] and state == "failed" and unreachable and row.get("subscriber_id"):
+        if not (row and row["changed"] and row.get("subscriber_id")):
+            return
+        if state == "failed" and unreachable:
             n = self.store.subscribers.unreachable(row["subscriber_id"])
             self.inbound.unreachable(row["subscriber_id"], n)
+        elif state in ("delivered", "read"):
+            # A channel with receipts: only a receipt shows the number works, not the 200.
+            self.store.subscribers.reachable(row["subscriber_id"])
 
     # -- the daemon -----------------------------------------------------------------------------------
     async def run(self) -> int:

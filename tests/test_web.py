@@ -333,3 +333,28 @@ def test_parse_ignores_other_fields():
     doc["entry"][0]["changes"][0]["field"] = "message_template_status_update"
     msgs, statuses, skipped = parse_webhook(doc)
     assert msgs == [] and statuses == [] and skipped
+
+
+async def test_undeliverable_webhooks_in_a_row_remove_the_subscriber(web):
+    """131026 arrives by webhook after Meta's 200: the accepted sends in between must not
+    reset the count, or the subscriber is never removed; a delivered receipt does reset it."""
+    from test_cloud import drain, queue_notice, subscribe
+
+    num = "+31622222222"
+    sid = subscribe(web.app, num, 72)
+
+    async def notice_then(status, code=None):
+        queue_notice(web.app)
+        await drain(web.app)
+        wamid = web.fake.accepted()[-1].answer.split()[1]
+        body = statuses_body((wamid, status, code))
+        assert (await web.post(body)).status_code == 200
+
+    await notice_then("failed", 131026)
+    await notice_then("failed", 131026)
+    assert web.app.store.subscribers.by_id(sid).unreachable == 2
+    await notice_then("delivered")
+    assert web.app.store.subscribers.by_id(sid).unreachable == 0
+    for _ in range(3):
+        await notice_then("failed", 131026)
+    assert web.app.store.subscribers.by_id(sid) is None, "removed after 3 x 131026 in a row"

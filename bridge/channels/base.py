@@ -82,6 +82,9 @@ class Channel(Protocol):
     min_interval: float  # seconds between two messages to the same recipient
     jitter: float  # extra random delay (s) added between sends, 0 for none
     wants_window: bool  # does send() need Outgoing.window_open?
+    # Optional, default False: the channel reports delivery later (ChannelContext.status).
+    # Then only a delivered/read receipt proves a subscriber reachable, not acceptance.
+    receipts: bool
 
     @property
     def paused(self) -> str | None:

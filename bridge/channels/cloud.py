@@ -225,6 +225,7 @@ class CloudChannel:
     name = "cloud"
     jitter = 0.0
     wants_window = True
+    receipts = True  # statuses by webhook: reachability is judged by them, not by the 200
 
     def __init__(self, settings: CloudSettings, ctx: ChannelContext):
         self.settings = settings
