@@ -236,7 +236,9 @@ class App:
         while True:
             if time.time() - last_purge > 3600:
                 last_purge = time.time()
-                purged = self.store.purge(self.cfg.store.retention_days)
+                purged: dict[str, int] = {}
+                for purged in self.store.purge_steps(self.cfg.store.retention_days):
+                    await asyncio.sleep(0)  # sends, intake and signals between batches
                 if any(purged.values()):
                     log.info("retention: purged %s", purged)
             self._write_status(running=True)

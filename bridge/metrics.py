@@ -2,8 +2,10 @@
 
 A custom registry (never the process-global default one), so tests and several App
 objects in one process do not collide. Most values are read from the application when
-scraped (store counts, dispatcher and pipeline counters); the send latency histogram is fed
-by ``app.send_listeners``.
+scraped (dispatcher and pipeline counters); the store counts come from a snapshot taken at
+most every STORE_SNAPSHOT_MAX_AGE seconds in a worker thread over its own read-only
+connection (counting a large delivery history takes seconds: never on the event loop); the
+send latency histogram is fed by ``app.send_listeners``.
 
 Metrics:
 
@@ -23,7 +25,11 @@ Metrics:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -33,6 +39,24 @@ log = logging.getLogger("bridge.metrics")
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STORE_SNAPSHOT_MAX_AGE = 10.0  # seconds
+
+
+def store_snapshot(path: Path) -> dict:
+    """The store's counts for metrics, over a read-only connection of its own (a worker
+    thread may call this while the daemon writes: WAL readers do not block writers)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        one = lambda sql: conn.execute(sql).fetchone()[0] or 0  # noqa: E731
+        return {
+            "notices": one("SELECT count(*) FROM notices"),
+            "by_channel": {(r[0], r[1]): r[2] for r in conn.execute(
+                "SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")},
+            "depth": one("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'sending')"),
+            "subscribers": one("SELECT count(*) FROM subscribers"),
+        }
+    finally:
+        conn.close()
 
 
 class Metrics:
@@ -44,6 +68,8 @@ class Metrics:
                                  " (successful sends)", buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
         self.webhook: dict[str, int] = {}
+        self.snapshot: dict | None = None  # store counts, see store_snapshot
+        self._snapshot_at = 0.0
         self.registry.register(_AppCollector(self))
         app.send_listeners.append(self._on_sent)
 
@@ -53,7 +79,19 @@ class Metrics:
     def webhook_result(self, result: str) -> None:
         self.webhook[result] = self.webhook.get(result, 0) + 1
 
-    def render(self) -> bytes:
+    async def refresh(self) -> None:
+        """Take a new store snapshot in a worker thread when the last one is too old."""
+        if time.monotonic() - self._snapshot_at < STORE_SNAPSHOT_MAX_AGE:
+            return
+        try:
+            self.snapshot = await asyncio.to_thread(store_snapshot, self.app.store.db.path)
+        except Exception as e:  # noqa: BLE001 - a scrape must not crash on a busy store
+            log.warning("metrics: store not readable: %s", e)
+            self.snapshot = None
+        self._snapshot_at = time.monotonic()
+
+    async def render(self) -> bytes:
+        await self.refresh()
         return generate_latest(self.registry)
 
 
@@ -72,15 +110,9 @@ class _AppCollector:
             c.add_metric([outcome], n)
         yield c
 
-        store = app.store
-        try:
-            notices = store.db.scalar("SELECT count(*) FROM notices") or 0
-            by_channel = store.deliveries.counts_by_channel()
-            depth = store.deliveries.pending()
-            subscribers = store.subscribers.count()
-        except Exception as e:  # noqa: BLE001 - a scrape must not crash on a busy store
-            log.warning("metrics: store not readable: %s", e)
-            notices, by_channel, depth, subscribers = None, {}, None, None
+        snap = self.m.snapshot or {}
+        notices, by_channel = snap.get("notices"), snap.get("by_channel", {})
+        depth, subscribers = snap.get("depth"), snap.get("subscribers")
         if notices is not None:
             yield CounterMetricFamily("bridge_notices", "Notices made (store)", value=notices)
         g = GaugeMetricFamily("bridge_deliveries", "Deliveries in the store by channel and state",

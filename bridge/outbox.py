@@ -450,9 +450,8 @@ class Dispatcher:
     def _track(self, batch: list[Delivery]) -> None:
         for d in batch:
             if d.notice_id is not None and d.notice_id not in self._progress:
-                counts = self.store.deliveries.notice_counts(d.notice_id)
-                total = sum(counts.values())
-                done = total - counts.get("pending", 0) - counts.get("sending", 0)
+                total, unfinished = self.store.deliveries.notice_open(d.notice_id)
+                done = total - unfinished
                 self._progress[d.notice_id] = _Progress(total=total, done=done)
                 if total >= 100:
                     log.info("dispatch: notice %d: fan-out to %d recipients, %.0f/s, ETA %s",

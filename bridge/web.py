@@ -285,4 +285,5 @@ class WebServer:
                                  dumps=lambda o: json.dumps(o, default=str))
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        body = await self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

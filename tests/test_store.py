@@ -165,3 +165,20 @@ def test_migration_from_version_1_keeps_data(tmp_path):
                         ("imap:1:2",)).fetchall()
     assert "raw_mails_source_ref" in str([tuple(r) for r in plan])
     s.close()
+
+
+def test_retention_purges_in_short_batches(store):
+    """A large purge is many short transactions (the daemon runs other work in between)."""
+    store.db.execute("INSERT INTO notices (id, kind, template, text, created_at)"
+                     " VALUES (1, 'storing', 't', 'x', 0)")
+    with store.tx():
+        store.db.conn.executemany(
+            "INSERT INTO deliveries (notice_id, channel, state, due_at, created_at, finished_at)"
+            " VALUES (1, 'console', 'sent', 0, 0, 1)", [()] * 12000)
+        store.db.execute("INSERT INTO deliveries (notice_id, channel, state, due_at, created_at)"
+                         " VALUES (1, 'console', 'pending', 0, 0)")
+    steps = list(store.purge_steps(30))
+    assert len(steps) >= 3 and steps[-1]["deliveries"] == 12000
+    assert store.deliveries.counts() == {"pending": 1}
+    assert store.deliveries.pending() == 1
+    assert store.deliveries.notice_open(1) == (0, 1)  # recipients not set by this test

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from bridge.store.db import Database, StoreError, now
 from bridge.store.deliveries import Deliveries, Delivery
@@ -52,15 +53,23 @@ class Store:
     def tx(self, *, durable: bool = False):
         return self.db.tx(durable=durable)
 
-    def purge(self, retention_days: float) -> dict[str, int]:
-        """Retention: drop raw mails and finished deliveries older than the limit."""
+    def purge_steps(self, retention_days: float) -> Iterator[dict[str, int]]:
+        """Retention: drop raw mails and finished deliveries older than the limit, and
+        expired hashes, in short transactions; yields the running totals after each one
+        (the daemon lets other work run in between)."""
         cutoff = now() - retention_days * 86400
-        out = {
-            "raw_mails": self.mails.purge(cutoff),
-            "deliveries": self.deliveries.purge(cutoff),
-            "hashes": self.subscribers.purge_hashes(),
-        }
+        out = {"raw_mails": 0, "deliveries": 0, "hashes": self.subscribers.purge_hashes()}
+        for name, step in (("raw_mails", self.mails.purge), ("deliveries", self.deliveries.purge)):
+            while n := step(cutoff):
+                out[name] += n
+                yield out
         self.db.scrub()
+        yield out
+
+    def purge(self, retention_days: float) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for out in self.purge_steps(retention_days):
+            pass
         return out
 
     def close(self) -> None:

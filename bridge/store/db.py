@@ -134,6 +134,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX raw_mails_source_ref ON raw_mails(source_ref) WHERE source_ref IS NOT NULL;
     """,
+    # 3: a notice's unfinished deliveries (fan-out progress) without scanning the history
+    """
+    CREATE INDEX deliveries_notice_open ON deliveries(notice_id, state)
+        WHERE state IN ('pending', 'sending');
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -244,14 +244,30 @@ class Deliveries:
             "SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")}
 
     def pending(self) -> int:
-        return self.db.scalar("SELECT count(*) FROM deliveries WHERE state IN ('pending','sending')") or 0
+        """Deliveries waiting or being sent (by the partial indexes: no history scan)."""
+        return self.db.scalar(
+            "SELECT (SELECT count(*) FROM deliveries INDEXED BY deliveries_due"
+            " WHERE state = 'pending') + (SELECT count(*) FROM deliveries"
+            " INDEXED BY deliveries_sending WHERE state = 'sending')") or 0
 
     def notice_counts(self, notice_id: int) -> dict[str, int]:
+        """A notice's deliveries by state (scans the notice's rows: for reports, not loops)."""
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT state, count(*) FROM deliveries WHERE notice_id=? GROUP BY state", (notice_id,))}
 
-    def purge(self, finished_before: float) -> int:
+    def notice_open(self, notice_id: int) -> tuple[int, int]:
+        """(recipients, unfinished) of a notice's fan-out, by index: cheap at any history size."""
+        row = self.db.one(
+            "SELECT (SELECT recipients FROM notices WHERE id = ?),"
+            " (SELECT count(*) FROM deliveries WHERE notice_id = ?"
+            " AND state IN ('pending', 'sending'))", (notice_id, notice_id))
+        return (row[0] or 0, row[1] or 0) if row else (0, 0)
+
+    def purge(self, finished_before: float, limit: int = 5000) -> int:
+        """Delete up to ``limit`` deliveries finished before the cutoff (call until 0: each
+        batch is a short transaction, so a large purge does not hold the store)."""
         with self.db.tx():
             return self.db.execute(
-                "DELETE FROM deliveries WHERE finished_at IS NOT NULL AND finished_at < ?",
-                (finished_before,)).rowcount
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                " WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)",
+                (finished_before, limit)).rowcount

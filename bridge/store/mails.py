@@ -107,13 +107,15 @@ class Mails:
     def last_received(self) -> float | None:
         return self.db.scalar("SELECT max(received_at) FROM raw_mails")
 
-    def purge(self, older_than: float) -> int:
-        """Delete processed raw mails received before ``older_than`` (not those in review)."""
+    def purge(self, older_than: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` processed raw mails received before ``older_than`` (not
+        those in review); call until 0."""
         with self.db.tx() as c:
             cur = c.execute(
-                "DELETE FROM raw_mails WHERE received_at < ? AND outcome IS NOT NULL AND id NOT IN"
-                " (SELECT raw_mail_id FROM review WHERE state = 'open')",
-                (older_than,),
+                "DELETE FROM raw_mails WHERE id IN (SELECT id FROM raw_mails WHERE received_at < ?"
+                " AND outcome IS NOT NULL AND id NOT IN"
+                " (SELECT raw_mail_id FROM review WHERE state = 'open') LIMIT ?)",
+                (older_than, limit),
             )
             return cur.rowcount
 
