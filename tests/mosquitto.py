@@ -2,7 +2,10 @@
 
 Never touches a system broker (port 1883): the broker listens only on the port it was
 given, on 127.0.0.1. Persistence is on, saved after every change, so a broker killed with
-SIGKILL and started again keeps the persistent sessions and their queued QoS 1 messages.
+SIGKILL and started again keeps the persistent sessions and their queued messages.
+``queue_qos0_messages true`` as docs/mqtt.md asks of a production broker: the default
+gateway (whatsapp-web-to-mqtt) publishes and subscribes at QoS 0, and without it Mosquitto
+drops QoS 0 messages for a persistent session that is offline.
 
     broker = Mosquitto(tmp_path / "broker").start()
     ...
@@ -90,6 +93,7 @@ class Mosquitto:
             "autosave_interval 1",
             "autosave_on_changes true",
             "max_queued_messages 10000",
+            "queue_qos0_messages true",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

@@ -60,7 +60,8 @@ def wwebjs(number_digits: str, body: str, msg_id: str, **over) -> bytes:
 
 
 def publish(broker: Mosquitto, topic: str, payload: bytes, qos: int = 1) -> None:
-    """Publish one message at QoS 1 and wait for the broker's PUBACK (the gateway's part)."""
+    """Publish one message (the gateway's part) and wait until it has left (at QoS 1: the
+    broker's PUBACK). whatsapp-web-to-mqtt itself publishes at QoS 0."""
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
     c.connect(broker.host, broker.port)
     c.loop_start()
@@ -77,13 +78,13 @@ class Collector:
     """A test subscriber (the gateway's receiving side): persistent session, reconnects."""
 
     def __init__(self, broker: Mosquitto, topic: str = "whatsapp/send/#",
-                 client_id: str = "test-gateway"):
+                 client_id: str = "test-gateway", qos: int = 1):
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         c.reconnect_delay_set(0.05, 0.2)
-        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=qos)
         c.on_subscribe = lambda *a: self._subscribed.set()
         c.on_message = self._on_message
         self.client = c
@@ -413,6 +414,82 @@ async def test_failed_inbound_handling_is_retried_through_redelivery(broker):
         await stop_task(task)
 
 
+async def test_qos0_inbound_published_while_the_bridge_was_away_is_handled(broker, caplog):
+    """whatsapp-web-to-mqtt publishes at QoS 0; with queue_qos0_messages true (the test
+    broker's config, docs/mqtt.md) the broker keeps such a message for the bridge's
+    persistent session while the bridge is down."""
+    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=None))
+    task = asyncio.create_task(ch.run())
+    await until(lambda: ch.paused is None, what="connected (session created)")
+    await stop_task(task)  # the bridge is away
+
+    await asyncio.to_thread(publish, broker, "whatsapp/message/31612345678@c.us",
+                            wwebjs("31612345678", "aanmelden", "Q0"), 0)
+    got = []
+
+    async def record(m):
+        got.append(m)
+
+    caplog.set_level(logging.WARNING, logger="bridge.channels.mqtt")
+    ch2 = MqttChannel(channel_settings(broker), ChannelContext(inbound=record))
+    task2 = asyncio.create_task(ch2.run())
+    try:
+        await until(lambda: got, what="the QoS 0 message published while the bridge was away")
+        assert [m.message_id for m in got] == ["false_31612345678@c.us_Q0"]
+        assert ch2.handled == 1
+        warnings = [r.getMessage() for r in caplog.records if "QoS 0" in r.getMessage()]
+        assert len(warnings) == 1 and "queue_qos0_messages" in warnings[0], warnings
+    finally:
+        await stop_task(task2)
+
+
+async def test_failed_qos0_inbound_handling_is_retried_in_place(broker):
+    """The broker never sends a QoS 0 message again: a failure is retried without a
+    reconnect (which would lose it)."""
+    calls = []
+
+    async def flaky(m):
+        calls.append(m)
+        if len(calls) <= 2:
+            raise RuntimeError("database is locked")
+
+    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=flaky))
+    ch.inbound_retry_delay = 0.01
+    task = asyncio.create_task(ch.run())
+    try:
+        await until(lambda: ch.paused is None, what="connected")
+        await asyncio.to_thread(publish, broker, "whatsapp/message/31612345678@c.us",
+                                wwebjs("31612345678", "aanmelden", "C0"), 0)
+        await until(lambda: ch.handled == 1, what="handled on the third attempt")
+        assert len(calls) == 3 and len({m.message_id for m in calls}) == 1
+        assert ch.connects == 1  # no reconnect
+    finally:
+        await stop_task(task)
+
+
+async def test_qos0_gateway_gets_sends_published_while_it_was_offline(broker):
+    """The other direction: whatsapp-web-to-mqtt subscribes to send/# at QoS 0 with a
+    persistent session. A send the broker acknowledged (counted as sent) while the gateway
+    was offline reaches it when it comes back, because of queue_qos0_messages true."""
+    gw = await asyncio.to_thread(Collector, broker, "whatsapp/send/#", "test-gateway-qos0", 0)
+    await asyncio.to_thread(gw.close)  # the gateway goes away; its session stays
+    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=None))
+    task = asyncio.create_task(ch.run())
+    try:
+        await until(lambda: ch.paused is None, what="connected")
+        r = await ch.send(Outgoing(1, "+31612345678", "Storing opgelost", "notice"))
+        assert r.status == "sent"
+    finally:
+        await stop_task(task)
+    gw = await asyncio.to_thread(Collector, broker, "whatsapp/send/#", "test-gateway-qos0", 0)
+    try:
+        await until(gw.got, what="the send queued for the offline gateway")
+        assert gw.got() == [("whatsapp/send/text/31612345678@c.us",
+                             json.dumps({"content": "Storing opgelost"}).encode())]
+    finally:
+        await asyncio.to_thread(gw.close)
+
+
 def test_long_fanout_warning_with_eta(caplog):
     class Deliveries:
         def notice_counts(self, notice_id):
@@ -494,7 +571,10 @@ def test_messages_published_while_the_bridge_was_down_are_handled_after_it_comes
     d.kill()  # gone without a goodbye
     numbers = ["31611111111", "31622222222", "31633333333"]
     for i, n in enumerate(numbers):
-        publish(broker, f"whatsapp/message/{n}@c.us", wwebjs(n, SUBSCRIBE, f"D{i}"))
+        # The first at QoS 0, as whatsapp-web-to-mqtt publishes (kept for the absent bridge
+        # because the broker runs with queue_qos0_messages true, as docs/mqtt.md asks).
+        publish(broker, f"whatsapp/message/{n}@c.us", wwebjs(n, SUBSCRIBE, f"D{i}"),
+                qos=0 if i == 0 else 1)
     # The broker restarts as well while the bridge is away; its persistence keeps the queue.
     broker.stop()
     broker.start()

@@ -29,6 +29,10 @@ Semantics:
   itself; when that is not possible it falls back to paho's automatic ack and says so once in
   the log. Either way the inbound path is idempotent: the store ignores a message id it has
   seen before (``inbound.dedupe_days``), so a redelivered message has no second effect.
+  This covers QoS 1 only. The default gateway publishes at QoS 0: the broker then keeps
+  messages for the absent bridge only with ``queue_qos0_messages true`` (Mosquitto), never
+  sends one again, and a QoS 0 message in hand at a crash is lost; a failure to handle one
+  is retried in place instead of through a reconnect.
 - pacing: ``max_rate`` (default 1 message/s) and a random ``jitter`` (default up to 1 s)
   between sends, applied by the dispatcher; a fan-out that will take longer than
   ``long_fanout_warning`` seconds is announced with a WARNING and its ETA.
@@ -263,6 +267,8 @@ class _Conn:
 class MqttChannel:
     name = "mqtt"
     wants_window = False
+    inbound_attempts = 5  # tries to handle one inbound message before it is dropped
+    inbound_retry_delay = 0.5  # first wait (doubling) for a retry in place (QoS 0)
 
     def __init__(self, settings: MqttSettings, ctx: ChannelContext):
         self.settings = settings
@@ -276,6 +282,7 @@ class MqttChannel:
         self._fanouts: OrderedDict[int, None] = OrderedDict()
         self._inbound_failures: dict[str, int] = {}
         self._auto_ack_warned = False
+        self._qos0_warned = False
         self.sent = 0
         self.send_errors = 0
         self.received = 0
@@ -533,24 +540,47 @@ class MqttChannel:
                 log.info("mqtt: skipped a message on %s: %s", topic, parsed.reason)
             self._ack(conn, message)
             return
-        try:
-            await self.ctx.inbound(parsed)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            n = self._inbound_failures.get(parsed.message_id, 0) + 1
-            self._inbound_failures[parsed.message_id] = n
-            if n < 5 and conn.manual_ack:
-                log.exception("mqtt: inbound message from %s could not be handled (attempt %d); "
-                              "it stays unacknowledged and comes again after a reconnect",
-                              mask(parsed.sender), n)
-                raise _Redeliver(f"inbound handling failed: {type(e).__name__}") from e
-            log.exception("mqtt: inbound message from %s could not be handled %d times; "
-                          "dropped", mask(parsed.sender), n)
-            self._inbound_failures.pop(parsed.message_id, None)
-            self.skipped += 1
-            self._ack(conn, message)
-            return
+        if message.qos == 0 and not self._qos0_warned:
+            self._qos0_warned = True
+            log.warning(
+                "mqtt: the gateway publishes inbound messages at QoS 0 (whatsapp-web-to-mqtt "
+                "does): the broker keeps them for the bridge while it is away only with "
+                "queue_qos0_messages true (Mosquitto), and a QoS 0 message received but not "
+                "yet committed when the bridge crashes is lost (QoS 0 has no acknowledgement "
+                "to hold back); see docs/mqtt.md, 'Broker and gateway configuration'")
+        # The broker sends a message again only at QoS 1 with the ack held back (manual ack):
+        # then a failure is retried through a reconnect. A QoS 0 message, or one acknowledged
+        # on receipt, never comes again, so it is retried here.
+        redeliverable = conn.manual_ack and message.qos > 0
+        while True:
+            try:
+                await self.ctx.inbound(parsed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                n = self._inbound_failures.get(parsed.message_id, 0) + 1
+                self._inbound_failures[parsed.message_id] = n
+                if n < self.inbound_attempts and redeliverable:
+                    log.exception("mqtt: inbound message from %s could not be handled (attempt "
+                                  "%d); it stays unacknowledged and comes again after a "
+                                  "reconnect", mask(parsed.sender), n)
+                    raise _Redeliver(f"inbound handling failed: {type(e).__name__}") from e
+                if n < self.inbound_attempts:
+                    wait = self.inbound_retry_delay * 2 ** (n - 1)
+                    log.exception("mqtt: inbound message from %s could not be handled (attempt "
+                                  "%d); the broker will not send it again (%s), so it is "
+                                  "retried here in %.1f s", mask(parsed.sender), n,
+                                  "QoS 0" if message.qos == 0 else "acknowledged on receipt",
+                                  wait)
+                    await asyncio.sleep(wait)
+                    continue
+                log.exception("mqtt: inbound message from %s could not be handled %d times; "
+                              "dropped", mask(parsed.sender), n)
+                self._inbound_failures.pop(parsed.message_id, None)
+                self.skipped += 1
+                self._ack(conn, message)
+                return
+            break
         self._inbound_failures.pop(parsed.message_id, None)
         self.handled += 1
         self._ack(conn, message)  # only now: the message and its effect are committed
