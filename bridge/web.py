@@ -82,8 +82,10 @@ def signature_ok(raw: bytes, header: str | None, app_secret: bytes) -> bool:
     """``X-Hub-Signature-256: sha256=<hex>`` over the raw body, compared in constant time."""
     if not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(app_secret, raw, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256="):].strip().lower())
+    expected = hmac.new(app_secret, raw, hashlib.sha256).hexdigest().encode()
+    # bytes, not str: compare_digest refuses non-ASCII strings (a 500 instead of a 403)
+    given = header[len("sha256="):].strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected, given)
 
 
 def _text_of(m: dict) -> str | None:

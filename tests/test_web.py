@@ -173,6 +173,16 @@ def test_signature_helper():
     assert signature_ok(raw, sign(raw).upper().replace("SHA256=", "sha256="), SECRET.encode())
     assert not signature_ok(raw, None, SECRET.encode())
     assert not signature_ok(raw + b" ", sign(raw), SECRET.encode())
+    assert not signature_ok(raw, "sha256=" + "é" * 64, SECRET.encode())
+
+
+async def test_non_ascii_signature_header_is_403_not_500(web):
+    raw = json.dumps(inbound_body("aanmelden")).encode()
+    r = await web.client.post("/webhook", content=raw, headers={
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": ("sha256=" + "é" * 64).encode("utf-8")})
+    assert r.status_code == 403
+    assert web.app.store.subscribers.count() == 0
 
 
 # -- inbound variants ----------------------------------------------------------------------------------
