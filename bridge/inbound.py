@@ -56,17 +56,21 @@ class InboundHandler:
                 return self._count(InboundResult("duplicate", "duplicate", None))
             kind = classify(msg.text, self.cfg.keywords)
             at = msg.received_at.timestamp()
-            sub = st.subscribers.get(msg.sender)
+            # By number or by business-scoped id: a person may write with either.
+            sub = st.subscribers.get(msg.sender, msg.user_id)
             if sub:
-                st.subscribers.touch(msg.sender, at)
+                st.subscribers.touch(sub.number, at)
+                st.subscribers.link(sub.id, msg.user_id)
             if kind == "subscribe":
                 if sub:
                     effect = "already_subscribed"
                 else:
-                    sub, _ = st.subscribers.add(msg.sender, msg.channel, msg.message_id, at=at)
+                    sub, _ = st.subscribers.add(msg.sender, msg.channel, msg.message_id, at=at,
+                                                user_id=msg.user_id)
                     effect = "subscribed"
             elif kind == "unsubscribe":
-                effect = "unsubscribed" if st.subscribers.remove(msg.sender) else "not_subscribed"
+                removed = bool(sub) and st.subscribers.remove(sub.number)
+                effect = "unsubscribed" if removed else "not_subscribed"
                 sub = None
             elif kind == "help":
                 effect = "help"

@@ -155,7 +155,8 @@ def parse_webhook(doc: Any) -> tuple[list[InboundMessage], list[dict], list[str]
                     skipped.append(f"message without id from {mask(sender)}")
                     continue
                 messages.append(InboundMessage(channel="cloud", sender=sender, text=text,
-                                               message_id=mid, received_at=at))
+                                               message_id=mid, received_at=at,
+                                               user_id=str(uid) if uid else None))
             for s in value.get("statuses") or []:
                 if not isinstance(s, dict) or not s.get("id"):
                     continue

@@ -368,3 +368,31 @@ async def test_undeliverable_webhooks_in_a_row_remove_the_subscriber(web):
     for _ in range(3):
         await notice_then("failed", 131026)
     assert web.app.store.subscribers.by_id(sid) is None, "removed after 3 x 131026 in a row"
+
+
+async def test_one_person_by_number_or_by_business_scoped_id_is_one_subscriber(web):
+    """Meta sends the BSUID (user_id) with every message and may withhold the number of a
+    user who adopts a username: subscribed with number + id, that person can write with the
+    id only and is still the same subscriber (no second row; STOP erases them)."""
+    uid = "NL.1502576394655843"
+    seed = "Ja ik wil storingsberichten van CBG Connect ontvangen."
+    await web.post(inbound_body(seed, user_id=uid, msg_id="wamid.a"))
+    assert web.app.store.subscribers.count() == 1
+    await web.post(inbound_body(seed, sender=None, user_id=uid, msg_id="wamid.b"))
+    assert web.app.store.subscribers.count() == 1
+    assert web.app.inbound.counts.get("already_subscribed") == 1
+    await web.post(inbound_body("STOP", sender=None, user_id=uid, msg_id="wamid.c"))
+    assert web.app.store.subscribers.count() == 0
+    assert web.app.inbound.counts.get("unsubscribed") == 1
+    rows = web.app.store.db.execute("SELECT * FROM subscribers").fetchall()
+    assert rows == []
+
+
+async def test_a_subscriber_known_by_number_learns_the_id_from_a_later_message(web):
+    uid = "NL.99887766554433"
+    await web.post(inbound_body("aanmelden", msg_id="wamid.a"))  # no user_id yet
+    await web.post(inbound_body("hallo", user_id=uid, msg_id="wamid.b"))
+    [sub] = list(web.app.store.subscribers.iter())
+    assert sub.user_id == uid
+    await web.post(inbound_body("afmelden", sender=None, user_id=uid, msg_id="wamid.c"))
+    assert web.app.store.subscribers.count() == 0

@@ -149,3 +149,6 @@ class InboundMessage:
     text: str
     message_id: str
     received_at: datetime  # UTC
+    # The channel's business-scoped user id (Cloud API BSUID) when it gives one besides
+    # (or instead of) the number: the same person may later write with only this id.
+    user_id: str | None = None

@@ -139,6 +139,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_notice_open ON deliveries(notice_id, state)
         WHERE state IN ('pending', 'sending');
     """,
+    # 4: the business-scoped user id (Cloud API BSUID) of a subscriber known by number, so
+    # a message carrying only that id (a user with a username) finds the same subscriber
+    """
+    ALTER TABLE subscribers ADD COLUMN user_id TEXT;
+    CREATE UNIQUE INDEX subscribers_user_id ON subscribers(user_id) WHERE user_id IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,7 +1,8 @@
 """Subscribers, and the keyed hashes that stand in for numbers everywhere else.
 
 A subscriber row holds only the number, the channel it came in on, and the proof of
-consent (time and inbound message id). Removing a subscriber erases the number from the
+consent (time and inbound message id); where the channel gives one, also its business-scoped
+user id (the Cloud API's BSUID, which stands in for the number of users with a username). Removing a subscriber erases the number from the
 whole store: its pending deliveries are cancelled and its delivery history is anonymised.
 """
 
@@ -24,6 +25,7 @@ class Subscriber:
     consent_ref: str
     last_inbound_at: float | None
     unreachable: int
+    user_id: str | None = None  # the channel's business-scoped id, where it gives one
 
 
 class Subscribers:
@@ -32,34 +34,50 @@ class Subscribers:
         self._keys: dict[str, bytes] = {}
 
     # -- the list ---------------------------------------------------------------------------
-    def get(self, number: str) -> Subscriber | None:
+    def get(self, number: str, user_id: str | None = None) -> Subscriber | None:
+        """The subscriber with this number (E.164 or "user:<id>"), else the one whose
+        business-scoped id is ``user_id`` (or the id in a "user:<id>" number)."""
         row = self.db.one("SELECT * FROM subscribers WHERE number=?", (number,))
+        if row is None:
+            uid = user_id or (number[5:] if number.startswith("user:") else None)
+            if uid:
+                row = self.db.one("SELECT * FROM subscribers WHERE user_id=? OR number=?",
+                                  (uid, "user:" + uid))
         return Subscriber(**dict(row)) if row else None
+
+    def link(self, subscriber_id: int, user_id: str | None) -> None:
+        """Remember a subscriber's business-scoped id (kept: the first one seen)."""
+        if user_id:
+            self.db.execute(
+                "UPDATE subscribers SET user_id=? WHERE id=? AND user_id IS NULL AND NOT EXISTS"
+                " (SELECT 1 FROM subscribers WHERE user_id=?)", (user_id, subscriber_id, user_id))
 
     def by_id(self, subscriber_id: int) -> Subscriber | None:
         row = self.db.one("SELECT * FROM subscribers WHERE id=?", (subscriber_id,))
         return Subscriber(**dict(row)) if row else None
 
     def add(self, number: str, channel: str, consent_ref: str,
-            at: float | None = None) -> tuple[Subscriber, bool]:
-        """Add a subscriber; returns (subscriber, created). An existing one is left as is."""
+            at: float | None = None, user_id: str | None = None) -> tuple[Subscriber, bool]:
+        """Add a subscriber; returns (subscriber, created). An existing one is left as is
+        (found by number or business-scoped id)."""
         with self.db.tx():
-            existing = self.get(number)
+            existing = self.get(number, user_id)
             if existing:
                 return existing, False
             t = at or now()
+            last = None if consent_ref.startswith("cli:") else t
             cur = self.db.execute(
-                "INSERT INTO subscribers (number, channel, consent_at, consent_ref, last_inbound_at)"
-                " VALUES (?,?,?,?,?)",
-                (number, channel, t, consent_ref, t if not consent_ref.startswith("cli:") else None),
-            )
-            return Subscriber(int(cur.lastrowid), number, channel, t, consent_ref,
-                              None if consent_ref.startswith("cli:") else t, 0), True
+                "INSERT INTO subscribers (number, channel, consent_at, consent_ref,"
+                " last_inbound_at, user_id) VALUES (?,?,?,?,?,?)",
+                (number, channel, t, consent_ref, last, user_id))
+            return Subscriber(int(cur.lastrowid), number, channel, t, consent_ref, last, 0,
+                              user_id), True
 
-    def remove(self, number: str) -> bool:
-        """Erase a subscriber: delete the row, cancel pending deliveries, anonymise history."""
+    def remove(self, number: str, user_id: str | None = None) -> bool:
+        """Erase a subscriber (found as by :meth:`get`): delete the row, cancel pending
+        deliveries, anonymise history."""
         with self.db.tx():
-            sub = self.get(number)
+            sub = self.get(number, user_id)
             if not sub:
                 return False
             self.db.execute(
@@ -73,7 +91,8 @@ class Subscribers:
             # added after this call, so it is not touched here).
             self.db.execute(
                 "UPDATE deliveries SET state='cancelled', to_addr=NULL, reply=NULL, finished_at=?"
-                " WHERE to_addr=? AND state='pending'", (now(), number))
+                " WHERE to_addr IN (?, ?, ?) AND state='pending'",
+                (now(), number, sub.number, f"user:{sub.user_id}"))
             self.db.execute("DELETE FROM subscribers WHERE id=?", (sub.id,))
         return True
 
