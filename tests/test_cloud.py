@@ -353,6 +353,72 @@ async def test_unique_recipient_cap_defers_the_rest(fake, make_app, caplog):
     assert len(json.loads(raw)) == 3
 
 
+def test_cap_stale_conflict_is_reported_by_bridge_check(tmp_path):
+    from bridge.channels.cloud import cap_stale_conflict, check
+    from bridge.pipeline import make_renderer
+
+    assert cap_stale_conflict(250, 12) and "never get that notice" in cap_stale_conflict(250, 12)
+    assert cap_stale_conflict(250, 24) is None and cap_stale_conflict(0, 12) is None
+    assert cap_stale_conflict(250, None) is None
+    cfg = load(cloud_config(tmp_path, "http://127.0.0.1:9"))  # defaults: cap 250, 12 h
+    renderer = make_renderer(cfg)
+    problems = check(cfg.channel.settings, renderer, sample_reports(), dispatch=cfg.dispatch)
+    found = [p for p in problems if p.startswith("channel.cloud.unique_cap:0: warning:")]
+    assert len(found) == 1 and "dispatch.max_age_hours = 12" in found[0], problems
+    assert not any("unique_cap" in p for p in check(cfg.channel.settings, renderer,
+                                                       sample_reports()))
+
+
+async def test_cap_deferral_says_how_many_until_when_and_that_they_go_stale(fake, make_app,
+                                                                            caplog):
+    """A first fan-out beyond the cap: the rest wait 24 h for free slots, longer than
+    dispatch.max_age_hours (12 h): the warning says so plainly, and when the dispatcher
+    drops them as stale the channel says why."""
+    app = make_app(fake.base_url, cloud_extra="unique_cap = 3")
+    app.channel.max_age_hours = app.cfg.dispatch.max_age_hours  # as App passes it (extra)
+    for i in range(6):
+        subscribe(app, f"+3165555000{i}", 72)
+    nid = queue_notice(app)
+    with caplog.at_level(logging.WARNING, "bridge.channels.cloud"):
+        await drain(app)
+        assert states(app) == {"sent": 3, "pending": 3}
+        warnings = [r.getMessage() for r in caplog.records
+                    if "unique-recipient cap reached" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        w = warnings[0]
+        assert f"notice {nid}: up to 3 recipients" in w and "deferred until about" in w
+        assert "dropped as stale after dispatch.max_age_hours = 12 h" in w
+        assert "will not get this notice" in w and "dispatch.max_age_hours = 24" in w
+        assert app.channel.check_cap_stale() == 0  # nothing stale yet
+
+        # 13 hours later: the dispatcher drops them as stale; the channel says why.
+        app.store.db.execute("UPDATE deliveries SET created_at = created_at - 13 * 3600")
+        app.dispatcher._expire()
+        assert states(app) == {"sent": 3, "stale": 3}
+        caplog.clear()
+        assert app.channel.check_cap_stale() == 3
+        lines = [r.getMessage() for r in caplog.records]
+        assert any(f"notice {nid}: 3 deliveries deferred by the unique-recipient cap" in m
+                   and "dropped as stale" in m and "did not get this notice" in m
+                   for m in lines), lines
+        assert app.channel.check_cap_stale() == 0  # said once; the notice is done
+        assert app.channel._cap_deferred == {}
+    await close(app)
+
+
+async def test_cap_deferral_within_max_age_continues_then(fake, make_app, caplog):
+    app = make_app(fake.base_url, cloud_extra="unique_cap = 3")
+    app.channel.max_age_hours = 48.0
+    for i in range(4):
+        subscribe(app, f"+3165555000{i}", 72)
+    queue_notice(app)
+    with caplog.at_level(logging.WARNING, "bridge.channels.cloud"):
+        await drain(app)
+    w = [r.getMessage() for r in caplog.records if "cap reached" in r.getMessage()]
+    assert len(w) == 1 and "up to 1 recipients" in w[0] and "they continue then" in w[0], w
+    await close(app)
+
+
 # -- restart in the middle of a fan-out -------------------------------------------------------------
 async def test_restart_mid_fanout_resends_only_what_was_in_flight(fake, tmp_path, monkeypatch):
     fake.latency = 0.05

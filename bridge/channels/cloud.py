@@ -18,6 +18,10 @@ transport is aiohttp's client (``httpx_aiohttp.AiohttpTransport``).
 - Pacing: ``max_rate`` (80/s), ``min_interval`` (6 s per recipient; both applied by the
   dispatcher) and a cap on unique template recipients per rolling 24 h (``unique_cap``,
   250 for new accounts, 0 = none). Recipients are remembered only as keyed hashes.
+  Recipients beyond the cap wait (up to 24 h on a first fan-out) while the dispatcher
+  drops deliveries older than ``dispatch.max_age_hours`` as stale: :func:`cap_stale_conflict`
+  (``bridge check``, start-up), the deferral WARNING and :meth:`CloudChannel.check_cap_stale`
+  say so plainly.
 - Token and policy errors pause the channel (one CRITICAL log line); ``run()`` probes the
   phone-number endpoint every ``probe_interval`` seconds, and at once when the token
   changes, and resumes when the probe succeeds.
@@ -28,6 +32,7 @@ See docs/cloud-api.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -62,9 +67,31 @@ TEMPLATE = frozenset({132000, 132001, 132012, 132018})
 PAUSE = frozenset({190, 0, 3, 10, 368, 131031})
 
 PARAM_MAX = 1024
+DEFAULT_MAX_AGE_HOURS = 12.0  # dispatch.max_age_hours' default (bridge/config.py)
 CAP_WINDOW = 86400.0
 CAP_STATE_KEY = "cloud:unique-recipients"
+CAP_STALE_CHECK = 60.0  # seconds between looks at cap-deferred notices for stale drops
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+
+
+def cap_stale_conflict(unique_cap: int, max_age_hours: float | None) -> str | None:
+    """Why ``unique_cap`` and ``dispatch.max_age_hours`` do not go together, or None.
+
+    Recipients beyond the cap wait until the cap's rolling 24-hour window frees slots: on a
+    first fan-out beyond the cap that is 24 h after its first sends. The dispatcher drops
+    deliveries older than ``dispatch.max_age_hours`` as stale, so with less than 24 h the
+    deferred recipients of such a fan-out never get the notice.
+    """
+    if unique_cap <= 0 or max_age_hours is None or max_age_hours * 3600 >= CAP_WINDOW:
+        return None
+    return (f"channel.cloud.unique_cap = {unique_cap} with dispatch.max_age_hours = "
+            f"{max_age_hours:g}: a fan-out to more than {unique_cap} template recipients "
+            f"(subscribers outside their 24-hour window) defers the rest until the cap's "
+            f"rolling 24-hour window frees slots, up to 24 h after the first sends, but "
+            f"deliveries older than {max_age_hours:g} h are dropped as stale before that: the "
+            f"deferred recipients of a first fan-out beyond the cap never get that notice. Set "
+            f"dispatch.max_age_hours = 24 (or more) if a late notice is still wanted, or raise "
+            f"unique_cap when Meta raises the number's messaging limit")
 
 
 def classify(code: int | None) -> str:
@@ -254,6 +281,14 @@ class CloudChannel:
         # unique-recipient cap: keyed hash (hex) -> first template send time (rolling 24 h)
         self._cap: dict[str, float] = {}
         self._cap_warned: set[int | None] = set()
+        # notices with cap-deferred deliveries -> their stale count already reported
+        self._cap_deferred: dict[int, int] = {}
+        self._cap_stale_checked = time.monotonic()
+        self._granted: dict[int | None, int] = {}  # notice -> its sends under way, not deferred
+        # dispatch.max_age_hours, when the application passes it (ChannelContext.extra);
+        # None: unknown, the messages then name the setting and its default
+        max_age = ctx.extra.get("dispatch_max_age_hours") if ctx.extra else None
+        self.max_age_hours: float | None = float(max_age) if max_age is not None else None
         self._cap_dirty = False
         self._cap_saved = 0.0
         self._mem_key = secrets.token_bytes(32)
@@ -488,12 +523,79 @@ class CloudChannel:
         at = datetime.fromtimestamp(when, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
         if msg.notice_id not in self._cap_warned:
             self._cap_warned.add(msg.notice_id)
-            log.warning("cloud: unique-recipient cap reached: %d recipients got a template in the "
-                        "last 24 h (unique_cap %d); notice %s: the remaining recipients outside "
-                        "their 24-hour window wait until about %s (unless the notice is stale or "
-                        "superseded by then)", len(self._cap), cap, msg.notice_id, at)
+            self._cap_warning(msg.notice_id, cap, when, at)
         return None, SendResult("paused", retry_after=wait,
                                 error=f"unique-recipient cap {cap}/24h reached; next slots {at}")
+
+    def _cap_warning(self, notice_id: int | None, cap: int, when: float, at: str) -> None:
+        """The one WARNING per notice when the cap defers its recipients: how many, until
+        when, and whether they will be dropped as stale before that."""
+        counts: dict[str, int] = {}
+        created: float | None = None
+        st = self.ctx.store
+        if st is not None and notice_id is not None:
+            try:
+                counts = st.deliveries.notice_counts(notice_id)
+                row = st.incidents.notice(notice_id)
+                created = float(row["created_at"]) if row else None
+            except Exception as e:  # noqa: BLE001 - a warning must never stop a send
+                log.debug("cloud: no fan-out size for notice %s: %s", notice_id, e)
+        waiting = max(1, counts.get("pending", 0) + counts.get("sending", 0)
+                      - self._granted.get(notice_id, 0))
+        if notice_id is not None:
+            self._cap_deferred.setdefault(notice_id, counts.get("stale", 0))
+        who = (f"up to {waiting} recipients still waiting for it (those outside their 24-hour "
+               f"window)" if counts else "the remaining recipients outside their 24-hour window")
+        head = (f"cloud: unique-recipient cap reached: {len(self._cap)} recipients got a template "
+                f"in the last 24 h (unique_cap {cap}); notice {notice_id}: {who} are deferred "
+                f"until about {at}, when a tenth of the cap is free again")
+        age = self.max_age_hours
+        if age is None:
+            log.warning("%s. Deliveries older than dispatch.max_age_hours (default %g h) are "
+                        "dropped as stale: if the notice is older than that by then, these "
+                        "recipients do not get it (a newer notice of the incident supersedes "
+                        "it anyway)", head, DEFAULT_MAX_AGE_HOURS)
+            return
+        stale_at = (created if created is not None else time.time()) + age * 3600
+        if stale_at < when:
+            shown = datetime.fromtimestamp(stale_at, timezone.utc).astimezone()
+            log.warning("%s. But deliveries are dropped as stale after dispatch.max_age_hours = "
+                        "%g h, at about %s for this notice, before the cap allows them: these "
+                        "recipients will not get this notice. %s", head, age,
+                        shown.strftime("%Y-%m-%d %H:%M"),
+                        "Set dispatch.max_age_hours = 24 (or more) if a late notice is still "
+                        "wanted, or raise unique_cap when Meta raises the messaging limit")
+        else:
+            log.warning("%s; they continue then (unless a newer notice of the incident "
+                        "supersedes them)", head)
+
+    def check_cap_stale(self) -> int:
+        """Log the deliveries of cap-deferred notices that went stale since the last look
+        (the dispatcher drops them; this says why). Returns how many."""
+        st = self.ctx.store
+        total = 0
+        if st is None:
+            return 0
+        for nid, seen in list(self._cap_deferred.items()):
+            try:
+                counts = st.deliveries.notice_counts(nid)
+            except Exception as e:  # noqa: BLE001
+                log.debug("cloud: cannot look at notice %s: %s", nid, e)
+                continue
+            stale = counts.get("stale", 0)
+            if stale > seen:
+                total += stale - seen
+                log.warning("cloud: notice %d: %d deliveries deferred by the unique-recipient cap "
+                            "(unique_cap %d) were dropped as stale (older than "
+                            "dispatch.max_age_hours%s) before the cap allowed them: these "
+                            "recipients did not get this notice", nid, stale - seen,
+                            self.settings.unique_cap,
+                            f" = {self.max_age_hours:g} h" if self.max_age_hours else "")
+            if not counts.get("pending") and not counts.get("sending"):
+                del self._cap_deferred[nid]
+            else:
+                self._cap_deferred[nid] = stale
+        return total
 
     def _cap_release(self, h: str | None) -> None:
         if h is not None and self._cap.pop(h, None) is not None:
@@ -534,7 +636,8 @@ class CloudChannel:
         template = msg.kind == "notice" and (not msg.window_open or self._forced(msg.to))
         if template:
             return await self._send_template(msg, token)
-        reply = await self._call("POST", self._messages_url, token, self._text_payload(msg))
+        with self._granted_send(msg):
+            reply = await self._call("POST", self._messages_url, token, self._text_payload(msg))
         if reply.code == REENGAGE and msg.kind == "notice":
             # The window was closed after all: the same notice as a template, right away.
             self._force_template[msg.to] = time.time() + CAP_WINDOW
@@ -542,6 +645,19 @@ class CloudChannel:
                      "as a template", msg.delivery_id, mask(msg.to))
             return await self._send_template(msg, token)
         return self._result(msg, reply, kind="text")
+
+    @contextlib.contextmanager
+    def _granted_send(self, msg: Outgoing):
+        """Count a notice's sends under way that the cap let through: the deferral warning
+        subtracts them from the notice's unfinished deliveries."""
+        nid = msg.notice_id
+        self._granted[nid] = self._granted.get(nid, 0) + 1
+        try:
+            yield
+        finally:
+            n = self._granted.pop(nid) - 1
+            if n:
+                self._granted[nid] = n
 
     def _forced(self, to: str) -> bool:
         until = self._force_template.get(to)
@@ -561,8 +677,9 @@ class CloudChannel:
         slot, deferred = self._cap_reserve(msg)
         if deferred is not None:
             return deferred
-        reply = await self._call("POST", self._messages_url, token,
-                                 self._template_payload(msg, tm, params))
+        with self._granted_send(msg):
+            reply = await self._call("POST", self._messages_url, token,
+                                     self._template_payload(msg, tm, params))
         result = self._result(msg, reply, kind="template", template=tm.name)
         if result.status != "sent":
             self._cap_release(slot)
@@ -662,7 +779,14 @@ class CloudChannel:
     async def run(self) -> None:
         """While paused: probe the phone-number endpoint every ``probe_interval`` s, and at
         once when the token changes; resume when a probe succeeds."""
+        conflict = cap_stale_conflict(self.settings.unique_cap, self.max_age_hours)
+        if conflict:
+            log.warning("cloud: %s", conflict)
         while True:
+            if self._cap_deferred and \
+                    time.monotonic() - self._cap_stale_checked >= CAP_STALE_CHECK:
+                self._cap_stale_checked = time.monotonic()
+                self.check_cap_stale()
             if self.paused is None:
                 self._wake.clear()
                 try:
@@ -704,9 +828,15 @@ def create(settings: CloudSettings, ctx: ChannelContext) -> CloudChannel:
 
 
 # -- bridge check -----------------------------------------------------------------------------
-def check(settings: CloudSettings, renderer, samples: list[OutageReport]) -> list[str]:
-    """Trial-render every mapped template's parameters against the sample reports."""
+def check(settings: CloudSettings, renderer, samples: list[OutageReport],
+          dispatch: Any = None) -> list[str]:
+    """Trial-render every mapped template's parameters against the sample reports; with
+    ``dispatch`` (the [dispatch] config) also check the unique-recipient cap against
+    ``dispatch.max_age_hours``."""
     problems: list[str] = []
+    conflict = cap_stale_conflict(settings.unique_cap, getattr(dispatch, "max_age_hours", None))
+    if conflict:
+        problems.append(f"channel.cloud.unique_cap:0: warning: {conflict}")
     where = "channel.cloud.templates"
     notices_dir = Path(renderer.templates_dir) / "notices"
     known = {p.stem for p in notices_dir.glob("*.j2")} if notices_dir.is_dir() else set()
