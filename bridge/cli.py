@@ -347,7 +347,7 @@ def cmd_review(cfg, args) -> int:
         if m is None or m.data is None:
             print("(the mail is no longer stored)")
             return 0
-        mail, report, error = app.pipeline.analyse_for_review(m.data)
+        mail, report, error, notice = app.pipeline.review_preview(m.data)
         print(f"from: {mail.outer.from_addr}\nsubject: {mail.effective.subject}")
         if report is None:
             print(f"report: none ({error})")
@@ -355,6 +355,9 @@ def cmd_review(cfg, args) -> int:
             print(f"report: {json.dumps(report.to_json(), ensure_ascii=False)}")
         print("--- text ---")
         print(mail.text[:4000])
+        if r["state"] == "open":
+            print("--- notice (exactly what approve sends) ---")
+            print(notice.text)
         return 0
     try:
         if args.action == "approve":

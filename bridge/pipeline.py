@@ -11,7 +11,9 @@ a mail at all).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Callable
@@ -21,7 +23,7 @@ from bridge.config import Config
 from bridge.core import incidents as core_incidents
 from bridge.core.mail import MailError, parse_mail
 from bridge.core.models import OutageReport, ParsedMail
-from bridge.core.render import Renderer, fallback_from_subject
+from bridge.core.render import Rendered, Renderer, fallback_from_subject
 from bridge.core.report import extract_report
 from bridge.core.senders import authorise
 from bridge.store import Store, StoreError
@@ -238,8 +240,40 @@ class Pipeline:
             raise LookupError(f"review item {review_id} is already {rv['state']}")
         return rv
 
+    def review_notice(self, mail: ParsedMail, report: OutageReport | None) -> Rendered:
+        """The notice :meth:`approve` sends for a reviewed mail (``bridge review show`` prints it).
+
+        ``notices/fallback.j2`` rendered for a report built from the mail's subject and first
+        lines (KPN's greeting and signature left out, with ``parser.signature_pattern``), plus
+        whatever facts were extracted (kind, services, places, times, ticket). The review item
+        has no status (or no ticket), so no status template applies. When the template fails,
+        the built-in text from the subject and first lines is sent instead.
+        """
+        subject = mail.effective.subject or ""
+        lines = first_lines(mail.text, signature=self.cfg.parser.signature_pattern)
+        base = report or OutageReport(ticket=None, kind="storing", status=None, subject=subject)
+        r = dataclasses.replace(base, status=None, subject=subject,
+                                description=base.description or lines)
+        rendered = self.renderer.render_notice(r)
+        if rendered.template != "notices/fallback.j2" or rendered.fallback:
+            if rendered.fallback:
+                log.error("review: template %s failed (%s); using the built-in text",
+                          rendered.template, rendered.error)
+            text = fallback_from_subject(subject, lines, self.cfg.organisation)
+            rendered = Rendered(text=text, template="notices/fallback.j2", fallback=True,
+                                error=rendered.error, truncated=False)
+        return rendered
+
+    def review_preview(self, data: bytes) -> tuple[ParsedMail, OutageReport | None, str | None,
+                                                    Rendered]:
+        """For ``bridge review show``: the mail, its report (or the extraction error) and the
+        exact notice approve would send."""
+        mail, report, error = self.analyse_for_review(data)
+        return mail, report, error, self.review_notice(mail, report)
+
     def approve(self, review_id: int) -> Outcome:
-        """Send a reviewed mail with the fallback text built from its subject and first lines."""
+        """Send a reviewed mail as :meth:`review_notice` renders it (the fallback template,
+        built from its subject and first lines)."""
         with self.store.tx():
             rv = self._open_review(review_id)
             stored = self.store.mails.get(rv["raw_mail_id"])
@@ -249,12 +283,11 @@ class Pipeline:
             if error:
                 log.warning("review %d: no report from the mail (%s); sending the fallback text",
                             review_id, error)
-            text = fallback_from_subject(mail.effective.subject, first_lines(mail.text),
-                                         self.cfg.organisation)
+            rendered = self.review_notice(mail, report)
             notice_id = self.store.incidents.add_notice(
                 incident_id=None, raw_mail_id=stored.id, kind=report.kind if report else "storing",
-                status=report.status if report else None, template="review", text=text,
-                report=report, fallback=True)
+                status=report.status if report else None, template=rendered.template,
+                text=rendered.text, report=report, fallback=rendered.fallback)
             queued, _ = self.store.deliveries.fan_out(notice_id, None)
             self.store.mails.decide_review(review_id, "approved", notice_id)
             self.store.mails.set_outcome(stored.id, "queued", f"approved in review {review_id}",
@@ -274,9 +307,19 @@ class Pipeline:
         log.info("review %d rejected", review_id)
 
 
-def first_lines(text: str, n: int = 4) -> str:
-    """The first non-empty lines of a mail body, skipping a salutation."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if lines and lines[0].lower().rstrip(",").split()[0] in ("beste", "geachte", "hallo", "dear", "hi"):
+_SALUTATIONS = ("beste", "geachte", "hallo", "dear", "hi")
+
+
+def first_lines(text: str, n: int = 4, signature: str | re.Pattern | None = None) -> str:
+    """The first non-empty lines of a mail body, skipping a salutation and stopping at the
+    first line that matches ``signature`` (a greeting such as "Met vriendelijke groet")."""
+    sig = re.compile(signature) if isinstance(signature, str) else signature
+    lines: list[str] = []
+    for ln in text.splitlines():
+        if sig is not None and sig.match(ln):
+            break
+        if ln.strip():
+            lines.append(ln.strip())
+    if lines and lines[0].lower().rstrip(",").split()[0].rstrip(",") in _SALUTATIONS:
         lines = lines[1:]
     return "\n".join(lines[:n])
