@@ -187,6 +187,9 @@ def cmd_preview(cfg, args) -> int:
 
 
 def cmd_dispatch(cfg, args) -> int:
+    """Send what is due, print the counts; exit 0 only when everything that was due is
+    handled (sent, failed for good, stale, superseded or cancelled). A paused channel, or
+    deliveries that were due and still wait (e.g. for a retry), is a one-line failure."""
     from bridge.outbox import DispatcherBusy
 
     app = _app(cfg)
@@ -196,16 +199,32 @@ def cmd_dispatch(cfg, args) -> int:
     except DispatcherBusy as e:
         raise CliError(str(e)) from None
     try:
-        counters = asyncio.run(_drain_with_channel(app, d))
+        due = _waiting_ids(app.store, due_by=time.time())
+        counters, paused = asyncio.run(_drain_with_channel(app, d))
+        left = len(due & _waiting_ids(app.store))
     finally:
         d.release()
     print(f"sent {counters.sent}, failed {counters.failed}, retried {counters.retried},"
           f" stale {counters.stale}, waiting {app.store.deliveries.pending()}")
+    if paused:
+        raise CliError(f"the channel is paused ({paused}); {left} due deliveries not sent")
+    if left:
+        raise CliError(f"{left} due deliveries not sent yet (they wait for a retry;"
+                       " bridge status shows them)")
     return 0
 
 
+def _waiting_ids(store, due_by: float | None = None) -> set[int]:
+    """Ids of deliveries not yet handled (pending or being sent), optionally only those due."""
+    sql = "SELECT id FROM deliveries WHERE state IN ('pending','sending')"
+    rows = (store.db.execute(sql + " AND due_at <= ?", (due_by,)) if due_by is not None
+            else store.db.execute(sql))
+    return {r[0] for r in rows}
+
+
 async def _drain_with_channel(app, d):
-    """Open the channel's connection (MQTT, Cloud API probes) while draining the outbox."""
+    """Open the channel's connection (MQTT, Cloud API probes) while draining the outbox.
+    Returns the counters and why the channel was paused at the end (None: it was not)."""
     import contextlib
 
     ch = app.channel
@@ -214,7 +233,8 @@ async def _drain_with_channel(app, d):
         t = time.monotonic()
         while ch.paused and time.monotonic() - t < 10 and not runner.done():
             await asyncio.sleep(0.05)
-        return await d.drain()
+        counters = await d.drain()
+        return counters, ch.paused
     finally:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

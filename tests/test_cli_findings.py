@@ -265,3 +265,58 @@ def test_approved_text_of_a_kpn_mail_without_ticket_keeps_its_facts(tmp_path, ca
                                .read_bytes())
     assert sent == shown
     assert "Amersfoort" in sent and "groet" not in sent.lower(), sent
+
+
+# -- 6. dispatch tells whether everything due was handled ------------------------------------------
+def test_dispatch_exits_0_when_everything_due_was_sent(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
+    assert code == 0 and out.startswith("sent 1,"), (out, err)
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))  # nothing due: fine
+    assert code == 0 and out.startswith("sent 0,"), (out, err)
+
+
+def test_dispatch_with_the_channel_paused_exits_non_zero(tmp_path):
+    cfg = write_config(tmp_path, channel="cloud", channel_extra=f"""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_env = "T_NO_CLOUD_TOKEN_SET"
+        base_url = "http://127.0.0.1:{_closed_port()}"
+        """)
+    bridge(cfg, "subscribers", "add", "0612345678")
+    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"))
+    p = bridge(cfg, "dispatch", check=False)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stdout.startswith("sent 0,") and "waiting 1" in p.stdout, p.stdout
+    line = p.stderr.strip().splitlines()[-1]  # after the channel's warning log line
+    assert line.startswith("bridge: the channel is paused (") and "T_NO_CLOUD_TOKEN_SET" in line
+    assert line.endswith("1 due deliveries not sent"), line
+
+
+def test_dispatch_with_due_deliveries_left_waiting_exits_non_zero(tmp_path, capsys, monkeypatch):
+    import bridge.app
+    from bridge.channels.base import SendResult
+    from helpers import Scripted
+
+    later = SendResult("retry", error="busy", retry_after=600)
+    channel = Scripted({"+31612345678": [later]})
+    monkeypatch.setattr(bridge.app.App, "channel", property(lambda self: channel))
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
+    assert len(channel.calls) == 1
+    assert code == 1 and "retried 1" in out, (out, err)
+    assert err.strip() == ("bridge: 1 due deliveries not sent yet (they wait for a retry;"
+                           " bridge status shows them)"), err
+    # a delivery that is not due yet is no failure
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
+    assert code == 0 and "waiting 1" in out, (out, err)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
