@@ -75,7 +75,8 @@ class App:
         if self._channel is None:
             mod = channel_module(self.cfg.channel.type)
             ctx = ChannelContext(inbound=self.inbound, status=self.delivery_status,
-                                 renderer=self.renderer, store=self.store)
+                                 renderer=self.renderer, store=self.store,
+                                 extra={"dispatch_max_age_hours": self.cfg.dispatch.max_age_hours})
             self._channel = mod.create(self.cfg.channel.settings, ctx)
         return self._channel
 
@@ -224,7 +225,14 @@ class App:
         """Process stored mails: woken by intakes, and polling for mails other processes stored."""
         while True:
             self.mail_event.clear()
-            self.pipeline.process_pending()
+            while ids := self.store.mails.unprocessed(100):
+                for mail_id in ids:
+                    await self.pipeline.process_async(mail_id)
+                    # One mail at a time: SMTP, sends and signals run in between, and a
+                    # stop finishes the mail in hand (the rest stays stored for the restart).
+                    await asyncio.sleep(0)
+                    if stop.is_set():
+                        return
             if stop.is_set():
                 return
             with contextlib.suppress(asyncio.TimeoutError):

@@ -11,6 +11,8 @@ a mail at all).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -55,6 +57,44 @@ class Preview:
     outcome: str
     reason: str
     text: str | None = None
+
+
+class _Analysis:
+    """The pure part of processing one mail: parse_mail, then extract_report, each run once
+    with its result or error kept (re-raised where processing asks for it), so that it can
+    run in a worker thread ahead of the store work on the event loop."""
+
+    def __init__(self, data: bytes, parser_cfg):
+        self._data = data
+        self._cfg = parser_cfg
+        self._mail: tuple | None = None
+        self._report: tuple | None = None
+
+    def mail(self) -> ParsedMail:
+        if self._mail is None:
+            try:
+                self._mail = (parse_mail(self._data, tz=self._cfg.timezone), None)
+            except MailError as e:
+                self._mail = (None, e)
+        value, error = self._mail
+        if error is not None:
+            raise error
+        return value
+
+    def report(self) -> OutageReport:
+        if self._report is None:
+            try:
+                self._report = (extract_report(self.mail(), self._cfg), None)
+            except Exception as e:  # processing decides (review), on the event loop
+                self._report = (None, e)
+        value, error = self._report
+        if error is not None:
+            raise error
+        return value
+
+    def compute(self) -> None:
+        with contextlib.suppress(Exception):
+            self.report()
 
 
 def make_renderer(cfg: Config) -> Renderer:
@@ -126,10 +166,20 @@ class Pipeline:
             for mail_id in ids:
                 out.append(self.process(mail_id))
 
-    def process(self, mail_id: int) -> Outcome:
+    async def process_async(self, mail_id: int) -> Outcome:
+        """:meth:`process`, with the pure and possibly slow part (MIME walk, HTML to text,
+        report extraction) in a worker thread, so a big mail does not stall the daemon."""
+        stored = self.store.mails.get(mail_id)
+        analysis = None
+        if stored is not None and not stored.outcome:
+            analysis = _Analysis(stored.data or b"", self.cfg.parser)
+            await asyncio.to_thread(analysis.compute)
+        return self.process(mail_id, analysis)
+
+    def process(self, mail_id: int, analysis: "_Analysis | None" = None) -> Outcome:
         faults.point("process-mail")
         try:
-            result = self._process(mail_id)
+            result = self._process(mail_id, analysis)
         except (StoreError, sqlite3.Error) as e:
             # The store failed: the mail stays unprocessed (nothing lost) and is retried.
             log.error("mail %d: store error, will retry: %s", mail_id, e)
@@ -153,16 +203,16 @@ class Pipeline:
             self.on_queued()
         return result
 
-    def _process(self, mail_id: int) -> Outcome:
+    def _process(self, mail_id: int, analysis: "_Analysis | None" = None) -> Outcome:
         stored = self.store.mails.get(mail_id)
         if stored is None:
             return Outcome(mail_id, "rejected", "no such mail")
         if stored.outcome:
             return Outcome(mail_id, stored.outcome, stored.reason or "", stored.incident_id,
                            stored.notice_id)
-        data = stored.data or b""
+        a = analysis or _Analysis(stored.data or b"", self.cfg.parser)
         try:
-            mail = parse_mail(data, tz=self.cfg.parser.timezone)
+            mail = a.mail()
         except MailError as e:
             return self._finish(mail_id, "rejected", f"not a readable mail: {e}")
 
@@ -178,7 +228,7 @@ class Pipeline:
         if self.store.mails.seen_before(mail_id, None, stored.sha256):
             return self._finish(mail_id, "duplicate", "same bytes as an earlier mail")
 
-        report = extract_report(mail, self.cfg.parser)
+        report = a.report()
         source = self.cfg.senders.source
         with self.store.tx():
             done = self._done_meanwhile(mail_id)

@@ -74,3 +74,38 @@ async def test_a_task_that_keeps_crashing_stops_the_daemon_after_the_sends_under
         assert store.deliveries.counts() == {"sent": 1}
     finally:
         store.close()
+
+
+async def test_mails_are_parsed_off_the_event_loop_and_a_stop_ends_a_backlog_early(
+        app, monkeypatch):
+    """The processor takes one mail at a time, parses it in a worker thread (a big mail
+    must not stall SMTP or sends), and honours a stop between two mails: the rest stays
+    stored, processed after the restart."""
+    import threading
+
+    import bridge.pipeline
+    from bridge.store import RawMail
+    from helpers import sample
+
+    app._channel = Scripted()
+    for _ in range(5):
+        app.store.mails.add(RawMail(sample("01"), "cli"))
+    threads = []
+    real_parse = bridge.pipeline.parse_mail
+
+    def parse_and_stop(*a, **kw):
+        threads.append(threading.current_thread())
+        app.request_stop()  # while the first mail is in hand
+        return real_parse(*a, **kw)
+
+    monkeypatch.setattr(bridge.pipeline, "parse_mail", parse_and_stop)
+    code = await asyncio.wait_for(app.run(), 10)
+    assert code == 0
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    from bridge.store import Store
+
+    store = Store.open(app.cfg.store.path)
+    try:
+        assert len(store.mails.unprocessed(100)) == 4  # the mail in hand was finished
+    finally:
+        store.close()
