@@ -1,8 +1,12 @@
-"""`bridge check`: config (already validated on load), templates and channel settings."""
+"""`bridge check`: config (already validated on load), secrets, templates and channel settings."""
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from bridge.config import Config, channel_module
 from bridge.core.models import OutageReport
@@ -32,12 +36,95 @@ def sample_reports() -> list[OutageReport]:
     return out
 
 
+@dataclass(frozen=True)
+class SecretRef:
+    """One secret the config refers to: an environment variable or a file."""
+
+    key: str  # the config key, e.g. "channel.cloud.token_env"
+    env: str | None = None  # the variable's name
+    file: Path | None = None  # or the file holding it
+
+
+def secret_refs(cfg: Config) -> list[SecretRef]:
+    """Every secret the parts in use need: the SMTP AUTH credentials, the channel's token or
+    password (of the channel in use only), the IMAP password, the webhook's verify token
+    and app secret, and secret files (a token file, TLS private keys)."""
+    refs: list[SecretRef] = []
+    if cfg.smtp.enabled:
+        for k in ("auth_username_env", "auth_password_env"):
+            if getattr(cfg.smtp, k):
+                refs.append(SecretRef(f"smtp.{k}", env=getattr(cfg.smtp, k)))
+        if cfg.smtp.tls_key:
+            refs.append(SecretRef("smtp.tls_key", file=cfg.smtp.tls_key))
+    ch, prefix = cfg.channel.settings, f"channel.{cfg.channel.type}"
+    if cfg.channel.type == "cloud":
+        if ch.token_file:
+            refs.append(SecretRef(f"{prefix}.token_file", file=ch.token_file))
+        else:
+            refs.append(SecretRef(f"{prefix}.token_env", env=ch.token_env))
+    elif ch is not None:  # mqtt and any other channel: its *_env keys and its TLS key
+        refs += _env_fields(prefix, ch)
+        if getattr(ch, "tls_key_file", None):
+            refs.append(SecretRef(f"{prefix}.tls_key_file", file=ch.tls_key_file))
+    for name, settings in cfg.extra.items():
+        if name == "web" and not settings.webhook:
+            continue  # only /healthz and /metrics: no secrets
+        refs += _env_fields(name, settings)
+    return refs
+
+
+def _env_fields(prefix: str, settings) -> list[SecretRef]:
+    import dataclasses
+
+    if not dataclasses.is_dataclass(settings):
+        return []
+    return [SecretRef(f"{prefix}.{f.name}", env=getattr(settings, f.name))
+            for f in dataclasses.fields(settings)
+            if f.name.endswith("_env") and getattr(settings, f.name)]
+
+
+def secret_problems(cfg: Config) -> list[str]:
+    """An unset environment variable or an unreadable (or empty) file for each secret, as
+    ``config:line: key: what``."""
+    problems = []
+    for ref in secret_refs(cfg):
+        where = f"{cfg.path}:{_key_line(cfg.path, ref.key)}: {ref.key}"
+        if ref.env is not None:
+            if not os.environ.get(ref.env):
+                problems.append(f"{where}: environment variable {ref.env} is not set")
+        elif ref.file is not None:
+            try:
+                if not ref.file.read_bytes().strip():
+                    problems.append(f"{where}: file {ref.file} is empty")
+            except OSError as e:
+                problems.append(f"{where}: cannot read {ref.file}: {e.strerror or e}")
+    return problems
+
+
+def _key_line(path: Path, dotted: str) -> int:
+    """The line of ``dotted`` ("channel.cloud.token_env") in the TOML file, 0 when the key
+    is not written there (its default applies)."""
+    table, _, key = dotted.rpartition(".")
+    current = ""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    for i, line in enumerate(lines, 1):
+        m = re.match(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$", line)
+        if m:
+            current = m.group(1).replace(" ", "")
+        elif current == table and re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return i
+    return 0
+
+
 def check_all(cfg: Config) -> list[str]:
     from bridge.pipeline import make_renderer
 
-    problems: list[str] = []
+    problems: list[str] = secret_problems(cfg)
     if not cfg.render.templates_dir.is_dir():
-        return [f"{cfg.render.templates_dir}:0: templates folder not found"]
+        return problems + [f"{cfg.render.templates_dir}:0: templates folder not found"]
     renderer = make_renderer(cfg)
     problems += renderer.check(sample_reports())
     mod = channel_module(cfg.channel.type)

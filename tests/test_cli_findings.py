@@ -320,3 +320,71 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- 7. check reports every secret that is not there -----------------------------------------------
+def test_check_names_every_unset_secret_with_its_key_and_variable(tmp_path):
+    cfg = write_config(tmp_path, smtp=True, channel="cloud", channel_extra="""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_env = "T_CHK_CLOUD_TOKEN"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """, extra="""\
+        [web]
+        verify_token_env = "T_CHK_VERIFY"
+        app_secret_env = "T_CHK_APP_SECRET"
+
+        [imap]
+        host = "127.0.0.1"
+        tls = "none"
+        user = "storingen"
+        password_env = "T_CHK_IMAP"
+        """)
+    cfg.write_text(cfg.read_text().replace("enabled = true", (
+        'enabled = true\nauth_username_env = "T_CHK_SMTP_USER"\n'
+        'auth_password_env = "T_CHK_SMTP_PASS"')))
+    p = bridge(cfg, "check", check=False)
+    assert p.returncode == 1, p.stdout
+    for key, var in [("channel.cloud.token_env", "T_CHK_CLOUD_TOKEN"),
+                     ("web.verify_token_env", "T_CHK_VERIFY"),
+                     ("web.app_secret_env", "T_CHK_APP_SECRET"),
+                     ("imap.password_env", "T_CHK_IMAP"),
+                     ("smtp.auth_username_env", "T_CHK_SMTP_USER"),
+                     ("smtp.auth_password_env", "T_CHK_SMTP_PASS")]:
+        assert f": {key}: environment variable {var} is not set" in p.stdout, (key, p.stdout)
+    assert f"{cfg}:" in p.stdout and "ok:" not in p.stdout
+    assert "bridge: 6 problem(s) found" in p.stderr, p.stderr
+    # all set: ok
+    env = {v: "x" for v in ("T_CHK_CLOUD_TOKEN", "T_CHK_VERIFY", "T_CHK_APP_SECRET",
+                            "T_CHK_IMAP", "T_CHK_SMTP_USER", "T_CHK_SMTP_PASS")}
+    p = bridge(cfg, "check", env=env, check=False)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1].startswith("ok:"), p.stdout
+
+
+def test_check_reports_the_mqtt_password_and_an_unreadable_token_file(tmp_path):
+    cfg = write_config(tmp_path, channel="mqtt", channel_extra="""\
+        [channel.mqtt]
+        username = "bridge"
+        password_env = "T_CHK_MQTT"
+        """)
+    p = bridge(cfg, "check", check=False)
+    assert p.returncode == 1
+    assert ": channel.mqtt.password_env: environment variable T_CHK_MQTT is not set" in p.stdout
+    line = next(ln for ln in cfg.read_text().splitlines() if "password_env" in ln)
+    assert f"{cfg}:{cfg.read_text().splitlines().index(line) + 1}: channel.mqtt" in p.stdout
+
+    cfg = write_config(tmp_path, channel="cloud", channel_extra=f"""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_file = "{tmp_path / 'no-such-token'}"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """)
+    p = bridge(cfg, "check", check=False)
+    assert p.returncode == 1
+    assert ": channel.cloud.token_file: cannot read " in p.stdout, p.stdout
+    (tmp_path / "no-such-token").write_text("EAAG-token\n")
+    assert bridge(cfg, "check").returncode == 0
