@@ -242,9 +242,9 @@ async def _drain_with_channel(app, d):
 
 
 def cmd_check(cfg, args) -> int:
-    from bridge.checks import check_all
+    from bridge.checks import check_all, secret_problems
 
-    problems = check_all(cfg)
+    problems = secret_problems(cfg) + check_all(cfg)
     for p in problems:
         print(p)
     if any(not p.startswith("warning") and ": warning:" not in p for p in problems):
