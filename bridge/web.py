@@ -1,9 +1,10 @@
 """The HTTP side: the Cloud API webhook, ``/healthz`` and ``/metrics``.
 
 An optional part (``[web]`` in the config): ``parse_config`` reads the table, ``build``
-makes a :class:`WebServer` whose ``run`` serves on ``host:port`` (127.0.0.1:8080 by
-default; Meta needs HTTPS, so put a reverse proxy with TLS in front, see
-docs/cloud-api.md) until the supervisor cancels it after the dispatcher has finished.
+makes a :class:`WebServer`; the daemon calls its ``start`` (binds ``host:port``,
+127.0.0.1:8080 by default, so a port in use stops the start-up) before its tasks run, and
+``run`` serves until the supervisor cancels it after the dispatcher has finished. Meta
+needs HTTPS, so put a reverse proxy with TLS in front (see docs/cloud-api.md).
 
 aiohttp.web because the webhook must check the signature over the *raw* request bytes
 (``await request.read()``), aiohttp is one dependency we already have (no separate ASGI
@@ -184,6 +185,7 @@ class WebServer:
             self.app_secret = secret(settings.app_secret_env, "web.app_secret_env").encode()
         self.metrics = Metrics(app)
         self.port: int | None = None
+        self._runner: web.AppRunner | None = None
         self.started = asyncio.Event()
         self.requests = 0
         self.web = web.Application(client_max_size=settings.max_body)
@@ -194,22 +196,47 @@ class WebServer:
         self.web.router.add_get("/metrics", self.metrics_page)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event | None = None) -> None:
+    async def start(self) -> None:
+        """Bind ``host:port`` now. The daemon calls this before its tasks start, so a port in
+        use stops it at once ("cannot start: ...", exit 78) instead of crashing the
+        supervised web task over and over."""
+        if self._runner is not None:
+            return
         runner = web.AppRunner(self.web, access_log=None, handle_signals=False)
         await runner.setup()
+        host, port = self.settings.host, self.settings.port
         try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.port,
-                               reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
-            addrs = runner.addresses
-            self.port = addrs[0][1] if addrs else self.settings.port
-            log.info("web: listening on http://%s:%d (%s)", self.settings.host, self.port,
-                     "webhook, /healthz, /metrics" if self.settings.webhook
-                     else "/healthz, /metrics")
-            self.started.set()
+        except OSError as e:
+            await runner.cleanup()
+            reason = str(e.strerror or e)
+            if "address already in use" in reason.lower():
+                reason = "address already in use"
+            raise OSError(e.errno, f"web.port: {host}:{port}: {reason}") from None
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        addrs = runner.addresses
+        self.port = addrs[0][1] if addrs else port
+        log.info("web: listening on http://%s:%d (%s)", host, self.port,
+                 "webhook, /healthz, /metrics" if self.settings.webhook else "/healthz, /metrics")
+        self.started.set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        if self._runner is None:  # not started by the daemon, or restarted after a crash
+            await self.start()
+        try:
             await asyncio.Event().wait()  # until cancelled
         finally:
-            self.started.clear()
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Close the listening socket and the connections (idempotent)."""
+        self.started.clear()
+        runner, self._runner = self._runner, None
+        if runner is not None:
             await runner.cleanup()
 
     def describe(self) -> dict:

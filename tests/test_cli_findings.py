@@ -388,3 +388,35 @@ def test_check_reports_the_mqtt_password_and_an_unreadable_token_file(tmp_path):
     assert ": channel.cloud.token_file: cannot read " in p.stdout, p.stdout
     (tmp_path / "no-such-token").write_text("EAAG-token\n")
     assert bridge(cfg, "check").returncode == 0
+
+
+# -- 8. a busy web port stops the daemon at start ---------------------------------------------------
+async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path):
+    import asyncio
+
+    import aiohttp
+
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.web import build
+    from helpers import free_port
+
+    port = free_port()
+    app = App(load(write_config(tmp_path, extra=f"[web]\nport = {port}\nwebhook = false\n")))
+    server = build(app.cfg.extra["web"], app)
+    try:
+        await server.start()
+        with socket.socket() as s:  # bound before run() is called
+            assert s.connect_ex(("127.0.0.1", port)) == 0
+        for _ in range(2):  # run, cancelled (as after a crash), run again: binds again
+            task = asyncio.create_task(server.run())
+            await asyncio.wait_for(server.started.wait(), 5)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    assert r.status == 200
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert not server.started.is_set()
+    finally:
+        await server.stop()
+        app.store.close()
