@@ -129,6 +129,9 @@ class App:
         for name, settings in cfg.extra.items():
             mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
             self.parts[name] = mod.build(settings, self)
+            start = getattr(self.parts[name], "start", None)
+            if start is not None:
+                await start()  # e.g. the web server binds now: a port in use fails fast
 
         smtp = None
         if cfg.smtp.enabled:

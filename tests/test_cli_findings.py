@@ -391,6 +391,23 @@ def test_check_reports_the_mqtt_password_and_an_unreadable_token_file(tmp_path):
 
 
 # -- 8. a busy web port stops the daemon at start ---------------------------------------------------
+def test_run_with_the_web_port_in_use_exits_78_at_once(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_config(tmp_path, extra=f"""\
+            [web]
+            port = {port}
+            webhook = false
+            """)
+        p = bridge(cfg, "run", check=False, timeout=20)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == f"bridge: cannot start: web.port: 127.0.0.1:{port}: address already in use"
+    assert "crashed" not in p.stderr
+
+
 async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path):
     import asyncio
 
