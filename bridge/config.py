@@ -347,8 +347,13 @@ def parse(data: dict, path: Path) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
+    parser_raw = top.raw("parser") or {}
+    if isinstance(parser_raw, dict) and "timezone" not in parser_raw:
+        # Times written without a zone in mails are in the organisation's zone unless
+        # [parser] says otherwise.
+        parser_raw = {**parser_raw, "timezone": organisation.timezone}
     try:
-        parser = core_report.rules_from_config(top.raw("parser") or {})
+        parser = core_report.rules_from_config(parser_raw)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

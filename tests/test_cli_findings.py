@@ -437,3 +437,21 @@ async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path
     finally:
         await server.stop()
         app.store.close()
+
+
+# -- 9. parser.timezone defaults to organisation.timezone -------------------------------------------
+def test_parser_timezone_defaults_to_the_organisation_timezone(tmp_path, capsys):
+    from bridge.config import load
+
+    cfg = write_config(tmp_path, extra='[organisation]\ntimezone = "America/New_York"\n')
+    assert load(cfg).parser.timezone == "America/New_York"
+    # "Starttijd: 28-11-2026 09:42" in the mail is 09:42 in New York, shown as 09:42
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--config", str(cfg))
+    assert code == 0 and "sinds za 28 nov 09:42" in out, out
+
+    cfg.write_text(cfg.read_text() + '\n[parser]\ntimezone = "Europe/Amsterdam"\n')
+    assert load(cfg).parser.timezone == "Europe/Amsterdam"
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--config", str(cfg))
+    assert code == 0 and "sinds za 28 nov 03:42" in out, out
