@@ -455,3 +455,35 @@ def test_parser_timezone_defaults_to_the_organisation_timezone(tmp_path, capsys)
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
                            "--config", str(cfg))
     assert code == 0 and "sinds za 28 nov 03:42" in out, out
+
+
+# -- 11. no double full stops in replies and notices ------------------------------------------------
+def test_no_reply_or_notice_template_renders_a_double_full_stop(app):
+    from bridge.checks import sample_reports
+
+    renderer, sentence = app.renderer, app.inbound.subscribe_sentence
+    assert sentence.endswith(".")
+    texts = {}
+    for path in sorted((TEMPLATES / "replies").glob("*.j2")):
+        for ctx in ({"subscribe_sentence": sentence}, {}):
+            out = renderer.render_reply(path.stem, **ctx)
+            assert not out.fallback, (path.name, out.error)
+            texts[f"{path.name} {sorted(ctx)}"] = out.text
+    reports = sample_reports()
+    for path in sorted((TEMPLATES / "notices").glob("*.j2")):
+        for i, report in enumerate(reports):
+            if path.stem != "fallback" and path.stem != f"{report.kind}_{report.status}":
+                continue
+            out = renderer.render_notice(report, previous=reports[i - 1] if i else None)
+            assert not out.fallback, (path.name, out.error)
+            texts[f"{path.name} sample {i}"] = out.text
+    assert any(sentence in t for t in texts.values())
+    for name, text in texts.items():
+        assert '.".' not in text and ".." not in text, (name, text)
+
+
+def test_the_help_reply_quotes_the_subscribe_sentence_once_without_an_extra_stop(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "inbound", "0612345678", "help", "--config", str(cfg))
+    assert code == 0, err
+    assert 'Stuur: "Ja ik wil storingsberichten van CBG Connect ontvangen."\n' in out, out
