@@ -126,20 +126,17 @@ class App:
                 loop.add_signal_handler(sig, self._on_signal, sig, stop)
 
         self.dispatcher.acquire()
-        for name, settings in cfg.extra.items():
-            mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
-            self.parts[name] = mod.build(settings, self)
-            start = getattr(self.parts[name], "start", None)
-            if start is not None:
-                await start()  # e.g. the web server binds now: a port in use fails fast
-
-        smtp = None
-        if cfg.smtp.enabled:
-            from bridge.intake.smtp import SmtpIntake
-
-            smtp = SmtpIntake(cfg.smtp, cfg.senders, self.store, self.mail_stored)
-            await smtp.start()  # fail fast (e.g. port in use) before anything else runs
-            self.parts["smtp"] = smtp
+        try:
+            smtp = await self._start_parts()
+        except BaseException:
+            # e.g. a port in use: undo what did start (listeners, the dispatcher lock)
+            for part in self.parts.values():
+                stop_part = getattr(part, "stop", None)
+                if stop_part is not None:
+                    with contextlib.suppress(Exception):
+                        await stop_part()
+            self.dispatcher.release()
+            raise
 
         log.info("bridge: running (channel %s, %d subscribers, store %s)", cfg.channel.type,
                  self.store.subscribers.count(), cfg.store.path)
@@ -179,6 +176,25 @@ class App:
             return 1
         log.info("bridge: stopped")
         return 0
+
+    async def _start_parts(self):
+        """Build the optional parts and bind what listens, before any task runs, so that a
+        port in use fails fast. Returns the SMTP intake, or None."""
+        cfg = self.cfg
+        for name, settings in cfg.extra.items():
+            mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
+            self.parts[name] = mod.build(settings, self)
+            start = getattr(self.parts[name], "start", None)
+            if start is not None:
+                await start()  # e.g. the web server binds now
+        if not cfg.smtp.enabled:
+            return None
+        from bridge.intake.smtp import SmtpIntake
+
+        smtp = SmtpIntake(cfg.smtp, cfg.senders, self.store, self.mail_stored)
+        self.parts["smtp"] = smtp
+        await smtp.start()
+        return smtp
 
     def request_stop(self) -> None:
         """Stop the daemon as SIGTERM does (for embedding and tests)."""

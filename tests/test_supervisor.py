@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
+
 from helpers import Scripted, wait_until
 
 A = "+31611111111"
@@ -109,3 +111,31 @@ async def test_mails_are_parsed_off_the_event_loop_and_a_stop_ends_a_backlog_ear
         assert len(store.mails.unprocessed(100)) == 4  # the mail in hand was finished
     finally:
         store.close()
+
+
+async def test_a_start_that_fails_undoes_what_did_start(tmp_path):
+    """The web server binds, then the SMTP port is in use: the daemon does not start, and
+    it leaves no listener and no dispatcher lock behind (for an embedding process)."""
+    import socket
+
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.outbox import Dispatcher
+    from helpers import free_port, write_config
+
+    web_port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        smtp_port = busy.getsockname()[1]
+        cfg = load(write_config(tmp_path, f"[web]\nport = {web_port}\nwebhook = false\n",
+                                smtp=True, smtp_port=smtp_port))
+        app = App(cfg)
+        with pytest.raises(OSError):
+            await app.run()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", web_port))  # free again
+    d = Dispatcher(cfg.dispatch, app.store, Scripted())
+    d.acquire()  # the lock was released
+    d.release()
+    app.store.close()
