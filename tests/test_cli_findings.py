@@ -477,6 +477,13 @@ def test_no_reply_or_notice_template_renders_a_double_full_stop(app):
             out = renderer.render_notice(report, previous=reports[i - 1] if i else None)
             assert not out.fallback, (path.name, out.error)
             texts[f"{path.name} sample {i}"] = out.text
+    # and the built-in texts that stand in when a reply template fails
+    from bridge.core.render import _REPLY_DEFAULTS, default_reply_text
+
+    for name in _REPLY_DEFAULTS:
+        for ctx in ({"subscribe_sentence": sentence}, {}):
+            texts[f"built-in {name} {sorted(ctx)}"] = default_reply_text(
+                name, renderer.org, **ctx)
     assert any(sentence in t for t in texts.values())
     for name, text in texts.items():
         assert '.".' not in text and ".." not in text, (name, text)

@@ -681,8 +681,11 @@ def fallback_from_subject(subject: str, first_lines: str, org: Organisation) -> 
 
 
 def _subscribe_how(ctx: Mapping[str, Any]) -> str:
+    """How to subscribe, as the end of a sentence (with its full stop, never two)."""
     sentence = ctx.get("subscribe_sentence")
-    return f'stuur "{sentence}"' if sentence else "stuur ons een berichtje"
+    if not sentence:
+        return "stuur ons een berichtje."
+    return f'stuur "{sentence}"' + ("" if sentence.rstrip()[-1:] in ".!?" else ".")
 
 
 _REPLY_DEFAULTS: dict[str, Callable[[Organisation, Mapping[str, Any]], str]] = {
@@ -698,15 +701,15 @@ _REPLY_DEFAULTS: dict[str, Callable[[Organisation, Mapping[str, Any]], str]] = {
     "unsubscribed": lambda org, ctx: (
         "Je bent afgemeld. Je krijgt geen storingsberichten meer en we hebben je gegevens "
         f"verwijderd.\nWil je later toch weer berichten? Je kunt je altijd opnieuw aanmelden: "
-        f"{_subscribe_how(ctx)}."
+        f"{_subscribe_how(ctx)}"
     ),
     "not_subscribed": lambda org, ctx: (
         "Je bent niet aangemeld voor storingsberichten, dus je krijgt ze ook niet. "
-        f"Wil je ze wel? Aanmelden kan altijd: {_subscribe_how(ctx)}."
+        f"Wil je ze wel? Aanmelden kan altijd: {_subscribe_how(ctx)}"
     ),
     "help": lambda org, ctx: (
         f"Via dit nummer stuurt {org.name} korte berichten over storingen en gepland onderhoud.\n"
-        f"Aanmelden: {_subscribe_how(ctx)}.\n"
+        f"Aanmelden: {_subscribe_how(ctx)}\n"
         "Afmelden: stuur STOP.\n"
         f"Een storing melden? Mail {org.support_email}."
     ),
