@@ -131,5 +131,6 @@ def check_all(cfg: Config) -> list[str]:
     mod = channel_module(cfg.channel.type)
     check = getattr(mod, "check", None)
     if check:
-        problems += check(cfg.channel.settings, renderer, sample_reports())
+        # a channel module's optional check(settings, renderer, samples, dispatch)
+        problems += check(cfg.channel.settings, renderer, sample_reports(), dispatch=cfg.dispatch)
     return problems
