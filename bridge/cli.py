@@ -247,8 +247,11 @@ def cmd_check(cfg, args) -> int:
     problems = secret_problems(cfg) + check_all(cfg)
     for p in problems:
         print(p)
-    if any(not p.startswith("warning") and ": warning:" not in p for p in problems):
-        raise CliError(f"{len(problems)} problem(s) found")
+    errors = [p for p in problems if not p.startswith("warning") and ": warning:" not in p]
+    if errors:
+        warnings = len(problems) - len(errors)
+        raise CliError(f"{len(errors)} problem(s) found"
+                       + (f" and {warnings} warning(s)" if warnings else ""))
     print(f"ok: {cfg.path}, templates in {cfg.render.templates_dir}")
     return 0
 
