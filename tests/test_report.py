@@ -352,3 +352,66 @@ def test_rules_are_hashable_and_frozen():
     with pytest.raises(Exception):
         DEFAULT_RULES.timezone = "UTC"  # type: ignore[misc]
     assert isinstance(ReportRules(), ReportRules)
+
+
+# --- safety: no catastrophic backtracking ------------------------------------------------------
+
+_N = 100_000
+_ADVERSARIAL = [
+    "-" * _N + "x",  # the old table-rule regex took 26 s on 2,501 of these
+    "- " * (_N // 2) + "x",
+    "|-" * (_N // 2) + "x",
+    " " * _N + "x",
+    "Status:" + " " * _N + "x",
+    "Omschrijving:" + "\t" * _N + "x",
+    "Ticket" + " " * _N + "x",
+    "1" * _N + "x",
+    "1 " * (_N // 2) + "x",
+    "12:" * (_N // 3) + "x",
+    "28-11-2026" + " " * _N + "x",
+    "14:00" + " " * _N + "x",
+    "a " * (_N // 2) + ":",
+    "a@" * (_N // 2),
+    "[mailto:" * (_N // 8),
+    "x" * _N + "@",
+    "Amersfoort" + " " * _N + "en",
+    ", " * (_N // 2) + "x",
+    " en" * (_N // 3),
+    "1234" + " " * _N + "-x",
+    "INC" + "0" * _N + "x",
+    "> " * (_N // 2) + "x",
+    "Storing: a" + " " * _N + "- b" + " " * _N + "x",
+    "+31 6" + " 1" * (_N // 2),
+]
+
+
+@pytest.mark.parametrize("i", range(len(_ADVERSARIAL)))
+def test_parsers_are_linear_on_long_adversarial_lines(i):
+    """Every parser entry point finishes a 100k-character hostile line quickly (ReDoS guard;
+    a generous bound: this is a safety test, not a benchmark)."""
+    import time
+
+    from bridge.core.mail import clean_subject
+    from bridge.core.phone import mask_text
+
+    line = _ADVERSARIAL[i]
+    raw = line.encode()
+    calls = {
+        "read_labels": lambda: read_labels(line),
+        "extract_report": lambda: extract_report(_mail(line, subject=line)),
+        "extract_report_labels": lambda: extract_report(
+            _mail("\n".join(f"{lb}: {line}" for lb in ("Plaats", "Postcode", "Starttijd",
+                                                       "Verwachte eindtijd", "Status")))),
+        "parse_datetime": lambda: parse_datetime(line, default_date=date(2026, 11, 28)),
+        "parse_duration_minutes": lambda: parse_duration_minutes(line),
+        "parse_mail": lambda: parse_mail(b"From: " + raw + b"\nSubject: " + raw + b"\n\n" + raw),
+        "parse_mail_fwd": lambda: parse_mail(b"From: a@kpn.nl\n\n-----Original Message-----\nFrom: "
+                                             + raw + b"\nSubject: x\n\n" + raw),
+        "clean_subject": lambda: clean_subject(line),
+        "mask_text": lambda: mask_text(line),
+    }
+    for name, call in calls.items():
+        t0 = time.perf_counter()
+        call()
+        took = time.perf_counter() - t0
+        assert took < 2.0, f"{name} took {took:.1f} s on adversarial line {i}"

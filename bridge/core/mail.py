@@ -200,7 +200,18 @@ def _raw_header(msg: Message, name: str) -> str | None:
     return None
 
 
+_HEADER_MAX = 2000  # longer headers are cut before parsing: the stdlib header parser is
+# super-linear (a 100k-character From: took over a minute)
+
+
 def _header(msg: Message, name: str) -> str:
+    raw = _raw_header(msg, name)
+    if raw is not None and len(raw) > _HEADER_MAX:
+        raw = raw[:_HEADER_MAX]
+        try:
+            return str(email.header.make_header(email.header.decode_header(raw)))
+        except Exception:
+            return raw
     try:
         value = msg.get(name)
         text = "" if value is None else str(value)
@@ -222,14 +233,18 @@ def _header(msg: Message, name: str) -> str:
 
 def _address(value: str) -> tuple[str, str]:
     """(lower-cased address, display name) from ``Name <a@b>``, ``Name [mailto:a@b]``, ``a@b``."""
-    value = _collapse(value)
+    value = _collapse(value[:_HEADER_MAX])  # no real address field is longer
     if not value:
         return "", ""
-    value = re.sub(r"\[\s*mailto:\s*([^\]\s]+)\s*\]", r"<\1>", value, flags=re.IGNORECASE)
+    value = re.sub(r"\[\s*+mailto:\s*+([^\[\]\s]++)\s*+\]", r"<\1>", value, flags=re.IGNORECASE)
     value = re.sub(r"<\s*mailto:\s*", "<", value, flags=re.IGNORECASE)
-    name, addr = email.utils.parseaddr(value)
+    try:  # the stdlib parser recurses on nested "((((": never let that escape
+
+        name, addr = email.utils.parseaddr(value)
+    except (RecursionError, ValueError, IndexError):
+        name, addr = "", ""
     if not addr or "@" not in addr:
-        m = re.search(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", value)
+        m = re.search(r"(?<![\w.+'-])[\w.+'-]++@[\w-]++(?:\.[\w-]++)+", value)
         if m:
             addr = m.group(0)
             name = name or _collapse(value.replace(addr, "").strip(" <>[]\"'()"))

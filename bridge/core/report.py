@@ -160,19 +160,23 @@ class ReportRules:
     ticket_pattern: str = r"\b(?:INC|CT|CHG|CRQ|WO|PRB|RFC|SR|REQ|TASK)[-_]?\d{5,}\b"
     # Named groups (all optional): kind, services, place, ticket, status.
     subject_pattern: str = (
-        r"^(?:\s*(?:re|fw|fwd|doorst|tr|wg|aw|antw|sv|vs)\s*:\s*)*"
-        r"(?P<kind>[^:]*?)\s*:\s*(?P<services>.+?)\s+[-\u2013\u2014]\s+(?P<place>.+?)"
-        r"\s*(?:\((?P<ticket>[^()]*)\))?\s*(?:[-\u2013\u2014]\s*(?P<status>[^-\u2013\u2014()]+?))?"
-        r"\s*$"
+        r"^(?:\s*+(?:re|fw|fwd|doorst|tr|wg|aw|antw|sv|vs)\s*+:\s*+)*"
+        r"(?P<kind>[^:]*?)\s*+:\s*+(?P<services>.+?)\s++[-\u2013\u2014]\s++(?P<place>.+?)"
+        r"\s*+(?:\((?P<ticket>[^()]*)\))?\s*+"
+        r"(?:[-\u2013\u2014]\s*+(?P<status>[^-\u2013\u2014()]+?))?\s*+$"
     )
     postcode_pattern: str = (
         r"(?<![\w-])[1-9]\d{3}(?:\s?[A-Z]{2})?(?:\s*[-\u2013]\s*[1-9]\d{3}(?:\s?[A-Z]{2})?)?"
         r"(?![\w-])"
     )
-    place_separators: str = r"\s*(?:[,;/]|\s\+\s|\sen\s|\sand\s|\s&\s)\s*"
+    # Between two places. "/" only with blanks around it: "Capelle a/d IJssel" is one place.
+    # Places on separate lines (or <br> in an HTML cell) are always separate.
+    place_separators: str = (
+        r"(?<!\s)\s*+[,;]\s*+|(?<!\s)\s++(?:[+/&]|en|and)\s++"
+    )
     # A line matching this ends a label value (greeting / signature).
     signature_pattern: str = (
-        r"(?i)^\s*(?:met\s+vriendelijke\s+groet(?:en)?|vriendelijke\s+groet(?:en)?|"
+        r"(?i)^\s*+(?:met\s+vriendelijke\s+groet(?:en)?|vriendelijke\s+groet(?:en)?|"
         r"hartelijke\s+groet(?:en)?|groet(?:en)?|mvg|kind\s+regards|best\s+regards|regards|"
         r"with\s+kind\s+regards|sincerely)\b"
     )
@@ -284,9 +288,9 @@ _WEEKDAYS = (
 )
 _MON = r"(?P<mon>[a-z]{3,9})\.?"
 _TIME = (
-    r"(?:\s*(?P<h>\d{1,2})[:.h](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?:\.\d+)?)?"
-    r"\s*(?P<ampm>[ap]\.?m\.?(?!\w))?(?:\s*(?:uur|u)(?!\w))?"
-    r"(?:\s*\(?(?P<tz>z(?!\w)|utc(?:\s?[+-]\d{1,2}(?::?\d{2})?)?|gmt(?:\s?[+-]\d{1,2}(?::?\d{2})?)?"
+    r"(?:\s*+(?P<h>\d{1,2})[:.h](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?:\.\d+)?)?"
+    r"\s*+(?P<ampm>[ap]\.?m\.?(?!\w))?(?:\s*+(?:uur|u)(?!\w))?"
+    r"(?:\s*+\(?(?P<tz>z(?!\w)|utc(?:\s?[+-]\d{1,2}(?::?\d{2})?)?|gmt(?:\s?[+-]\d{1,2}(?::?\d{2})?)?"
     r"|cest|cet|mest|met|[+-]\d{2}:?\d{2})\)?)?)?"
 )
 _DATE_PATTERNS = (
@@ -300,7 +304,7 @@ _DATE_PATTERNS = (
     # November 28, 2026 / Nov 28 2026
     re.compile(_MON + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?P<y>\d{4})(?!\d)" + _TIME),
 )
-_TIME_ONLY = re.compile(r"^\s*" + _TIME.replace("(?:\\s*(?P<h>", "(?:(?P<h>", 1) + r"\s*$")
+_TIME_ONLY = re.compile(r"^\s*+" + _TIME.replace("(?:\\s*+(?P<h>", "(?:(?P<h>", 1) + r"\s*+$")
 
 
 def _zone_offset(tz: str) -> timezone | None:
@@ -413,7 +417,7 @@ def parse_datetime(text: str | None, tz: str = "Europe/Amsterdam",
 # Durations
 
 _DURATION_UNITS = re.compile(
-    r"(?P<n>\d+(?:[.,]\d+)?)\s*(?P<unit>dagen|dag|days?|uren|uur|hours?|hrs?|h|u|"
+    r"(?<![\d.,])(?P<n>\d++(?:[.,]\d++)?)\s*+(?P<unit>dagen|dag|days?|uren|uur|hours?|hrs?|h|u|"
     r"minuten|minuut|minutes?|mins?|m|seconden|seconde|seconds?|secs?|s)(?!\w)",
     re.IGNORECASE,
 )
@@ -494,7 +498,7 @@ def _compile(rules: ReportRules) -> _Compiled:
         alts = sorted({lb.strip() for lb in all_labels}, key=len, reverse=True)
         body = "|".join(r"\s+".join(re.escape(w) for w in a.split()) for a in alts)
         # A known label followed by at least two spaces (aligned columns without a colon).
-        prefix = re.compile(rf"^\s*(?P<label>{body})(?:\s{{2,}}|\t)(?P<value>\S.*)$",
+        prefix = re.compile(rf"^\s*+(?P<label>{body})(?:\s{{2,}}+|\t)(?P<value>\S.*)$",
                             re.IGNORECASE)
     synonyms = {}
     for attr in _SYNONYM_FIELDS:
@@ -516,21 +520,54 @@ def _compile(rules: ReportRules) -> _Compiled:
     )
 
 
-_LABEL_LINE = re.compile(
-    r"^(?P<indent>[ \t]*)(?:[-*\u2022]\s+)?(?P<label>[^:|\t]{1,60}?)[ \t]*(?P<sep>:|\||\t)"
-    r"[ \t]*\|?[ \t]*(?P<value>.*)$"
-)
+_LABEL_SEPS = ":|\t"
+
+
+def _label_line(line: str) -> tuple[str, str, str] | None:
+    """``(indent, label, value)`` of a ``Label: value`` / ``Label | value`` / ``Label<TAB>value``
+    line (label 1-60 characters, an optional bullet before it), else None.
+
+    String methods, not a regex: linear on any line (the regex this replaces backtracked
+    quadratically on long runs of blanks)."""
+    rest = line.lstrip(" \t")
+    indent = line[: len(line) - len(rest)]
+    candidates = [rest]
+    if rest[:1] in ("-", "*", "\u2022") and rest[1:2].isspace():
+        candidates.insert(0, rest[1:].lstrip())
+    for cand in candidates:
+        cut = min((i for i in (cand.find(ch) for ch in _LABEL_SEPS) if i >= 0), default=-1)
+        if cut <= 0:
+            continue
+        label = cand[:cut].rstrip(" ")
+        if not 1 <= len(label) <= 60:
+            continue
+        value = cand[cut:].lstrip(" \t")
+        if value[:1] in (":", "|") and cand[cut] == "\t":  # "Label<TAB>: value"
+            value = value[1:].lstrip(" \t")
+        elif cand[cut] != "\t":
+            value = cand[cut + 1:].lstrip(" \t")
+        if value.startswith("|"):
+            value = value[1:].lstrip(" \t")
+        return indent, label, value
+    return None
 _GENERIC_LABEL = re.compile(r"^[^\W\d_][\w()/.&' -]{0,39}$")
-_TABLE_RULE = re.compile(r"^[\s|:+-]*-{3,}[\s|:+-]*$")
+_SUBJECT_MAX = 500
+_TABLE_RULE_CHARS = frozenset(" \t|:+-")
+
+
+def _is_table_rule(line: str) -> bool:
+    """A table border such as ``---|---`` or ``+-----+``: only ``-|:+`` and blanks, with three
+    dashes in a row. Plain string checks: linear on any line (a regex here backtracked)."""
+    return "---" in line and all(ch in _TABLE_RULE_CHARS or ch.isspace() for ch in line)
 
 
 def _classify(line: str, c: _Compiled) -> tuple[str, str | None, str] | None:
     """("known", field, value) / ("other", None, value) for a label line, else None."""
-    m = _LABEL_LINE.match(line)
+    m = _label_line(line)
     if m:
-        field = c.label_field.get(_label_key(m.group("label")))
+        field = c.label_field.get(_label_key(m[1]))
         if field:
-            return ("known", field, m.group("value").strip().strip("|").strip())
+            return ("known", field, m[2].strip().strip("|").strip())
     if c.known_label_prefix is not None:
         m2 = c.known_label_prefix.match(line)
         if m2:
@@ -538,10 +575,10 @@ def _classify(line: str, c: _Compiled) -> tuple[str, str | None, str] | None:
             if field:
                 return ("known", field, m2.group("value").strip().strip("|").strip())
     if m:
-        label = m.group("label").strip()
+        label = m[1].strip()
         if (_GENERIC_LABEL.match(label) and len(label.split()) <= 4
-                and not m.group("indent")):
-            return ("other", None, m.group("value"))
+                and not m[0]):
+            return ("other", None, m[2])
     return None
 
 
@@ -566,7 +603,7 @@ def read_labels(text: str, rules: ReportRules = DEFAULT_RULES) -> dict[str, str]
         if not line.strip():
             flush()
             continue
-        if _TABLE_RULE.match(line):
+        if _is_table_rule(line):
             continue
         if c.signature.match(line):
             flush()
@@ -655,7 +692,8 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
     text = mail.text or ""
     labels = read_labels(text, rules)
 
-    sm = c.subject.match(subject)
+    # Subjects longer than any real one are not matched (bounds a configured pattern's cost).
+    sm = c.subject.match(subject) if len(subject) <= _SUBJECT_MAX else None
     subj: dict[str, str] = {}
     if sm:
         groups = {k: (v or "").strip() for k, v in sm.groupdict().items()}
