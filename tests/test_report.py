@@ -415,3 +415,9 @@ def test_parsers_are_linear_on_long_adversarial_lines(i):
         call()
         took = time.perf_counter() - t0
         assert took < 2.0, f"{name} took {took:.1f} s on adversarial line {i}"
+
+
+def test_slash_inside_a_place_name_does_not_split_it():
+    r = extract_report(_mail("Ticketnummer: INC000012345678\nStatus: Nieuw\n"
+                             "Plaats: Capelle a/d IJssel, Alphen a/d Rijn / Gouda"))
+    assert r.places == ("Capelle a/d IJssel", "Alphen a/d Rijn", "Gouda")
