@@ -40,8 +40,9 @@ class Outcome:
     reason: str
     incident_id: int | None = None
     notice_id: int | None = None
-    queued: int = 0  # deliveries created
+    queued: int = 0  # subscribers the notice was queued for
     ticket: str | None = None
+    earlier: bool = False  # decided before (by another process, or an earlier run)
 
     def to_json(self) -> dict:
         return {"mail": self.mail_id, "outcome": self.outcome, "reason": self.reason,
@@ -199,7 +200,7 @@ class Pipeline:
         level = logging.WARNING if result.outcome in ("rejected", "review") else logging.INFO
         extra = f"; notice {result.notice_id} to {result.queued} subscribers" if result.notice_id else ""
         log.log(level, "mail %d: %s: %s%s", mail_id, result.outcome, result.reason, extra)
-        if result.queued and self.on_queued:
+        if result.queued and not result.earlier and self.on_queued:
             self.on_queued()
         return result
 
@@ -208,8 +209,7 @@ class Pipeline:
         if stored is None:
             return Outcome(mail_id, "rejected", "no such mail")
         if stored.outcome:
-            return Outcome(mail_id, stored.outcome, stored.reason or "", stored.incident_id,
-                           stored.notice_id)
+            return self._done_meanwhile(mail_id) or Outcome(mail_id, stored.outcome, "")
         a = analysis or _Analysis(stored.data or b"", self.cfg.parser)
         try:
             mail = a.mail()
@@ -279,7 +279,8 @@ class Pipeline:
         if row is None:
             return None
         return Outcome(mail_id, row["outcome"], row["reason"] or "", row["incident_id"],
-                       row["notice_id"])
+                       row["notice_id"], row["recipients"] if row["notice_id"] else 0,
+                       earlier=True)
 
     # -- review queue -----------------------------------------------------------------------------
     def _open_review(self, review_id: int):

@@ -328,6 +328,9 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
         assert raced[0].outcome == outcome
         stored = cli.store.mails.get(mail_id)
         assert stored.outcome == outcome and second.outcome == outcome, (stored, second)
+        # The CLI reports what the daemon did: the same notice, queued for the same subscribers.
+        assert (second.notice_id, second.queued) == (raced[0].notice_id, raced[0].queued)
+        assert second.queued == (outcome == "queued") and second.earlier
         assert cli.store.db.scalar("SELECT count(*) FROM review") == (outcome == "review")
         assert cli.store.db.scalar("SELECT count(*) FROM notices") == (outcome == "queued")
     finally:

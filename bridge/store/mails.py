@@ -69,9 +69,12 @@ class Mails:
         return StoredMail(**dict(row)) if row else None
 
     def outcome(self, mail_id: int) -> dict | None:
-        """The outcome, reason, incident_id and notice_id of a processed mail, else None."""
-        row = self.db.one("SELECT outcome, reason, incident_id, notice_id FROM raw_mails"
-                          " WHERE id=? AND outcome IS NOT NULL", (mail_id,))
+        """The outcome, reason, incident_id, notice_id and the notice's recipient count of a
+        processed mail, else None."""
+        row = self.db.one("SELECT m.outcome, m.reason, m.incident_id, m.notice_id,"
+                          " COALESCE(n.recipients, 0) AS recipients FROM raw_mails m"
+                          " LEFT JOIN notices n ON n.id = m.notice_id"
+                          " WHERE m.id=? AND m.outcome IS NOT NULL", (mail_id,))
         return dict(row) if row else None
 
     def unprocessed(self, limit: int = 100) -> list[int]:
