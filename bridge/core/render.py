@@ -30,6 +30,10 @@ Notice context (``Renderer.notice_context``)
                  "onderbreking", "diensten", "plaatsen", "omschrijving"; empty without previous
 ``modem_tip``    True when the description suggests restarting the modem/router
 ``onderbreking`` the announced downtime in Dutch ("4 uur", "90 minuten"), "" when none
+``hersteld``     when an outage actually ended, or ``None``: ``r.end`` only when the mail gives it
+                 as an actual end ("Eindtijd", "Hersteld op"), not an expected one, and not after
+                 the mail was sent; always ``None`` for maintenance, where "Eindtijd" is also the
+                 end of the planned window. A resolved notice names a repair time only from this.
 
 The convenience values are already escaped; ``|wa`` on them again is harmless.
 
@@ -87,6 +91,7 @@ __all__ = [
     "normalise",
     "shorten",
     "default_notice_text",
+    "actual_end",
     "default_reply_text",
     "fallback_from_subject",
 ]
@@ -602,6 +607,23 @@ def _changes(report: OutageReport, previous: OutageReport | None) -> tuple[str, 
     return tuple(out)
 
 
+def actual_end(report: OutageReport) -> datetime | None:
+    """When the outage actually ended, as far as the report can tell; else ``None``.
+
+    ``report.end`` counts only when the mail gives it as an end ("Eindtijd", "Hersteld op"),
+    not as an expectation (``end_expected``), and when it is not after the mail was sent (an
+    end still to come is an expectation, whatever its label). Maintenance never has one: its
+    "Eindtijd" is also the end of the planned window, which the report cannot tell apart from
+    the time the work finished.
+    """
+    end = report.end
+    if end is None or report.end_expected or report.end_unknown or report.kind != "storing":
+        return None
+    if report.sent_at is not None and end > report.sent_at:
+        return None
+    return end
+
+
 def default_notice_text(
     report: OutageReport, org: Organisation, previous: OutageReport | None = None
 ) -> str:
@@ -637,7 +659,8 @@ def default_notice_text(
             head += f" sinds {datum(report.start, tz)}"
         lines.append(head + ".")
         if status == "opgelost":
-            when = f" om {moment(report.end, ref_time, tz)}" if report.end else ""
+            ended = actual_end(report)
+            when = f" om {moment(ended, ref_time, tz)}" if ended else ""
             lines.append(f"{'Het onderhoud is' if maintenance else 'De storing is'}{when} voorbij.")
             if _MODEM.search(report.description or ""):
                 lines.append("Werkt het nog niet? Start je modem opnieuw op.")
@@ -833,6 +856,7 @@ class Renderer:
             "wijzigingen": _changes(report, previous),
             "modem_tip": bool(_MODEM.search(report.description or "")),
             "onderbreking": duur(report.downtime_minutes) if report.downtime_minutes else "",
+            "hersteld": actual_end(report),
         }
 
     def render_notice(
