@@ -128,3 +128,204 @@ def test_resolved_mail_with_only_an_expected_end_gives_no_repair_time(renderer):
     assert report.status == "opgelost" and report.end_expected
     text = renderer.render_notice(report).text
     assert "14:00" not in text and "verholpen" in text
+
+
+# =============================================================================================
+# 11: a stub text/plain part loses to the HTML alternative with the labels
+# =============================================================================================
+
+KPN_HTML = ("<p>Beste partner,</p><table>"
+            "<tr><td>Ticketnummer</td><td>INC000012345678</td></tr>"
+            "<tr><td>Status</td><td>Nieuw</td></tr>"
+            "<tr><td>Getroffen gebied</td><td>Amersfoort</td></tr></table>"
+            "<p>Met vriendelijke groet,<br>KPN</p>")
+
+
+@pytest.mark.parametrize("plain", [
+    "View this mail in your browser: https://kpn.example/view/123",
+    "Bekijk deze e-mail in je browser.",
+    "",
+    "   \r\n  ",
+])
+def test_stub_plain_part_loses_to_html_with_labels(plain):
+    parsed = parse_mail(alternative(plain, KPN_HTML))
+    assert "Ticketnummer| INC000012345678" in parsed.text
+    report = extract_report(parsed)
+    assert (report.ticket, report.status, report.places) == (
+        "INC000012345678", "nieuw", ("Amersfoort",))
+
+
+def test_plain_part_with_the_labels_is_still_preferred():
+    plain = "Ticketnummer: INC000012345678\r\nStatus: Nieuw\r\nGetroffen gebied: Amersfoort\r\n"
+    assert parse_mail(alternative(plain, KPN_HTML)).text.startswith("Ticketnummer: INC")
+
+
+def test_neither_part_has_labels_plain_wins():
+    parsed = parse_mail(alternative("Platte versie", "<p>HTML versie</p>"))
+    assert parsed.text == "Platte versie"
+
+
+# =============================================================================================
+# 12: Thunderbird forwards
+# =============================================================================================
+
+TB_HEADERS = {
+    "nl": ("-------- Doorgestuurd bericht --------", "Onderwerp:", "Datum:", "Van:", "Aan:"),
+    "en": ("-------- Forwarded Message --------", "Subject:", "Date:", "From:", "To:"),
+}
+TB_SUBJECT = "Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Nieuw"
+TB_DATE = "Sat, 28 Nov 2026 09:45:00 +0100"
+
+
+def thunderbird_html(lang: str) -> str:
+    sep, subj, date, frm, to = TB_HEADERS[lang]
+    return f"""<html>
+  <head>
+    <meta http-equiv="content-type" content="text/html; charset=UTF-8">
+  </head>
+  <body>
+    <p>Graag doorzetten naar de klanten.<br>
+      Groet, Sanne<br>
+    </p>
+    <div class="moz-forward-container"><br>
+      <br>
+      {sep}
+      <table class="moz-email-headers-table" cellspacing="0"
+        cellpadding="0" border="0">
+        <tbody>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{subj}
+            </th>
+            <td>{TB_SUBJECT}</td>
+          </tr>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{date} </th>
+            <td>{TB_DATE}</td>
+          </tr>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{frm} </th>
+            <td>KPN Wholesale Storingsdienst <a class="moz-txt-link-rfc2396E"
+                href="mailto:storingsmeldingen@wholesale.kpn.example">&lt;storingsmeldingen@wholesale.kpn.example&gt;</a></td>
+          </tr>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{to} </th>
+            <td><a class="moz-txt-link-abbreviated moz-txt-link-freetext"
+                href="mailto:noc@cbgconnect.example">noc@cbgconnect.example</a></td>
+          </tr>
+        </tbody>
+      </table>
+      <br>
+      <br>
+      <meta http-equiv="content-type" content="text/html; charset=UTF-8">
+      <p>Beste partner,</p>
+      <p>Ticketnummer: INC000012345678<br>
+        Status: Nieuw<br>
+        Omschrijving: Kabelbreuk.</p>
+      <p>Met vriendelijke groet,<br>
+        KPN</p>
+    </div>
+  </body>
+</html>
+"""
+
+
+def thunderbird_plain(lang: str) -> str:
+    sep, subj, date, frm, to = TB_HEADERS[lang]
+    return (f"Graag doorzetten naar de klanten.\r\nGroet, Sanne\r\n\r\n\r\n{sep}\r\n"
+            f"{subj} \t{TB_SUBJECT}\r\n{date} \t{TB_DATE}\r\n"
+            f"{frm} \tKPN Wholesale Storingsdienst <storingsmeldingen@wholesale.kpn.example>\r\n"
+            f"{to} \tnoc@cbgconnect.example\r\n\r\n\r\n\r\nBeste partner,\r\n\r\n"
+            "Ticketnummer: INC000012345678\r\nStatus: Nieuw\r\nOmschrijving: Kabelbreuk.\r\n\r\n"
+            "Met vriendelijke groet,\r\nKPN\r\n")
+
+
+def check_thunderbird(parsed) -> None:
+    assert parsed.forward == "inline"
+    assert parsed.original is not None
+    assert parsed.original.from_addr == "storingsmeldingen@wholesale.kpn.example"
+    assert parsed.original.from_name == "KPN Wholesale Storingsdienst"
+    assert parsed.original.subject == TB_SUBJECT
+    assert parsed.original.date == utc(2026, 11, 28, 8, 45)
+    assert parsed.text.startswith("Beste partner,")
+    assert "Sanne" in parsed.forward_comment and "Sanne" not in parsed.text
+    for word in ("Onderwerp", "Subject", "Doorgestuurd", "Forwarded", "noc@"):
+        assert word not in parsed.text
+    report = extract_report(parsed)
+    assert (report.ticket, report.status, report.description) == (
+        "INC000012345678", "nieuw", "Kabelbreuk.")
+    assert authorise(parsed, SenderRules(kpn=("kpn.example",),
+                                         forwarders=("support@cbgconnect.example",))).allowed
+
+
+SANNE = "Sanne <support@cbgconnect.example>"
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_thunderbird_html_forward(lang):
+    check_thunderbird(parse_mail(raw_mail(thunderbird_html(lang), from_=SANNE,
+                                          ctype="text/html; charset=utf-8",
+                                          subject=f"Fwd: {TB_SUBJECT}")))
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_thunderbird_plain_forward_subject_first(lang):
+    check_thunderbird(parse_mail(raw_mail(thunderbird_plain(lang), from_=SANNE,
+                                          subject=f"Fwd: {TB_SUBJECT}")))
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_thunderbird_html_and_plain_alternative(lang):
+    check_thunderbird(parse_mail(alternative(thunderbird_plain(lang), thunderbird_html(lang),
+                                             from_=SANNE, subject=f"Fwd: {TB_SUBJECT}")))
+
+
+# =============================================================================================
+# 14: HTML -> text keeps labels one per line
+# =============================================================================================
+
+
+def test_paragraphs_in_a_table_cell_are_lines():
+    html = ("<table><tr><td><p>Status: Nieuw</p><p>Gebied: Ede</p></td></tr>"
+            "<tr><td><div>Omschrijving: kabel</div><div>Oorzaak: graafwerk</div>Extra</td></tr>"
+            "</table>")
+    text = html_to_text(html)
+    for line in ("Status: Nieuw", "Gebied: Ede", "Omschrijving: kabel", "Oorzaak: graafwerk",
+                 "Extra"):
+        assert line in text.split("\n"), text
+    assert read_labels(text)["places"] == "Ede"
+
+
+def test_cells_that_each_hold_a_label_are_lines():
+    html = ("<table><tr><td>Status: Nieuw</td><td>Gebied: Ede</td></tr>"
+            "<tr><td>Starttijd: 28-11-2026 09:42</td><td>Einde: 28-11-2026 14:00</td></tr></table>")
+    lines = html_to_text(html).split("\n")
+    for line in ("Status: Nieuw", "Gebied: Ede", "Starttijd: 28-11-2026 09:42",
+                 "Einde: 28-11-2026 14:00"):
+        assert line in lines, lines
+    labels = read_labels("\n".join(lines))
+    assert (labels["status"], labels["places"]) == ("Nieuw", "Ede")
+
+
+def test_label_and_value_cells_stay_one_row():
+    # Outlook wraps every cell's text in <p class=MsoNormal>: still "Label| value"
+    html = ('<table><tr><td><p class="MsoNormal">Status</p></td><td><p class="MsoNormal">Nieuw'
+            '</p></td></tr><tr><td><p>Gebied</p></td><td><p>Amersfoort</p></td></tr>'
+            "<tr><td>Starttijd</td><td>28-11-2026 09:42</td></tr></table>")
+    lines = html_to_text(html).split("\n")
+    assert "Status| Nieuw" in lines and "Gebied| Amersfoort" in lines
+    assert "Starttijd| 28-11-2026 09:42" in lines
+
+
+def test_a_table_after_text_starts_on_its_own_line():
+    text = html_to_text("Zie hieronder:<table><tr><td>Status</td><td>Nieuw</td></tr></table>"
+                        "Einde tekst")
+    lines = text.split("\n")
+    assert "Zie hieronder:" in lines and "Status| Nieuw" in lines and "Einde tekst" in lines
+
+
+def test_no_markdown_escapes_in_the_text():
+    text = html_to_text("<p>-------- Doorgestuurd bericht --------</p><p>1. Herstart het modem"
+                        "</p><p>+ 31 procent</p><p>- streepje</p><p>C:\\pad\\naar</p>")
+    assert "\\" not in text.replace("C:\\pad\\naar", "")
+    assert "-------- Doorgestuurd bericht --------" in text
+    assert "1. Herstart het modem" in text

@@ -1,8 +1,9 @@
 """Raw mail bytes -> ParsedMail: headers, plain text of the body, forwards unwrapped.
 
 Pure: no I/O, no asyncio. Forgiving: any charset (also wrong or unknown declarations), HTML-only
-mails (converted with html2text), forwards as ``message/rfc822`` attachments and inline forwards
-in the shapes of Outlook (Dutch and English), Gmail and Apple Mail, also nested and quoted with
+mails and HTML alternatives to a stub plain part (converted with html2text), forwards as
+``message/rfc822`` attachments and inline forwards in the shapes of Outlook (Dutch and English),
+Gmail, Apple Mail and Thunderbird (also its HTML header table), also nested and quoted with
 ``> ``. Only input that is not a mail at all (empty bytes) raises :class:`MailError`.
 """
 
@@ -47,9 +48,76 @@ def normalise_text(text: str) -> str:
     return "\n".join(lines).strip("\n")
 
 
+# A table cell that holds a whole "Label: value" (a colon between digits, as in 09:42, is not
+# a label's colon). Bounded: linear on any cell.
+_CELL_LABEL = re.compile(r"^\s*[^\W\d_][^:\n]{0,40}(?<!\d):(?!\d)\s*\S")
+
+
+class _MailText(html2text.HTML2Text):
+    """html2text, tuned to read a mail as lines of text rather than to write Markdown.
+
+    * No Markdown escapes ("\\-------- Doorgestuurd bericht", "1\\. Herstart").
+    * A table starts on a line of its own (html2text runs it on after the text before it).
+    * Paragraphs and divs inside a table cell are separate lines (html2text joins them:
+      "Status: NieuwGebied: Ede").
+    * A row whose cells each hold a whole "Label: value" gives one line per cell; a row of a
+      label cell and a value cell stays one ``Label| value`` line, as the report reader wants.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[list[list]] = []  # per open row: [separator index, start, label?]
+        self._cells: list[list[bool]] = []  # per open cell: [has text, break pending]
+
+    def handle_data(self, data: str, entity_char: bool = False) -> None:
+        if self._cells and data.strip():
+            cell = self._cells[-1]
+            if cell[1]:
+                self.soft_br()
+            cell[0], cell[1] = True, False
+        # entity_char=True: html2text then leaves out its Markdown escapes
+        super().handle_data(data, entity_char=True)
+
+    def handle_tag(self, tag: str, attrs, start: bool) -> None:  # type: ignore[override]
+        if self.ignore_tables or self.bypass_tables:
+            return super().handle_tag(tag, attrs, start)
+        if tag == "table" and start:
+            self.soft_br()
+        elif tag in ("p", "div") and self._cells and not self.astack:
+            cell = self._cells[-1]
+            cell[1] = cell[1] or cell[0]  # a block after text in the same cell: a new line
+        elif tag == "tr":
+            if start:
+                self._rows.append([])
+            elif self._rows:
+                row = self._rows.pop()
+                if sum(1 for c in row if c[2]) >= 2:
+                    for sep, _, _ in row:
+                        if sep is not None:
+                            self.outtextlist[sep] = "\n"
+        elif tag in ("td", "th"):
+            if start:
+                before = len(self.outtextlist)
+                super().handle_tag(tag, attrs, start)
+                sep = None
+                if len(self.outtextlist) > before and self.outtextlist[-1] == "| ":
+                    sep = len(self.outtextlist) - 1
+                if self._rows:
+                    self._rows[-1].append([sep, len(self.outtextlist), False])
+                self._cells.append([False, False])
+                return
+            if self._cells:
+                self._cells.pop()
+            if self._rows and self._rows[-1]:
+                cell = self._rows[-1][-1]
+                cell[2] = bool(_CELL_LABEL.match("".join(self.outtextlist[cell[1]:])))
+        super().handle_tag(tag, attrs, start)
+
+
 def html_to_text(html: str) -> str:
-    """HTML -> plain text; table rows come out as ``Label| value`` (html2text's table style)."""
-    h = html2text.HTML2Text()
+    """HTML -> plain text; table rows come out as ``Label| value`` (html2text's table style),
+    paragraphs, line breaks and cells that hold a label each as lines of their own."""
+    h = _MailText()
     h.body_width = 0
     h.ignore_links = True
     h.ignore_images = True
@@ -153,8 +221,24 @@ def _attached_messages(msg: Message) -> list[Message]:
     return found
 
 
+# A line that looks like a report's "Label: value" (or html2text's "Label| value" table row);
+# a colon between digits (09:42) is not a label's colon. Bounded: linear on any line.
+_LABEL_LINE = re.compile(r"^[ \t>]*[^\W\d_][^:|\n]{0,40}(?<!\d)[ \t]*(?::(?!\d)|\|)[ \t]*\S",
+                         re.MULTILINE)
+
+
+def _label_lines(text: str) -> int:
+    """How many lines of ``text`` look like ``Label: value``: a measure of how much of a
+    report a body carries, independent of the parser's configured labels."""
+    return sum(1 for _ in _LABEL_LINE.finditer(text))
+
+
 def _body_text(msg: Message) -> str:
-    """The message's own body text: first non-empty text/plain, else text/html as text."""
+    """The message's own body text: the first non-empty text/plain part, else text/html as
+    text. The HTML wins over a plain part that is only a stub ("View this mail in your
+    browser") or leaves out the report: when the HTML has more than twice as many
+    ``Label: value`` lines as the plain part (at least one where the plain part has none).
+    """
     plain: list[str] = []
     html: list[str] = []
 
@@ -175,12 +259,15 @@ def _body_text(msg: Message) -> str:
     walk(msg)
     if not msg.is_multipart() and not plain and not html and msg.get_content_maintype() == "text":
         plain.append(msg)  # e.g. text/x-unknown: read it as plain text
-    for group in (plain, html):
-        for part in group:
-            text = _part_text(part)
-            if text.strip():
-                return text
-    return ""
+    plain_text = next((t for t in map(_part_text, plain) if t.strip()), "")
+    if not html:
+        return plain_text
+    html_text = next((t for t in map(_part_text, html) if t.strip()), "")
+    if not plain_text:
+        return html_text
+    if html_text and _label_lines(html_text) > 2 * _label_lines(plain_text):
+        return html_text
+    return plain_text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +432,17 @@ def _header_key(line: str) -> tuple[str, str] | None:
     if not m:
         return None
     key = _HEADER_KEYS.get(_collapse(m.group("key")).lower())
-    return (key, m.group("value").strip()) if key else None
+    # "Onderwerp: | X": a header block in an HTML table (Thunderbird), as html_to_text gives it
+    value = m.group("value").strip()
+    if value.startswith("|"):
+        value = value[1:].strip()
+    return (key, value) if key else None
+
+
+def _is_table_rule(line: str) -> bool:
+    """html2text's line under a table's first row ("---|---")."""
+    line = line.strip()
+    return line.startswith("---") and "|" in line and not line.strip("-|: ")
 
 
 @dataclass
@@ -365,6 +462,9 @@ def _read_block(lines: list[str], start: int, depth: int) -> tuple[dict, int] | 
         line = _unquote(lines[i], depth)
         if not line.strip():
             break
+        if _is_table_rule(line):  # inside a header table (Thunderbird's HTML forward)
+            i += 1
+            continue
         hk = _header_key(line)
         if hk:
             key, value = hk
