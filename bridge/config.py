@@ -295,11 +295,27 @@ def parse(data: dict, path: Path) -> Config:
     sm.done()
 
     se = top.table("senders")
+    authserv = se.raw("authserv_id")
+    if authserv is None:
+        authserv = []
+    if isinstance(authserv, str):
+        authserv = [authserv]
+    if (not isinstance(authserv, list)
+            or not all(isinstance(x, str) and x.strip() and not any(c in x for c in " ;()\"")
+                       for x in authserv)):
+        raise se.fail("authserv_id", "must be the authserv-id your mail server writes in"
+                                     " Authentication-Results (a host name) or a list of"
+                                     f" them, got {authserv!r}")
     senders = SenderRules(
         kpn=tuple(x.lower() for x in se.strs("kpn", SenderRules.kpn)),
         forwarders=tuple(x.lower() for x in se.strs("forwarders")),
         source=se.str("source", "kpn"),
+        require_dmarc_pass=se.bool("require_dmarc_pass", False),
+        authserv_id=tuple(x.strip().lower() for x in authserv),
     )
+    if senders.require_dmarc_pass and not senders.authserv_id:
+        raise se.fail("authserv_id", "must be set when require_dmarc_pass = true: the authserv-id"
+                                     " your mail server writes in Authentication-Results")
     for k, entries in (("kpn", senders.kpn), ("forwarders", senders.forwarders)):
         for e in entries:
             if not e.strip("@") or " " in e:

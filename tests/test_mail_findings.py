@@ -329,3 +329,127 @@ def test_no_markdown_escapes_in_the_text():
     assert "\\" not in text.replace("C:\\pad\\naar", "")
     assert "-------- Doorgestuurd bericht --------" in text
     assert "1. Herstart het modem" in text
+
+
+# =============================================================================================
+# 15: opt-in Authentication-Results check
+# =============================================================================================
+
+OUR_MX = "mx.cbgconnect.nl"
+
+
+def checked() -> SenderRules:
+    return SenderRules(kpn=("kpn.com",), forwarders=("support@cbgconnect.nl",),
+                       require_dmarc_pass=True, authserv_id=(OUR_MX,))
+
+
+def env(addr: str, *auth: str) -> Envelope:
+    e = Envelope(from_addr=addr, from_name="", subject="s", date=None, message_id=None)
+    return dataclasses.replace(e, auth_results=tuple(auth)) if auth else e
+
+
+def direct(addr: str, *auth: str) -> ParsedMail:
+    return ParsedMail(outer=env(addr, *auth), original=None, forward=None, text="")
+
+
+def forwarded(forwarder: str, auth: tuple[str, ...], inner_auth: tuple[str, ...] = ()) -> ParsedMail:
+    return ParsedMail(outer=env(forwarder, *auth), original=env("storingen@kpn.com", *inner_auth),
+                      forward="attachment", text="")
+
+
+PASS = f"{OUR_MX}; spf=pass smtp.mailfrom=kpn.com; dkim=pass header.d=kpn.com; dmarc=pass (p=reject dis=none) header.from=kpn.com"
+
+
+def test_check_is_off_by_default():
+    rules = SenderRules(kpn=("kpn.com",))
+    assert rules.require_dmarc_pass is False
+    assert authorise(direct("storingen@kpn.com"), rules).allowed
+
+
+@pytest.mark.parametrize("header", [
+    PASS,
+    f"{OUR_MX};\r\n\tdmarc=pass header.from=kpn.com",
+    f"{OUR_MX} 1; dmarc=PASS (policy=reject) header.from=\"kpn.com\"",
+    f"{OUR_MX.upper()}; dkim=pass (2048-bit key) header.d=kpn.com header.s=sel; dmarc=none",
+    f"{OUR_MX}; dkim=pass header.d=mail.kpn.com header.i=@mail.kpn.com",  # relaxed alignment
+])
+def test_pass_from_our_server_allows(header):
+    assert senders.authentication_problem(env("storingen@kpn.com", header), checked()) is None
+    assert authorise(direct("storingen@kpn.com", header), checked()).allowed
+
+
+@pytest.mark.parametrize("headers, why", [
+    ((), "no Authentication-Results"),
+    ((PASS.replace(OUR_MX, "mx.attacker.example"),), "no Authentication-Results"),
+    ((f"{OUR_MX}; spf=pass smtp.mailfrom=kpn.com; dkim=fail header.d=kpn.com; dmarc=fail "
+      "header.from=kpn.com",), "dmarc=fail"),
+    ((f"{OUR_MX}; dkim=pass header.d=attacker.example; dmarc=fail header.from=kpn.com",),
+     "dmarc=fail"),
+    ((f"{OUR_MX}; dmarc=pass header.from=attacker.example",), "dmarc=pass"),
+    ((f"{OUR_MX}; dkim=pass header.d=evilkpn.com",), "dkim=pass"),
+    ((f"{OUR_MX}; none",), "none"),
+    ((f"{OUR_MX}; spf=pass smtp.mailfrom=kpn.com",), "spf=pass"),
+    # dmarc=pass only inside a comment or a quoted value is no pass
+    ((f"{OUR_MX}; dmarc=fail (dmarc=pass) reason=\"dmarc=pass\" header.from=kpn.com",),
+     "dmarc=fail"),
+    # the topmost header of our server counts; a forged "pass" further down does not
+    ((f"{OUR_MX}; dmarc=fail header.from=kpn.com", PASS), "dmarc=fail"),
+])
+def test_missing_or_failed_authentication_is_rejected(headers, why):
+    problem = senders.authentication_problem(env("storingen@kpn.com", *headers), checked())
+    assert problem is not None and why in problem
+    verdict = authorise(direct("storingen@kpn.com", *headers), checked())
+    assert not verdict.allowed
+    assert OUR_MX in verdict.reason and "storingen@kpn.com" in verdict.reason
+
+
+def test_another_servers_header_above_ours_is_skipped():
+    headers = ("imap.cbgconnect.nl; none", PASS)
+    assert authorise(direct("storingen@kpn.com", *headers), checked()).allowed
+
+
+def test_forward_is_checked_on_the_forwarder():
+    ours = f"{OUR_MX}; dkim=pass header.d=cbgconnect.nl; dmarc=pass header.from=cbgconnect.nl"
+    ok = authorise(forwarded("support@cbgconnect.nl", (ours,)), checked())
+    assert ok.allowed and ok.forwarded_by == "support@cbgconnect.nl"
+    # a forged forwarder: no pass for cbgconnect.nl, even with a KPN "pass" inside
+    v = authorise(forwarded("support@cbgconnect.nl", (), inner_auth=(PASS,)), checked())
+    assert not v.allowed and "support@cbgconnect.nl" in v.reason
+    # the original inside is not checked: its headers are whatever the forwarder sent
+    assert authorise(forwarded("support@cbgconnect.nl", (ours,), inner_auth=()), checked()).allowed
+
+
+def test_parse_mail_keeps_authentication_results_of_real_headers():
+    inner = ("Authentication-Results: mx.kpn-side.example; dmarc=pass header.from=kpn.com\r\n"
+             "From: KPN <storingen@kpn.com>\r\nSubject: Storing\r\n\r\nTicketnummer: INC000012345678\r\n")
+    body = ("--o\r\nContent-Type: text/plain\r\n\r\nZie bijlage.\r\n"
+            "--o\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "\r\n--o--\r\n")
+    raw = raw_mail(body, ctype='multipart/mixed; boundary="o"', from_="support@cbgconnect.nl",
+                   headers=(f"Authentication-Results: {OUR_MX};\r\n\tdmarc=pass header.from=cbgconnect.nl\r\n"
+                            "Authentication-Results: other.example; none\r\n"))
+    parsed = parse_mail(raw)
+    assert parsed.outer.auth_results == (
+        f"{OUR_MX}; dmarc=pass header.from=cbgconnect.nl", "other.example; none")
+    assert parsed.original.auth_results == ("mx.kpn-side.example; dmarc=pass header.from=kpn.com",)
+    # inline forwards have no real headers
+    inline = parse_mail(raw_mail(thunderbird_plain("nl"), from_=SANNE))
+    assert inline.original.auth_results == ()
+
+
+def _config(senders: dict):
+    return parse({"senders": {"kpn": ["kpn.com"], **senders}}, Path("/tmp/config.toml")).senders
+
+
+def test_config_keys():
+    s = _config({})
+    assert (s.require_dmarc_pass, s.authserv_id) == (False, ())
+    s = _config({"require_dmarc_pass": True, "authserv_id": "MX.cbgconnect.nl"})
+    assert (s.require_dmarc_pass, s.authserv_id) == (True, ("mx.cbgconnect.nl",))
+    s = _config({"require_dmarc_pass": True, "authserv_id": ["mx1.cbgconnect.nl", "mx2.cbgconnect.nl"]})
+    assert s.authserv_id == ("mx1.cbgconnect.nl", "mx2.cbgconnect.nl")
+    with pytest.raises(ConfigError, match="senders.authserv_id"):
+        _config({"require_dmarc_pass": True})
+    with pytest.raises(ConfigError, match="senders.authserv_id"):
+        _config({"authserv_id": 5})
+    with pytest.raises(ConfigError, match="senders.require_dmarc_pass"):
+        _config({"require_dmarc_pass": "yes"})

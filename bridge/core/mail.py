@@ -370,6 +370,27 @@ def _message_id(value: str) -> str | None:
     return mid or None
 
 
+_AUTH_RESULTS_MAX = 20  # Authentication-Results headers kept (topmost first)
+
+
+def _auth_results(msg: Message) -> tuple[str, ...]:
+    """The Authentication-Results header values as in the source, in order (topmost first),
+    unfolded and with whitespace collapsed; read by core.senders."""
+    out: list[str] = []
+    for key, raw in getattr(msg, "_headers", []):
+        if key.lower() != "authentication-results":
+            continue
+        raw = str(raw)[:4 * _HEADER_MAX]
+        try:
+            raw = _decode_bytes(raw.encode("utf-8", errors="surrogateescape"), None)
+        except UnicodeEncodeError:
+            pass
+        out.append(_collapse(raw))
+        if len(out) >= _AUTH_RESULTS_MAX:
+            break
+    return tuple(out)
+
+
 def _envelope(msg: Message, tz: str, clean: bool = False) -> Envelope:
     addr, name = _address(_header(msg, "From"))
     subject = _collapse(_header(msg, "Subject"))
@@ -379,6 +400,7 @@ def _envelope(msg: Message, tz: str, clean: bool = False) -> Envelope:
         subject=clean_subject(subject) if clean else subject,
         date=_header_date(_header(msg, "Date"), tz),
         message_id=_message_id(_header(msg, "Message-ID")),
+        auth_results=_auth_results(msg),
     )
 
 

@@ -29,6 +29,9 @@ class Envelope:
     subject: str  # unfolded, whitespace collapsed
     date: datetime | None  # timezone-aware UTC, None when absent or unparsable
     message_id: str | None  # without angle brackets
+    # Authentication-Results header values, topmost (last added) first, unfolded; only of a
+    # mail's real headers (the outer mail, an attached original), never of an inline forward
+    auth_results: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
