@@ -98,10 +98,25 @@ class Bridge(Daemon):
         if faults:
             env["BRIDGE_FAULTS"] = faults
         super().__init__(cfg, env=env)
+        self._log_start = 0
+
+    def start(self, wait: bool = True) -> "Bridge":
+        # The log file is shared by the daemons one test starts one after another: remember
+        # where this one's lines begin, so its waits do not match an earlier daemon's lines.
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start(wait)
+        return self
+
+    def own_log(self) -> str:
+        """The lines this process wrote (not those of an earlier daemon in the same file)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def wait_connected(self, n: int = 1, timeout: float = 20) -> None:
-        """Wait for the n-th 'connected' line (then a moment for IDLE to be under way)."""
-        wait_for(lambda: self.log().count("imap: connected to") >= n or not self.alive(),
+        """Wait for this process's n-th 'connected' line (then a moment for IDLE to be under
+        way)."""
+        wait_for(lambda: self.own_log().count("imap: connected to") >= n or not self.alive(),
                  timeout=timeout, what=f"imap connection #{n}")
         assert self.alive(), self.log()
         time.sleep(0.3)
