@@ -8,16 +8,23 @@ How a report is read:
 
 * ``Label: value`` lines (also ``Label | value`` as html2text renders HTML table rows, and
   ``Label<TAB>value``; a *known* label followed by two or more spaces also works). A value continues
-  on the following lines until a blank line, the next label line or a greeting/signature line.
-  Indented continuation lines may contain a colon; unindented lines that look like ``Word: text``
-  end the value.
+  on the following lines until a blank line, a greeting/signature line or a label line: a known
+  label, or an unknown ``Label:`` of a few capitalised words without digits at the start of a
+  line (or indented, left of the column where the current value starts). So a wrapped line
+  such as ``ontstaan om 09:42 door ...`` or ``onderweg: herstel volgt`` continues the value.
+  The lines are kept: each line of a places value is a place of its own.
 * What the labels do not say is taken from the subject
   (``Storingsmelding KPN: Internet en VoIP - Amersfoort (INC000012345678) - Nieuw``), and a ticket
-  id matching ``ticket_pattern`` anywhere in the subject or the body.
+  id matching ``ticket_pattern`` anywhere in the subject or the body. Without a kind label, a
+  maintenance word anywhere in the subject makes the report maintenance.
+* A status word after a negation or partial word ("niet opgelost", "deels hersteld") is not
+  that status: a resolved, cancelled or announced one becomes ``update``.
 * Dates are day-first (Dutch). Zone-less times are local time in ``rules.timezone`` and stored as
   UTC. A time that does not exist (the hour skipped when summer time starts) is read with the
   offset from before the change; an ambiguous time (the hour repeated when summer time ends) is
-  read as its first occurrence (summer time).
+  read as its first occurrence (summer time). A start or period value may hold a window
+  ("28-11-2026 00:00 - 06:00", "tussen 00:00 en 06:00"); an end written as a bare time that
+  would be before the start is on the next day.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ LABEL_FIELDS = {
     "start_labels": "start",
     "expected_end_labels": "expected_end",
     "end_labels": "end",
+    "period_labels": "period",
+    "date_labels": "date",
     "description_labels": "description",
     "downtime_labels": "downtime",
 }
@@ -115,6 +124,19 @@ class ReportRules:
         "Opgelost", "Eindtijdstip", "End time", "End", "End date", "Resolved at", "Resolved",
         "Restored at",
     )
+    # A window in one value: "28-11-2026 00:00 - 06:00", "van 28-11-2026 22:00 tot
+    # 29-11-2026 04:00", "tussen 00:00 en 06:00". Also read from start labels.
+    period_labels: tuple[str, ...] = (
+        "Periode", "Tijdvak", "Tijdsvak", "Tijdvenster", "Tijdsvenster", "Onderhoudsvenster",
+        "Werkzaamheden", "Uitvoering", "Uitvoeringsperiode", "Gepland", "Gepland op", "Wanneer",
+        "Period", "Time window", "Window", "Maintenance window", "Scheduled", "Scheduled for",
+        "When",
+    )
+    # Only the day of these is used: for a start, period or end written as a bare time.
+    date_labels: tuple[str, ...] = (
+        "Datum", "Datum werkzaamheden", "Datum onderhoud", "Uitvoeringsdatum", "Geplande datum",
+        "Date", "Planned date", "Maintenance date", "Scheduled date",
+    )
     description_labels: tuple[str, ...] = (
         "Omschrijving", "Beschrijving", "Toelichting", "Oorzaak", "Description", "Details",
     )
@@ -126,7 +148,8 @@ class ReportRules:
     status_values: Synonyms = (
         ("nieuw", ("nieuw", "new", "open", "geopend", "gemeld", "actief", "active", "opened")),
         ("update", ("update", "updated", "bijgewerkt", "gewijzigd", "in behandeling",
-                    "in progress", "voortgang", "vervolg", "vervolgmelding")),
+                    "in progress", "voortgang", "vervolg", "vervolgmelding", "unresolved",
+                    "onopgelost")),
         ("opgelost", ("opgelost", "verholpen", "hersteld", "gesloten", "afgerond", "afgesloten",
                       "resolved", "closed", "solved", "fixed", "restored", "completed",
                       "voltooid", "uitgevoerd")),
@@ -138,7 +161,9 @@ class ReportRules:
     kind_values: Synonyms = (
         ("onderhoud", ("onderhoud", "onderhoudsmelding", "gepland onderhoud",
                        "onderhoudswerkzaamheden", "werkzaamheden", "geplande werkzaamheden",
-                       "maintenance", "planned maintenance", "planned work")),
+                       "netwerkonderhoud", "onderhoudsvenster", "onderhoudsaankondiging",
+                       "maintenance", "planned maintenance", "scheduled maintenance",
+                       "maintenance window", "planned work", "planned works")),
         ("storing", ("storing", "storingsmelding", "verstoring", "storingen", "outage",
                      "incident", "disruption")),
     )
@@ -150,6 +175,16 @@ class ReportRules:
         ("tv", ("tv", "televisie", "itv", "iptv", "interactieve tv", "television")),
         ("mobiel", ("mobiel", "mobiele telefonie", "mobiel internet", "mobiel netwerk",
                     "mobile", "4g", "5g", "gsm")),
+    )
+    # A status word with one of these before it (up to two words between: "nog niet volledig
+    # opgelost") is not that status: a negated resolved / cancelled / announced status is an
+    # update, a negated new or update status is skipped. Whole words, case-insensitive.
+    status_negation_words: tuple[str, ...] = ("niet", "nog niet", "not", "not yet")
+    # The same for a partial status ("deels opgelost"); these also count right after the
+    # status word ("opgelost (gedeeltelijk)", "hersteld - deels").
+    status_partial_words: tuple[str, ...] = (
+        "deels", "gedeeltelijk", "grotendeels", "gedeeltelijke", "partieel", "voor een deel",
+        "partially", "partly", "partial", "mostly", "largely",
     )
     unknown_values: tuple[str, ...] = (
         "onbekend", "nog onbekend", "nog niet bekend", "niet bekend", "n.n.b.", "n.n.b", "nnb",
@@ -174,6 +209,13 @@ class ReportRules:
     place_separators: str = (
         r"(?<!\s)\s*+[,;]\s*+|(?<!\s)\s++(?:[+/&]|en|and)\s++"
     )
+    # Between the two ends of a period ("00:00 - 06:00", "00:00-06:00", "tot", "t/m", "en" as
+    # in "tussen 00:00 en 06:00"). Matched right after the first date/time of a start or
+    # period value, on lower-cased text.
+    period_separators: str = (
+        r"\s*+(?:[-\u2013\u2014]|(?:tot(?:\s++en\s++met)?+|t/m|tm|en|and|to|till|until|through)"
+        r"(?!\w))\s*+"
+    )
     # A line matching this ends a label value (greeting / signature).
     signature_pattern: str = (
         r"(?i)^\s*+(?:met\s+vriendelijke\s+groet(?:en)?|vriendelijke\s+groet(?:en)?|"
@@ -185,7 +227,7 @@ class ReportRules:
 DEFAULT_RULES = ReportRules()
 
 _REGEX_FIELDS = ("ticket_pattern", "subject_pattern", "postcode_pattern", "place_separators",
-                 "signature_pattern")
+                 "period_separators", "signature_pattern")
 _SYNONYM_FIELDS = ("status_values", "kind_values", "service_values")
 
 
@@ -195,12 +237,13 @@ def rules_from_config(d: dict) -> ReportRules:
     Keys are the field names of :class:`ReportRules`:
 
     * ``timezone`` (string, an IANA zone name);
-    * ``*_labels`` and ``unknown_values`` (lists of strings);
+    * ``*_labels``, ``unknown_values``, ``status_negation_words`` and ``status_partial_words``
+      (lists of strings; the two word lists may be empty);
     * ``status_values``, ``kind_values``, ``service_values`` (tables mapping a canonical name to a
       list of synonyms; status names must be one of nieuw/update/opgelost/geannuleerd/
       aangekondigd, kind names storing/onderhoud);
     * ``ticket_pattern``, ``subject_pattern``, ``postcode_pattern``, ``place_separators``,
-      ``signature_pattern`` (regular expressions, Python syntax).
+      ``period_separators``, ``signature_pattern`` (regular expressions, Python syntax).
 
     A list or table given in the config REPLACES the default one entirely (it is not merged);
     to add a synonym, repeat the defaults you want to keep. Keys left out keep their defaults.
@@ -287,12 +330,19 @@ _WEEKDAYS = (
     "ma|di|wo|do|vr|za|zo|mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun"
 )
 _MON = r"(?P<mon>[a-z]{3,9})\.?"
-_TIME = (
-    r"(?:\s*+(?P<h>\d{1,2})[:.h](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?:\.\d+)?)?"
+# A clock time and what may follow it: am/pm, "uur", a zone. Not the start of a dotted date
+# ("03.12.2026" after "tot" is no 03:12). A numeric offset needs seconds before it when it is
+# negative and has a colon: "00:00-06:00" is a range, not UTC-6.
+_TIME_CORE = (
+    r"(?P<h>\d{1,2})[:.h](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?:\.\d+)?)?(?![./]?\d)"
     r"\s*+(?P<ampm>[ap]\.?m\.?(?!\w))?(?:\s*+(?:uur|u)(?!\w))?"
     r"(?:\s*+\(?(?P<tz>z(?!\w)|utc(?:\s?[+-]\d{1,2}(?::?\d{2})?)?|gmt(?:\s?[+-]\d{1,2}(?::?\d{2})?)?"
-    r"|cest|cet|mest|met|[+-]\d{2}:?\d{2})\)?)?)?"
+    r"|cest|cet|mest|met|(?(s)[+-]|(?:\+|-(?!\d{2}:)))\d{2}:?\d{2})\)?)?"
 )
+# Between a date and its time: a dash, or up to two words ("28-11-2026 tussen 14:00",
+# "28 november 2026 rond 14:00 uur", "28-11-2026 vanavond 22:00"). Possessive and bounded.
+_DATE_TIME_GAP = r"(?:[-\u2013|]\s*+|(?:[^\W\d_]{1,15}+\.?+\s++){1,2}+)?+"
+_TIME = r"(?:\s*+" + _DATE_TIME_GAP + _TIME_CORE + r")?"
 _DATE_PATTERNS = (
     # ISO 8601 / year first
     re.compile(r"(?<!\d)(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})(?:t|(?=\s)|(?!\d))"
@@ -304,7 +354,9 @@ _DATE_PATTERNS = (
     # November 28, 2026 / Nov 28 2026
     re.compile(_MON + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?P<y>\d{4})(?!\d)" + _TIME),
 )
-_TIME_ONLY = re.compile(r"^\s*+" + _TIME.replace("(?:\\s*+(?P<h>", "(?:(?P<h>", 1) + r"\s*+$")
+_TIME_ONLY = re.compile(r"^\s*+" + _TIME_CORE + r"\s*+$")
+# A bare time at a position (the start of a period, the end of a range).
+_TIME_AT = re.compile(r"\s*+" + _TIME_CORE)
 
 
 def _zone_offset(tz: str) -> timezone | None:
@@ -355,13 +407,55 @@ def _to_utc(local: datetime, tz: str, explicit: str | None) -> datetime | None:
     return local.replace(tzinfo=ZoneInfo(tz), fold=0).astimezone(timezone.utc)
 
 
+# Words around dates that carry no date: removed before parsing.
+_DATE_FILLERS = re.compile(
+    r"(?<!\w)(?:om|at|te|on|op|van|vanaf|from|tussen|between|rond|rondom|omstreeks|circa|"
+    r"ongeveer|around|about|approximately|approx|ca|plm)(?:\.|(?!\w))"
+)
+
+
 def _normalise_date_text(text: str) -> str:
     s = text.lower().replace("\u00a0", " ")
     s = s.replace(",", " ")
     s = re.sub(rf"(?<![\w]){_WEEKDAYS}(?:\.|(?!\w))", " ", s)
-    s = re.sub(r"(?<![\w])(?:om|at|te|on|van|vanaf|from)(?!\w)", " ", s)
+    s = _DATE_FILLERS.sub(" ", s)
     s = re.sub(r"(?<=\d)t(?=\d{1,2}:)", " ", s)  # ISO "2026-11-28T09:42" -> "2026-11-28 09:42"
     return re.sub(r"\s+", " ", s).strip()
+
+
+def _date_match(s: str, tz: str, pos: int | None = None) -> tuple[datetime | None, int] | None:
+    """The first date (with its time, if any) in the normalised ``s`` -- or, with ``pos``, one
+    starting exactly at ``pos`` -- as ``(aware UTC or None when invalid, end position)``."""
+    for pattern in _DATE_PATTERNS:
+        m = pattern.search(s) if pos is None else pattern.match(s, pos)
+        if not m:
+            continue
+        if "mon" in pattern.groupindex:
+            month = _MONTHS.get(m.group("mon").rstrip("."))
+            if month is None:
+                continue
+        else:
+            month = int(m.group("m"))
+        year = int(m.group("y"))
+        if year < 100:
+            year += 2000
+        parts = _time_parts(m)
+        if parts is None:
+            return None, m.end()
+        h, mi, sec = parts
+        extra = timedelta(0)
+        if h == 24:
+            h, extra = 0, timedelta(days=1)
+        local = datetime(year, month, int(m.group("d")), h, mi, sec) + extra
+        return _to_utc(local, tz, m.group("tz")), m.end()
+    return None
+
+
+def _on_day(m: re.Match, day: date, tz: str) -> datetime | None:
+    parts = _time_parts(m)
+    if parts is None or parts[0] == 24:
+        return None
+    return _to_utc(datetime.combine(day, time(*parts)), tz, m.group("tz"))
 
 
 def parse_datetime(text: str | None, tz: str = "Europe/Amsterdam",
@@ -371,46 +465,68 @@ def parse_datetime(text: str | None, tz: str = "Europe/Amsterdam",
     Day-first numeric dates ("28-11-2026 09:42", "28/11/26 9:42", "28.11.2026"), Dutch and
     English month names ("28 november 2026 om 07:05", "za 28 nov. 2026 om 09:45",
     "Saturday, November 28, 2026 9:45 AM"), ISO 8601 (with or without offset) and RFC 2822.
-    Zone-less values are local time in ``tz``. A date without a time is midnight. A bare time
-    ("14:00") uses ``default_date`` when given. Returns None when nothing parses; never raises.
+    A dash or up to two words may stand between the date and the time ("28-11-2026 tussen
+    14:00 en 16:00" is 14:00). Zone-less values are local time in ``tz``. A date without a
+    time is midnight. A bare time ("14:00") uses ``default_date`` when given. Returns None
+    when nothing parses; never raises.
     """
     if not text:
         return None
     try:
         s = _normalise_date_text(text)
-        for pattern in _DATE_PATTERNS:
-            m = pattern.search(s)
-            if not m:
-                continue
-            if "mon" in pattern.groupindex:
-                month = _MONTHS.get(m.group("mon").rstrip("."))
-                if month is None:
-                    continue
-            else:
-                month = int(m.group("m"))
-            year = int(m.group("y"))
-            if year < 100:
-                year += 2000
-            parts = _time_parts(m)
-            if parts is None:
-                return None
-            h, mi, sec = parts
-            extra = timedelta(0)
-            if h == 24:
-                h, extra = 0, timedelta(days=1)
-            local = datetime(year, month, int(m.group("d")), h, mi, sec) + extra
-            return _to_utc(local, tz, m.group("tz"))
+        found = _date_match(s, tz)
+        if found is not None:
+            return found[0]
         if default_date is not None:
             m = _TIME_ONLY.match(s)
-            if m and m.group("h") is not None:
-                parts = _time_parts(m)
-                if parts is None or parts[0] == 24:
-                    return None
-                local = datetime.combine(default_date, time(*parts))
-                return _to_utc(local, tz, m.group("tz"))
+            if m:
+                return _on_day(m, default_date, tz)
     except (ValueError, OverflowError, ZoneInfoNotFoundError):
         return None
     return None
+
+
+def parse_period(text: str | None, tz: str = "Europe/Amsterdam",
+                 default_date: date | None = None,
+                 rules: ReportRules | None = None) -> tuple[datetime | None, datetime | None]:
+    """``(start, end)`` of a value that may hold a window: "28-11-2026 00:00 - 06:00",
+    "28-11-2026 00:00 tot 06:00", "van 28-11-2026 22:00 tot 29-11-2026 04:00", "tussen 00:00
+    en 06:00" (a bare time is on ``default_date``). The separators are
+    ``rules.period_separators``. An end written as a bare time is on the start's day, or on
+    the next day when it would be earlier than the start. A single date/time gives
+    ``(start, None)``; nothing readable gives ``(None, None)``. Never raises.
+    """
+    if not text:
+        return None, None
+    c = _compile(rules or DEFAULT_RULES)
+    try:
+        s = _normalise_date_text(text)
+        found = _date_match(s, tz)
+        if found is None:
+            m = _TIME_AT.match(s) if default_date is not None else None
+            if m is None:
+                return None, None
+            found = (_on_day(m, default_date, tz), m.end())
+        start, pos = found
+        if start is None:
+            return None, None
+        sep = c.period_sep.match(s, pos)
+        if sep is None or sep.end() == pos:
+            return start, None
+        pos = sep.end()
+        found = _date_match(s, tz, pos)
+        if found is not None:
+            return start, found[0]
+        m = _TIME_AT.match(s, pos)
+        if m is None:
+            return start, None
+        day = start.astimezone(ZoneInfo(tz)).date()
+        end = _on_day(m, day, tz)
+        if end is not None and end < start:
+            end = _on_day(m, day + timedelta(days=1), tz)
+        return start, end
+    except (ValueError, OverflowError, ZoneInfoNotFoundError):
+        return None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +598,17 @@ class _Compiled:
     subject: re.Pattern
     postcode: re.Pattern
     place_sep: re.Pattern
+    period_sep: re.Pattern
     signature: re.Pattern
+    status_before: re.Pattern | None  # a negation or partial word right before a status word
+    status_after: re.Pattern | None  # a partial word right after a status word
+
+
+def _word_list_body(words) -> str | None:
+    alts = sorted({w.strip().lower() for w in words if w.strip()}, key=len, reverse=True)
+    if not alts:
+        return None
+    return "|".join(r"\s+".join(re.escape(w) for w in a.split()) for a in alts)
 
 
 @functools.lru_cache(maxsize=16)
@@ -507,6 +633,8 @@ def _compile(rules: ReportRules) -> _Compiled:
             for syn in (canonical, *syns):
                 lookup.setdefault(re.sub(r"\s+", " ", syn.strip().lower()), canonical)
         synonyms[attr] = (_phrase_regex(lookup), lookup)
+    before = _word_list_body((*rules.status_negation_words, *rules.status_partial_words))
+    after = _word_list_body(rules.status_partial_words)
     return _Compiled(
         label_field=label_field,
         known_label_prefix=prefix,
@@ -516,16 +644,24 @@ def _compile(rules: ReportRules) -> _Compiled:
         subject=re.compile(rules.subject_pattern, re.IGNORECASE),
         postcode=re.compile(rules.postcode_pattern),
         place_sep=re.compile(rules.place_separators, re.IGNORECASE),
+        period_sep=re.compile(rules.period_separators, re.IGNORECASE),
         signature=re.compile(rules.signature_pattern),
+        # Used on a window of at most _STATUS_WINDOW characters around the status word.
+        status_before=re.compile(rf"(?<!\w)(?:{before})(?:\s++[^\W\d_]++){{0,2}}+\s*+$",
+                                 re.IGNORECASE) if before else None,
+        status_after=re.compile(rf"\s*+[(\[:,\-\u2013\u2014]?+\s*+(?:{after})(?!\w)",
+                                re.IGNORECASE) if after else None,
     )
 
 
 _LABEL_SEPS = ":|\t"
 
 
-def _label_line(line: str) -> tuple[str, str, str] | None:
-    """``(indent, label, value)`` of a ``Label: value`` / ``Label | value`` / ``Label<TAB>value``
-    line (label 1-60 characters, an optional bullet before it), else None.
+def _label_line(line: str) -> tuple[str, str, str, bool] | None:
+    """``(indent, label, value, loose)`` of a ``Label: value`` / ``Label | value`` /
+    ``Label<TAB>value`` line (label 1-60 characters, an optional bullet before it), else None.
+    ``value`` is the rest of the line (a suffix of it); ``loose`` is True when the separator is
+    a colon with no blank after it ("Let op:modems", "09:42"), which only a known label may use.
 
     String methods, not a regex: linear on any line (the regex this replaces backtracked
     quadratically on long runs of blanks)."""
@@ -541,6 +677,8 @@ def _label_line(line: str) -> tuple[str, str, str] | None:
         label = cand[:cut].rstrip(" ")
         if not 1 <= len(label) <= 60:
             continue
+        after = cand[cut + 1:cut + 2]
+        loose = cand[cut] == ":" and after not in ("", "|") and not after.isspace()
         value = cand[cut:].lstrip(" \t")
         if value[:1] in (":", "|") and cand[cut] == "\t":  # "Label<TAB>: value"
             value = value[1:].lstrip(" \t")
@@ -548,9 +686,15 @@ def _label_line(line: str) -> tuple[str, str, str] | None:
             value = cand[cut + 1:].lstrip(" \t")
         if value.startswith("|"):
             value = value[1:].lstrip(" \t")
-        return indent, label, value
+        return indent, label, value, loose
     return None
-_GENERIC_LABEL = re.compile(r"^[^\W\d_][\w()/.&' -]{0,39}$")
+
+
+# The shape of a label the config does not know ("Wijkcentrale", "Aantal klanten"): letters
+# (no digits: "om 09:42" is not a label), starting with a capital, no sentence break inside.
+_GENERIC_LABEL = re.compile(r"^[^\W\d_](?:[^\W\d_]|[()/.&' -]){0,39}+$")
+_GENERIC_LABEL_WORDS = 4  # at the start of a line
+_GENERIC_LABEL_WORDS_INDENTED = 3  # indented, left of the current value's column
 _SUBJECT_MAX = 500
 _TABLE_RULE_CHARS = frozenset(" \t|:+-")
 
@@ -561,42 +705,63 @@ def _is_table_rule(line: str) -> bool:
     return "---" in line and all(ch in _TABLE_RULE_CHARS or ch.isspace() for ch in line)
 
 
-def _classify(line: str, c: _Compiled) -> tuple[str, str | None, str] | None:
-    """("known", field, value) / ("other", None, value) for a label line, else None."""
+def _width(text: str) -> int:
+    return len(text.expandtabs(8))
+
+
+def _is_generic_label(indent: str, label: str, loose: bool, value_col: int | None) -> bool:
+    """Whether an unknown ``Label:`` ends the value before it (else the line continues it).
+
+    At the start of a line: a label of 1-4 words. Indented: 1-3 words, and left of the column
+    where the current value starts -- a wrapped value aligned under its first line ("Let op:
+    herstart het modem.") stays a continuation."""
+    label = label.strip()
+    if loose or ". " in label or not label[:1].isupper() or not _GENERIC_LABEL.match(label):
+        return False
+    words = len(label.split())
+    if not indent:
+        return words <= _GENERIC_LABEL_WORDS
+    return words <= _GENERIC_LABEL_WORDS_INDENTED and (
+        value_col is None or _width(indent) < value_col)
+
+
+def _classify(line: str, c: _Compiled,
+              value_col: int | None = None) -> tuple[str, str | None, str, int] | None:
+    """``("known", field, value, value column)`` / ``("other", None, value, value column)``
+    for a label line, else None (a continuation line). ``value_col`` is the column where the
+    value this line may continue starts (None when there is none)."""
     m = _label_line(line)
     if m:
         field = c.label_field.get(_label_key(m[1]))
         if field:
-            return ("known", field, m[2].strip().strip("|").strip())
+            return ("known", field, m[2].strip().strip("|").strip(),
+                    _width(line[: len(line) - len(m[2])]))
     if c.known_label_prefix is not None:
         m2 = c.known_label_prefix.match(line)
         if m2:
             field = c.label_field.get(_label_key(m2.group("label")))
             if field:
-                return ("known", field, m2.group("value").strip().strip("|").strip())
-    if m:
-        label = m[1].strip()
-        if (_GENERIC_LABEL.match(label) and len(label.split()) <= 4
-                and not m[0]):
-            return ("other", None, m[2])
+                return ("known", field, m2.group("value").strip().strip("|").strip(),
+                        _width(line[: m2.start("value")]))
+    if m and _is_generic_label(m[0], m[1], m[3], value_col):
+        return ("other", None, m[2], _width(line[: len(line) - len(m[2])]))
     return None
 
 
-def read_labels(text: str, rules: ReportRules = DEFAULT_RULES) -> dict[str, str]:
-    """Known label values in ``text``: report field name -> value (first occurrence wins).
+def _read_values(text: str, c: _Compiled) -> dict[str, list[str]]:
+    """Known label values in ``text``: field -> the value's lines (first occurrence wins).
 
-    Field names: ticket, status, kind, services, places, postcodes, start, expected_end, end,
-    description, downtime. Continuation lines are joined with single spaces.
-    """
-    c = _compile(rules)
-    found: dict[str, str] = {}
+    A value continues on the following lines until a blank line, a greeting/signature line or
+    a line that is a label (see :func:`_classify`); table borders are skipped."""
+    found: dict[str, list[str]] = {}
     current: str | None = None
     parts: list[str] = []
+    col: int | None = None
 
     def flush() -> None:
         nonlocal current, parts
         if current is not None and current not in found:
-            found[current] = re.sub(r"\s+", " ", " ".join(p for p in parts if p)).strip()
+            found[current] = parts
         current, parts = None, []
 
     for line in text.split("\n"):
@@ -608,16 +773,29 @@ def read_labels(text: str, rules: ReportRules = DEFAULT_RULES) -> dict[str, str]
         if c.signature.match(line):
             flush()
             continue
-        kind = _classify(line, c)
+        kind = _classify(line, c, col if current is not None else None)
         if kind is not None:
             flush()
             if kind[0] == "known":
-                current, parts = kind[1], [kind[2]]
+                current, parts, col = kind[1], [kind[2]], kind[3]
             continue
         if current is not None:
             parts.append(line.strip().strip("|").strip())
     flush()
     return found
+
+
+def _joined(lines: list[str]) -> str:
+    return re.sub(r"\s+", " ", " ".join(p for p in lines if p)).strip()
+
+
+def read_labels(text: str, rules: ReportRules = DEFAULT_RULES) -> dict[str, str]:
+    """Known label values in ``text``: report field name -> value (first occurrence wins).
+
+    Field names: ticket, status, kind, services, places, postcodes, start, expected_end, end,
+    period, date, description, downtime. Continuation lines are joined with single spaces.
+    """
+    return {k: _joined(v) for k, v in _read_values(text, _compile(rules)).items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,17 +819,48 @@ def _canonical_first(text: str, c: _Compiled, attr: str) -> str | None:
     return found[0] if found else None
 
 
+_STATUS_WINDOW = 60  # characters before / after a status word searched for a qualifier
+_STATUS_OPEN = ("nieuw", "update")
+
+
+def _status(text: str | None, c: _Compiled) -> str | None:
+    """The canonical status ``text`` names, or None. A status word qualified by a negation or
+    partial word (``status_negation_words``, ``status_partial_words``: "niet opgelost", "deels
+    hersteld", "opgelost (gedeeltelijk)") is not that status: a qualified resolved, cancelled
+    or announced status is an ``update`` (the work goes on); a qualified new/update status
+    ("niet meer actief") is skipped and the next status word counts."""
+    regex, lookup = c.synonyms["status_values"]
+    if regex is None or not text:
+        return None
+    for m in regex.finditer(text):
+        name = lookup.get(re.sub(r"\s+", " ", m.group(0).lower()))
+        if not name:
+            continue
+        before = text[max(0, m.start() - _STATUS_WINDOW):m.start()]
+        after = text[m.end():m.end() + _STATUS_WINDOW]
+        qualified = ((c.status_before is not None and c.status_before.search(before))
+                     or (c.status_after is not None and c.status_after.match(after)))
+        if not qualified:
+            return name
+        if name not in _STATUS_OPEN:
+            return "update"
+    return None
+
+
 def _is_unknown(value: str, c: _Compiled) -> bool:
     return bool(value) and c.unknown is not None and c.unknown.search(value) is not None
 
 
-def _split_places(value: str, c: _Compiled) -> list[str]:
+def _split_places(lines: list[str], c: _Compiled) -> list[str]:
+    """Places in a value: one per line (a multi-line value, an HTML cell with <br>), each line
+    split at ``place_separators``; bullets and duplicates (case-insensitive) dropped."""
     out: list[str] = []
-    for part in c.place_sep.split(value):
-        part = part.strip(" \t.-()")
-        part = re.sub(r"\s+", " ", part)
-        if part and part.casefold() not in {p.casefold() for p in out}:
-            out.append(part)
+    for line in lines:
+        for part in c.place_sep.split(line):
+            part = part.strip(" \t.-()*\u2022")
+            part = re.sub(r"\s+", " ", part)
+            if part and part.casefold() not in {p.casefold() for p in out}:
+                out.append(part)
     return out
 
 
@@ -680,6 +889,30 @@ def _local_date(dt: datetime | None, tz: str) -> date | None:
     return dt.astimezone(ZoneInfo(tz)).date() if dt else None
 
 
+def _window(text: str | None, tz: str, day: date | None, not_after: datetime | None,
+            rules: ReportRules) -> tuple[datetime | None, datetime | None]:
+    """Start and end of a start or period value (:func:`parse_period`). Written as bare times
+    they are on ``day``, or on the day before when that would put the start after
+    ``not_after``."""
+    start, end = parse_period(text, tz, None, rules)
+    if start is not None or day is None:
+        return start, end
+    start, end = parse_period(text, tz, day, rules)
+    if start is not None and not_after is not None and start > not_after:
+        start, end = parse_period(text, tz, day - timedelta(days=1), rules)
+    return start, end
+
+
+def _end_time(text: str, tz: str, day: date | None, start: datetime | None) -> datetime | None:
+    """An end value. Written as a bare time ("02:00") it is on ``day``, or on the next day when
+    it would be earlier than ``start`` (a night window); a written date is never moved."""
+    end = parse_datetime(text, tz, default_date=day)
+    if (end is not None and start is not None and day is not None and end < start
+            and parse_datetime(text, tz) is None):
+        end = parse_datetime(text, tz, default_date=day + timedelta(days=1))
+    return end
+
+
 def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> OutageReport:
     """Read one :class:`OutageReport` from a parsed mail. Never raises on odd content.
 
@@ -690,7 +923,8 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
     env = mail.effective
     subject = env.subject or ""
     text = mail.text or ""
-    labels = read_labels(text, rules)
+    values = _read_values(text, c)
+    labels = {k: _joined(v) for k, v in values.items()}
 
     # Subjects longer than any real one are not matched (bounds a configured pattern's cost).
     sm = c.subject.match(subject) if len(subject) <= _SUBJECT_MAX else None
@@ -711,27 +945,32 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         m = c.ticket.search(subject) or c.ticket.search(text)
         ticket = m.group(0) if m else None
 
-    # kind
+    # kind: the kind label; else the subject, where a maintenance word anywhere wins (a
+    # maintenance notice may come in an outage-shaped subject, "... - Gepland onderhoud"),
+    # then the subject's kind part, then any kind word in it.
     kind = None
     if labels.get("kind"):
         kind = _canonical_first(labels["kind"], c, "kind_values")
-    if kind is None and subj.get("kind"):
-        kind = _canonical_first(subj["kind"], c, "kind_values")
     if kind is None:
-        found = _canonical_all(subject, c, "kind_values")
-        kind = "onderhoud" if "onderhoud" in found else (found[0] if found else None)
+        in_subject = _canonical_all(subject, c, "kind_values")
+        if "onderhoud" in in_subject:
+            kind = "onderhoud"
+        elif subj.get("kind"):
+            kind = _canonical_first(subj["kind"], c, "kind_values")
+        if kind is None and in_subject:
+            kind = in_subject[0]
     if kind not in KINDS:
         kind = "storing"
 
     # status
     status = None
     if labels.get("status"):
-        status = _canonical_first(labels["status"], c, "status_values")
+        status = _status(labels["status"], c)
     if status is None and subj.get("status"):
-        status = _canonical_first(subj["status"], c, "status_values")
+        status = _status(subj["status"], c)
     if status is None and not sm and _canonical_first(subject, c, "kind_values"):
         # a report subject in another shape ("Storing opgelost: Internet Amersfoort")
-        status = _canonical_first(subject, c, "status_values")
+        status = _status(subject, c)
     if status not in STATUSES:
         status = None
 
@@ -744,32 +983,49 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
     postcodes: list[str] = []
     if labels.get("postcodes") and not _is_unknown(labels["postcodes"], c):
         postcodes, _ = _postcodes(labels["postcodes"], c)
-    place_value = labels.get("places", "")
-    if place_value and _is_unknown(place_value, c):
-        place_value = ""
-    if place_value and not labels.get("postcodes"):
-        postcodes, place_value = _postcodes(place_value, c)
-    places = _split_places(place_value, c) if place_value else []
+    place_lines = [line for line in values.get("places", []) if line]
+    if place_lines and _is_unknown(_joined(place_lines), c):
+        place_lines = []
+    if place_lines and not labels.get("postcodes"):
+        rest = []
+        for line in place_lines:
+            found_codes, line = _postcodes(line, c)
+            postcodes += [pc for pc in found_codes if pc not in postcodes]
+            rest.append(line)
+        place_lines = rest
+    places = _split_places(place_lines, c)
     if not places and subj.get("place"):
-        places = _split_places(subj["place"], c)
+        places = _split_places([subj["place"]], c)
 
-    # times
+    # times. A start or period value may be a window ("28-11-2026 00:00 - 06:00"); one
+    # written as a bare time is on the date label's day, else on the day the mail was sent
+    # (for an outage: the day before, if that would put its start after the mail).
     tz = rules.timezone
-    start = parse_datetime(labels.get("start"), tz)
-    day = _local_date(start, tz) or _local_date(env.date, tz)
+    date_day = _local_date(parse_datetime(labels.get("date"), tz), tz)
+    bare_day = date_day or _local_date(env.date, tz)
+    not_after = env.date if kind == "storing" and date_day is None else None
+    start, window_end = _window(labels.get("start"), tz, bare_day, not_after, rules)
+    if labels.get("period"):
+        period_start, period_end = _window(labels["period"], tz, bare_day, not_after, rules)
+        if start is None:
+            start = period_start
+        window_end = window_end or period_end
+    day = _local_date(start, tz) or bare_day
     end = None
     end_expected = False
     end_unknown = False
     if labels.get("end"):
-        end = parse_datetime(labels["end"], tz, default_date=day)
+        end = _end_time(labels["end"], tz, day, start)
         if end is None and _is_unknown(labels["end"], c):
             end_unknown = True
     if end is None and labels.get("expected_end"):
-        end = parse_datetime(labels["expected_end"], tz, default_date=day)
+        end = _end_time(labels["expected_end"], tz, day, start)
         if end is not None:
             end_expected, end_unknown = True, False
         elif _is_unknown(labels["expected_end"], c):
             end_expected, end_unknown = True, True
+    if end is None and window_end is not None:
+        end, end_expected = window_end, False
     if end is not None:
         end_unknown = False
 
