@@ -430,3 +430,27 @@ def test_new_patterns_are_linear_on_hostile_lines(i):
         call()
         took = time.perf_counter() - t0
         assert took < 2.0, f"{name} took {took:.1f} s on hostile line {i}"
+
+
+# -- a maintenance word that names the cause of an outage does not make it maintenance ---------
+@pytest.mark.parametrize("subject, kind", [
+    ("Storing door werkzaamheden Amersfoort", "storing"),
+    ("Verstoring internet wegens onderhoud aan de centrale", "storing"),
+    ("Outage caused by planned maintenance in Leusden", "storing"),
+    ("Gepland onderhoud door KPN in Amersfoort", "onderhoud"),
+    ("Storingsmelding - Gepland onderhoud Doorn", "onderhoud"),
+])
+def test_a_cause_clause_in_the_subject_does_not_decide_the_kind(subject, kind):
+    raw = (f"From: storingen@kpn.example\r\nTo: noc@cbgconnect.example\r\nSubject: {subject}\r\n"
+           "Message-ID: <k@kpn.example>\r\nDate: Sat, 28 Nov 2026 09:45:00 +0100\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           "Referentie: INC000012345678\r\nStatus: Nieuw\r\nDienst: Internet\r\n").encode()
+    assert extract_report(parse_mail(raw), DEFAULT_RULES).kind == kind
+
+
+def test_kind_cause_words_come_from_config():
+    rules = rules_from_config({"kind_cause_words": []})
+    assert rules.kind_cause_words == ()
+    raw = (b"From: storingen@kpn.example\r\nSubject: Storing door werkzaamheden\r\n"
+           b"Content-Type: text/plain\r\n\r\nReferentie: INC1\r\nStatus: Nieuw\r\n")
+    assert extract_report(parse_mail(raw), rules).kind == "onderhoud"

@@ -176,6 +176,11 @@ class ReportRules:
         ("mobiel", ("mobiel", "mobiele telefonie", "mobiel internet", "mobiel netwerk",
                     "mobile", "4g", "5g", "gsm")),
     )
+    # In a subject, what follows one of these is a cause, not the kind: "Storing door
+    # werkzaamheden Amersfoort" is an outage, though "werkzaamheden" is a maintenance word.
+    kind_cause_words: tuple[str, ...] = (
+        "door", "wegens", "vanwege", "als gevolg van", "ten gevolge van", "veroorzaakt door",
+        "due to", "caused by", "because of", "following")
     # A status word with one of these before it (up to two words between: "nog niet volledig
     # opgelost") is not that status: a negated resolved / cancelled / announced status is an
     # update, a negated new or update status is skipped. Whole words, case-insensitive.
@@ -237,8 +242,8 @@ def rules_from_config(d: dict) -> ReportRules:
     Keys are the field names of :class:`ReportRules`:
 
     * ``timezone`` (string, an IANA zone name);
-    * ``*_labels``, ``unknown_values``, ``status_negation_words`` and ``status_partial_words``
-      (lists of strings; the two word lists may be empty);
+    * ``*_labels``, ``unknown_values``, ``kind_cause_words``, ``status_negation_words`` and
+      ``status_partial_words`` (lists of strings; the three word lists may be empty);
     * ``status_values``, ``kind_values``, ``service_values`` (tables mapping a canonical name to a
       list of synonyms; status names must be one of nieuw/update/opgelost/geannuleerd/
       aangekondigd, kind names storing/onderhoud);
@@ -600,6 +605,7 @@ class _Compiled:
     place_sep: re.Pattern
     period_sep: re.Pattern
     signature: re.Pattern
+    kind_cause: re.Pattern | None  # where a subject's cause clause starts
     status_before: re.Pattern | None  # a negation or partial word right before a status word
     status_after: re.Pattern | None  # a partial word right after a status word
 
@@ -635,6 +641,7 @@ def _compile(rules: ReportRules) -> _Compiled:
         synonyms[attr] = (_phrase_regex(lookup), lookup)
     before = _word_list_body((*rules.status_negation_words, *rules.status_partial_words))
     after = _word_list_body(rules.status_partial_words)
+    cause = _word_list_body(rules.kind_cause_words)
     return _Compiled(
         label_field=label_field,
         known_label_prefix=prefix,
@@ -646,6 +653,7 @@ def _compile(rules: ReportRules) -> _Compiled:
         place_sep=re.compile(rules.place_separators, re.IGNORECASE),
         period_sep=re.compile(rules.period_separators, re.IGNORECASE),
         signature=re.compile(rules.signature_pattern),
+        kind_cause=re.compile(rf"(?<!\w)(?:{cause})(?!\w)", re.IGNORECASE) if cause else None,
         # Used on a window of at most _STATUS_WINDOW characters around the status word.
         status_before=re.compile(rf"(?<!\w)(?:{before})(?:\s++[^\W\d_]++){{0,2}}+\s*+$",
                                  re.IGNORECASE) if before else None,
@@ -946,13 +954,16 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         ticket = m.group(0) if m else None
 
     # kind: the kind label; else the subject, where a maintenance word anywhere wins (a
-    # maintenance notice may come in an outage-shaped subject, "... - Gepland onderhoud"),
-    # then the subject's kind part, then any kind word in it.
+    # maintenance notice may come in an outage-shaped subject, "... - Gepland onderhoud")
+    # unless it names a cause ("Storing door werkzaamheden"), then the subject's kind part,
+    # then any kind word in it.
     kind = None
     if labels.get("kind"):
         kind = _canonical_first(labels["kind"], c, "kind_values")
     if kind is None:
-        in_subject = _canonical_all(subject, c, "kind_values")
+        cause = c.kind_cause.search(subject) if c.kind_cause else None
+        in_subject = _canonical_all(subject[:cause.start()] if cause else subject, c,
+                                    "kind_values")
         if "onderhoud" in in_subject:
             kind = "onderhoud"
         elif subj.get("kind"):
