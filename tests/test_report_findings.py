@@ -454,3 +454,36 @@ def test_kind_cause_words_come_from_config():
     raw = (b"From: storingen@kpn.example\r\nSubject: Storing door werkzaamheden\r\n"
            b"Content-Type: text/plain\r\n\r\nReferentie: INC1\r\nStatus: Nieuw\r\n")
     assert extract_report(parse_mail(raw), rules).kind == "onderhoud"
+
+
+# =============================================================================================
+# Second review: regressions of the first round of fixes
+# =============================================================================================
+
+
+# -- 1: a kind word in the subject's kind part decides; a cause word cuts a maintenance word --
+@pytest.mark.parametrize("subject, kind", [
+    ("Storing tijdens onderhoud: Internet - Utrecht (INC000012345681) - Nieuw", "storing"),
+    ("Storingsmelding KPN: Internet - Utrecht (INC000012345680) - Nieuw - storing na "
+     "werkzaamheden", "storing"),
+    ("Outage after planned maintenance: Internet - Utrecht (INC000012345681) - New", "storing"),
+    ("Outage during maintenance: Internet - Utrecht (INC000012345681) - New", "storing"),
+    ("Storing bij werkzaamheden: Internet - Utrecht (INC000012345681) - Nieuw", "storing"),
+    ("Storing na gepland onderhoud Utrecht INC000012345681", "storing"),
+    ("Onderbreking dienstverlening wegens gepland onderhoud Zwolle CHG0001234567", "onderhoud"),
+    ("Onderbreking wegens gepland onderhoud: Internet - Zwolle (CHG0001234567) - Gepland",
+     "onderhoud"),
+    ("Service interruption due to scheduled maintenance - Zwolle (CHG0001234568)", "onderhoud"),
+    ("Storing door werkzaamheden Amersfoort", "storing"),
+    ("Storingsmelding - Gepland onderhoud Doorn", "onderhoud"),
+    ("Storingsmelding KPN: Internet - Doorn (CT00012399006) - Gepland onderhoud", "onderhoud"),
+    ("Werkzaamheden KPN: Internet - Doorn (CT00012399006) - Gepland", "onderhoud"),
+    ("Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Opgelost", "storing"),
+])
+def test_kind_from_the_subject_with_cause_words(subject, kind):
+    assert extract_report(_mail("Ticketnummer: X1", subject=subject)).kind == kind
+
+
+def test_new_cause_words_are_defaults():
+    for word in ("tijdens", "na", "bij", "after", "during"):
+        assert word in DEFAULT_RULES.kind_cause_words

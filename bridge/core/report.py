@@ -176,11 +176,14 @@ class ReportRules:
         ("mobiel", ("mobiel", "mobiele telefonie", "mobiel internet", "mobiel netwerk",
                     "mobile", "4g", "5g", "gsm")),
     )
-    # In a subject, what follows one of these is a cause, not the kind: "Storing door
-    # werkzaamheden Amersfoort" is an outage, though "werkzaamheden" is a maintenance word.
+    # In a subject, a kind word after one of these names a cause, not the kind: "Storing door
+    # werkzaamheden Amersfoort", "Storing tijdens onderhoud: ..." are outages, though
+    # "werkzaamheden" and "onderhoud" are maintenance words. A subject whose only kind word
+    # follows one ("Onderbreking wegens gepland onderhoud Zwolle") still uses it.
     kind_cause_words: tuple[str, ...] = (
         "door", "wegens", "vanwege", "als gevolg van", "ten gevolge van", "veroorzaakt door",
-        "due to", "caused by", "because of", "following")
+        "tijdens", "na", "bij", "due to", "caused by", "because of", "following", "after",
+        "during")
     # A status word with one of these before it (up to two words between: "nog niet volledig
     # opgelost") is not that status: a negated resolved / cancelled / announced status is an
     # update, a negated new or update status is skipped. Whole words, case-insensitive.
@@ -921,6 +924,19 @@ def _end_time(text: str, tz: str, day: date | None, start: datetime | None) -> d
     return end
 
 
+def _subject_kind(subject: str, kind_part: str, c: _Compiled) -> str | None:
+    """The kind a subject names (see :func:`extract_report`); ``kind_part`` is the kind group
+    of a subject in the standard shape ("" otherwise)."""
+    cause = c.kind_cause.search(subject) if c.kind_cause else None
+    before_cause = _canonical_all(subject[:cause.start()] if cause else subject, c,
+                                  "kind_values")
+    if "onderhoud" in before_cause:
+        return "onderhoud"
+    return (_canonical_first(kind_part, c, "kind_values")
+            or (before_cause[0] if before_cause else None)
+            or _canonical_first(subject, c, "kind_values"))
+
+
 def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> OutageReport:
     """Read one :class:`OutageReport` from a parsed mail. Never raises on odd content.
 
@@ -953,23 +969,16 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         m = c.ticket.search(subject) or c.ticket.search(text)
         ticket = m.group(0) if m else None
 
-    # kind: the kind label; else the subject, where a maintenance word anywhere wins (a
-    # maintenance notice may come in an outage-shaped subject, "... - Gepland onderhoud")
-    # unless it names a cause ("Storing door werkzaamheden"), then the subject's kind part,
-    # then any kind word in it.
+    # kind: the kind label; else the subject. A kind word after a cause word ("Storing
+    # tijdens onderhoud", "... - storing na werkzaamheden") names the cause, not the kind.
+    # A maintenance word with no cause word before it wins anywhere (a maintenance notice may
+    # come in an outage-shaped subject, "Storingsmelding - Gepland onderhoud"); else the
+    # subject's kind part decides, else any kind word before the cause, else any kind word.
     kind = None
     if labels.get("kind"):
         kind = _canonical_first(labels["kind"], c, "kind_values")
     if kind is None:
-        cause = c.kind_cause.search(subject) if c.kind_cause else None
-        in_subject = _canonical_all(subject[:cause.start()] if cause else subject, c,
-                                    "kind_values")
-        if "onderhoud" in in_subject:
-            kind = "onderhoud"
-        elif subj.get("kind"):
-            kind = _canonical_first(subj["kind"], c, "kind_values")
-        if kind is None and in_subject:
-            kind = in_subject[0]
+        kind = _subject_kind(subject, subj.get("kind", ""), c)
     if kind not in KINDS:
         kind = "storing"
 
