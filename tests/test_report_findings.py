@@ -487,3 +487,22 @@ def test_kind_from_the_subject_with_cause_words(subject, kind):
 def test_new_cause_words_are_defaults():
     for word in ("tijdens", "na", "bij", "after", "during"):
         assert word in DEFAULT_RULES.kind_cause_words
+
+
+# -- 2: a wrapped list of places is joined back; one place per line stays ----------------------
+@pytest.mark.parametrize("value, places", [
+    ("Amersfoort, Leusden, Hoevelaken, Nijkerk, Barneveld, Bergen op\n"
+     "Zoom en Capelle aan den IJssel",
+     ("Amersfoort", "Leusden", "Hoevelaken", "Nijkerk", "Barneveld", "Bergen op Zoom",
+      "Capelle aan den IJssel")),
+    ("Amersfoort, Leusden, Hoevelaken, Nijkerk, Barneveld en\n   Woudenberg",
+     ("Amersfoort", "Leusden", "Hoevelaken", "Nijkerk", "Barneveld", "Woudenberg")),
+    ("Amersfoort,\nLeusden", ("Amersfoort", "Leusden")),
+    ("Amersfoort en Capelle aan\nden IJssel", ("Amersfoort", "Capelle aan den IJssel")),
+    ("Amersfoort\nLeusden\nSoest", ("Amersfoort", "Leusden", "Soest")),
+    ("Amersfoort\nLeusden\nSoest, Baarn", ("Amersfoort", "Leusden", "Soest", "Baarn")),
+    ("\n- Amersfoort\n- Leusden, Soest\n- Baarn", ("Amersfoort", "Leusden", "Soest", "Baarn")),
+])
+def test_wrapped_place_lists_are_joined(value, places):
+    r = extract_report(_mail(f"Getroffen gebied: {value}\nStarttijd: 28-11-2026 09:42\n"))
+    assert r.places == places

@@ -862,12 +862,46 @@ def _is_unknown(value: str, c: _Compiled) -> bool:
     return bool(value) and c.unknown is not None and c.unknown.search(value) is not None
 
 
+_PLACE_LINE_MAX = 40  # a line longer than this is part of a wrapped list, not one place
+_BULLET = re.compile(r"^[-*\u2022]\s")
+
+
+def _ends_with_separator(line: str, c: _Compiled) -> bool:
+    """Whether ``line`` ends with a place separator (",", "en", "and", ...)."""
+    probe = line.rstrip() + " X"
+    return any(m.end() == len(probe) - 1 for m in c.place_sep.finditer(probe))
+
+
+def _place_items(lines: list[str], c: _Compiled) -> list[str]:
+    """The pieces of a places value to split at ``place_separators``: each line, when the
+    places come one per line (bulleted lines, or short lines, most without a separator, as in
+    an HTML cell with <br>); else the lines of a wrapped list joined with spaces. Two lines are
+    always joined when the first ends with a separator ("Barneveld en") or the second starts
+    with a lower-case letter ("Capelle aan / den IJssel")."""
+    lines = [line.strip() for line in lines if line.strip()]
+    if len(lines) < 2:
+        return lines
+    if all(_BULLET.match(line) for line in lines):
+        return lines
+    with_sep = sum(1 for line in lines if c.place_sep.search(line))
+    one_per_line = (all(len(line) <= _PLACE_LINE_MAX for line in lines)
+                    and 2 * with_sep <= len(lines))
+    items = [lines[0]]
+    for line in lines[1:]:
+        if (not one_per_line or _ends_with_separator(items[-1], c)
+                or line[:1].islower()):
+            items[-1] = f"{items[-1]} {line}"
+        else:
+            items.append(line)
+    return items
+
+
 def _split_places(lines: list[str], c: _Compiled) -> list[str]:
-    """Places in a value: one per line (a multi-line value, an HTML cell with <br>), each line
-    split at ``place_separators``; bullets and duplicates (case-insensitive) dropped."""
+    """Places in a value (see :func:`_place_items`), each piece split at
+    ``place_separators``; bullets and duplicates (case-insensitive) dropped."""
     out: list[str] = []
-    for line in lines:
-        for part in c.place_sep.split(line):
+    for item in _place_items(lines, c):
+        for part in c.place_sep.split(item):
             part = part.strip(" \t.-()*\u2022")
             part = re.sub(r"\s+", " ", part)
             if part and part.casefold() not in {p.casefold() for p in out}:
