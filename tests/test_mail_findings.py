@@ -4,7 +4,8 @@
 11 a stub text/plain part loses to the text/html alternative that carries the labels;
 12 Thunderbird forwards (HTML header table, plain "Onderwerp: \\tX" lines), Dutch and English;
 14 HTML -> text keeps labels one per line (paragraphs in table cells, cells with a label
-   each, a table right after text, no Markdown escapes);
+   each, a table right after text, no Markdown escapes), while the paragraphs of a value cell
+   stay one value;
 15 opt-in Authentication-Results check (senders.require_dmarc_pass).
 """
 
@@ -314,6 +315,50 @@ def test_label_and_value_cells_stay_one_row():
     lines = html_to_text(html).split("\n")
     assert "Status| Nieuw" in lines and "Gebied| Amersfoort" in lines
     assert "Starttijd| 28-11-2026 09:42" in lines
+
+
+KPN_SUBJECT = "Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Nieuw"
+
+
+def test_paragraphs_in_a_value_cell_stay_one_value():
+    # Outlook: every paragraph a <p class=MsoNormal>, an empty one (&nbsp;) between them
+    html = ('<table><tr><td><p class="MsoNormal">Ticketnummer</p></td><td><p class="MsoNormal">'
+            'INC000012345678</p></td></tr>'
+            '<tr><td><p class="MsoNormal">Status</p></td><td><p class="MsoNormal">Nieuw</p></td></tr>'
+            '<tr><td><p class="MsoNormal">Getroffen gebied</p></td><td><p class="MsoNormal">'
+            'Amersfoort<o:p></o:p></p><p class="MsoNormal">Leusden<o:p></o:p></p></td></tr>'
+            '<tr><td><p class="MsoNormal">Omschrijving</p></td><td><p class="MsoNormal">Kabel '
+            'beschadigd.<o:p></o:p></p><p class="MsoNormal"><o:p>&nbsp;</o:p></p>'
+            '<p class="MsoNormal">Let op: herstart het modem na herstel.<o:p></o:p></p></td></tr>'
+            "</table>")
+    lines = html_to_text(html).split("\n")
+    assert "Omschrijving| Kabel beschadigd. Let op: herstart het modem na herstel." in lines
+    report = extract_report(parse_mail(raw_mail(html, ctype="text/html; charset=utf-8",
+                                                subject=KPN_SUBJECT)))
+    assert report.description == "Kabel beschadigd. Let op: herstart het modem na herstel."
+    assert report.places == ("Amersfoort", "Leusden")  # one paragraph a place
+
+
+def test_a_label_inside_a_value_cell_is_not_a_label_of_the_mail():
+    html = ("<table><tr><td>Ticketnummer</td><td>INC000012345678</td></tr>"
+            "<tr><td>Omschrijving</td><td><div>Kabel beschadigd.</div>"
+            "<div>Status: monteur onderweg</div></td></tr>"
+            "<tr><td>Status</td><td>Opgelost</td></tr></table>")
+    lines = html_to_text(html).split("\n")
+    assert "Omschrijving| Kabel beschadigd. Status: monteur onderweg" in lines
+    report = extract_report(parse_mail(raw_mail(html, ctype="text/html; charset=utf-8",
+                                                subject=KPN_SUBJECT)))
+    assert report.status == "opgelost"
+    assert report.description == "Kabel beschadigd. Status: monteur onderweg"
+
+
+def test_line_breaks_in_a_value_cell_still_give_one_place_each():
+    html = ("<table><tr><td>Plaatsen</td><td>Zwolle<br>Hattem<br>Heino</td></tr>"
+            "<tr><td>Omschrijving</td><td>Kabel beschadigd.<br>Let op: herstart het modem.</td>"
+            "</tr></table>")
+    lines = html_to_text(html).split("\n")
+    assert lines[:3] == ["Plaatsen| Zwolle", "Hattem", "Heino"]
+    assert "Omschrijving| Kabel beschadigd. Let op: herstart het modem." in lines
 
 
 def test_a_table_after_text_starts_on_its_own_line():
