@@ -166,6 +166,27 @@ def test_neither_part_has_labels_plain_wins():
     assert parsed.text == "Platte versie"
 
 
+def test_plain_report_is_not_outvoted_by_an_html_footer():
+    plain = ("Ticketnummer: INC000012345678\r\nStatus: Nieuw\r\nGetroffen gebied: Amersfoort\r\n"
+             "Starttijd: 28-11-2026 09:42\r\nVerwachte eindtijd: 28-11-2026 14:00\r\n")
+    rows = [("Ticketnummer", "INC000012345678"), ("Status", "Nieuw"),
+            ("Getroffen gebied", "Amersfoort"), ("Starttijd", "28-11-2026 09:42"),
+            ("Verwachte eindtijd", "28-11-2026 12:00")]
+    footer = ["Tel: 0800-0402", "Web: kpn.com", "KvK: 27124701", "Adres: Wilhelminakade 123",
+              "Postbus: 30000", "Plaats: Rotterdam", "Fax: n.v.t.", "Mail: x@kpn.com",
+              "Twitter: @kpn", "BTW: NL00"]
+    html = ("<table>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+            + "</table>" + "".join(f"<p>{line}</p>" for line in footer))
+    parsed = parse_mail(alternative(plain, html))
+    assert parsed.text.startswith("Ticketnummer: INC")
+    assert "14:00" in parsed.text and "KvK" not in parsed.text
+
+
+def test_html_with_few_labels_does_not_beat_a_plain_part():
+    html = "<table><tr><td>Status</td><td>Nieuw</td></tr></table><p>Tel: 0800-0402</p>"
+    assert parse_mail(alternative("Zie de HTML-versie.", html)).text == "Zie de HTML-versie."
+
+
 # =============================================================================================
 # 12: Thunderbird forwards
 # =============================================================================================

@@ -260,11 +260,16 @@ def _label_lines(text: str) -> int:
     return sum(1 for _ in _LABEL_LINE.finditer(text))
 
 
+_STUB_MAX_LABELS = 2  # a plain part with fewer label lines is a stub ...
+_HTML_MIN_LABELS = 3  # ... that loses to an HTML part with at least this many
+
+
 def _body_text(msg: Message) -> str:
     """The message's own body text: the first non-empty text/plain part, else text/html as
-    text. The HTML wins over a plain part that is only a stub ("View this mail in your
-    browser") or leaves out the report: when the HTML has more than twice as many
-    ``Label: value`` lines as the plain part (at least one where the plain part has none).
+    text. The HTML wins only over a plain part that is a stub ("View this mail in your
+    browser: https://..."): one with (almost) no ``Label: value`` lines where the HTML has
+    several. Counting is crude (a footer's "Tel:", "KvK:" count too), so a plain part that
+    carries a report is never outvoted by a longer HTML part.
     """
     plain: list[str] = []
     html: list[str] = []
@@ -292,7 +297,8 @@ def _body_text(msg: Message) -> str:
     html_text = next((t for t in map(_part_text, html) if t.strip()), "")
     if not plain_text:
         return html_text
-    if html_text and _label_lines(html_text) > 2 * _label_lines(plain_text):
+    if (_label_lines(plain_text) < _STUB_MAX_LABELS
+            and _label_lines(html_text) >= _HTML_MIN_LABELS):
         return html_text
     return plain_text
 
