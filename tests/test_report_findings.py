@@ -506,3 +506,20 @@ def test_new_cause_words_are_defaults():
 def test_wrapped_place_lists_are_joined(value, places):
     r = extract_report(_mail(f"Getroffen gebied: {value}\nStarttijd: 28-11-2026 09:42\n"))
     assert r.places == places
+
+
+# -- 3: an unknown label in lower case ends a value again -------------------------------------
+def test_a_lower_case_unknown_label_ends_the_value():
+    r = extract_report(_mail("Getroffen gebied: Amersfoort\naantal getroffen klanten: 1200\n"
+                             "wijkcentrale: AMF01\nStarttijd: 28-11-2026 09:42\n"))
+    assert r.places == ("Amersfoort",)
+    assert r.postcodes == ()
+    got = read_labels("Omschrijving: De storing is\nontstaan om 09:42 door een stroomstoring.\n"
+                      "Update 10:30: monteur ter plaatse.\naantal klanten: circa 1200\n")
+    assert got["description"] == ("De storing is ontstaan om 09:42 door een stroomstoring. "
+                                  "Update 10:30: monteur ter plaatse.")
+
+
+def test_a_lower_case_word_and_colon_inside_a_description_sentence_continues_it():
+    got = read_labels("Omschrijving: Kabelbreuk. Monteurs zijn\nonderweg: herstel volgt.\n")
+    assert got["description"] == "Kabelbreuk. Monteurs zijn onderweg: herstel volgt."

@@ -9,10 +9,11 @@ How a report is read:
 * ``Label: value`` lines (also ``Label | value`` as html2text renders HTML table rows, and
   ``Label<TAB>value``; a *known* label followed by two or more spaces also works). A value continues
   on the following lines until a blank line, a greeting/signature line or a label line: a known
-  label, or an unknown ``Label:`` of a few capitalised words without digits at the start of a
-  line (or indented, left of the column where the current value starts). So a wrapped line
-  such as ``ontstaan om 09:42 door ...`` or ``onderweg: herstel volgt`` continues the value.
-  The lines are kept: each line of a places value is a place of its own.
+  label, or an unknown ``Label:`` of a few words without digits at the start of a line (or
+  indented, left of the column where the current value starts); in lower case ("aantal
+  klanten: 120") not inside a description sentence. So a wrapped line such as ``ontstaan om
+  09:42 door ...`` or ``... zijn / onderweg: herstel volgt`` continues the value. The lines
+  are kept: places one per line are separate places.
 * What the labels do not say is taken from the subject
   (``Storingsmelding KPN: Internet en VoIP - Amersfoort (INC000012345678) - Nieuw``), and a ticket
   id matching ``ticket_pattern`` anywhere in the subject or the body. Without a kind label, a
@@ -702,10 +703,11 @@ def _label_line(line: str) -> tuple[str, str, str, bool] | None:
 
 
 # The shape of a label the config does not know ("Wijkcentrale", "Aantal klanten"): letters
-# (no digits: "om 09:42" is not a label), starting with a capital, no sentence break inside.
+# (no digits: "om 09:42" is not a label), no sentence break inside.
 _GENERIC_LABEL = re.compile(r"^[^\W\d_](?:[^\W\d_]|[()/.&' -]){0,39}+$")
 _GENERIC_LABEL_WORDS = 4  # at the start of a line
 _GENERIC_LABEL_WORDS_INDENTED = 3  # indented, left of the current value's column
+_SENTENCE_ENDS = (".", "!", "?")
 _SUBJECT_MAX = 500
 _TABLE_RULE_CHARS = frozenset(" \t|:+-")
 
@@ -720,14 +722,19 @@ def _width(text: str) -> int:
     return len(text.expandtabs(8))
 
 
-def _is_generic_label(indent: str, label: str, loose: bool, value_col: int | None) -> bool:
+def _is_generic_label(indent: str, label: str, loose: bool, value_col: int | None,
+                      in_sentence: bool = False) -> bool:
     """Whether an unknown ``Label:`` ends the value before it (else the line continues it).
 
     At the start of a line: a label of 1-4 words. Indented: 1-3 words, and left of the column
     where the current value starts -- a wrapped value aligned under its first line ("Let op:
-    herstart het modem.") stays a continuation."""
+    herstart het modem.") stays a continuation. A label in lower case ("aantal klanten: 120")
+    counts too, except when ``in_sentence`` (a description whose last line does not end a
+    sentence: "Monteurs zijn / onderweg: herstel volgt")."""
     label = label.strip()
-    if loose or ". " in label or not label[:1].isupper() or not _GENERIC_LABEL.match(label):
+    if loose or ". " in label or not _GENERIC_LABEL.match(label):
+        return False
+    if not label[:1].isupper() and in_sentence:
         return False
     words = len(label.split())
     if not indent:
@@ -736,11 +743,12 @@ def _is_generic_label(indent: str, label: str, loose: bool, value_col: int | Non
         value_col is None or _width(indent) < value_col)
 
 
-def _classify(line: str, c: _Compiled,
-              value_col: int | None = None) -> tuple[str, str | None, str, int] | None:
+def _classify(line: str, c: _Compiled, value_col: int | None = None,
+              in_sentence: bool = False) -> tuple[str, str | None, str, int] | None:
     """``("known", field, value, value column)`` / ``("other", None, value, value column)``
     for a label line, else None (a continuation line). ``value_col`` is the column where the
-    value this line may continue starts (None when there is none)."""
+    value this line may continue starts (None when there is none); ``in_sentence`` see
+    :func:`_is_generic_label`."""
     m = _label_line(line)
     if m:
         field = c.label_field.get(_label_key(m[1]))
@@ -754,7 +762,7 @@ def _classify(line: str, c: _Compiled,
             if field:
                 return ("known", field, m2.group("value").strip().strip("|").strip(),
                         _width(line[: m2.start("value")]))
-    if m and _is_generic_label(m[0], m[1], m[3], value_col):
+    if m and _is_generic_label(m[0], m[1], m[3], value_col, in_sentence):
         return ("other", None, m[2], _width(line[: len(line) - len(m[2])]))
     return None
 
@@ -784,7 +792,9 @@ def _read_values(text: str, c: _Compiled) -> dict[str, list[str]]:
         if c.signature.match(line):
             flush()
             continue
-        kind = _classify(line, c, col if current is not None else None)
+        in_sentence = (current == "description" and bool(parts)
+                       and not parts[-1].rstrip().endswith(_SENTENCE_ENDS))
+        kind = _classify(line, c, col if current is not None else None, in_sentence)
         if kind is not None:
             flush()
             if kind[0] == "known":
