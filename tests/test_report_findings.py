@@ -523,3 +523,19 @@ def test_a_lower_case_unknown_label_ends_the_value():
 def test_a_lower_case_word_and_colon_inside_a_description_sentence_continues_it():
     got = read_labels("Omschrijving: Kabelbreuk. Monteurs zijn\nonderweg: herstel volgt.\n")
     assert got["description"] == "Kabelbreuk. Monteurs zijn onderweg: herstel volgt."
+
+
+# -- 4: many places stay linear ----------------------------------------------------------------
+@pytest.mark.parametrize("body", [
+    "Plaatsen: " + "\n".join(f"Plaats{i:05d}" for i in range(16_000)) + "\n",
+    "Plaatsen: " + "\n".join(f"Plaats{i:05d}," for i in range(16_000)) + "\n",
+    "Locatie: " + "\n".join(f"{1000 + i // 26} {chr(65 + i % 26)}{chr(65 + i // 26 % 26)} "
+                            f"Dorp{i}" for i in range(16_000)) + "\n",
+    "Plaatsen: " + ", ".join(f"Plaats{i:05d}" for i in range(16_000)) + "\n",
+])
+def test_many_places_parse_in_linear_time(body):
+    t0 = time.perf_counter()
+    r = extract_report(_mail(body))
+    took = time.perf_counter() - t0
+    assert len(r.places) == 16_000
+    assert took < 2.0, f"16,000 places took {took:.1f} s"

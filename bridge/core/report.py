@@ -896,25 +896,28 @@ def _place_items(lines: list[str], c: _Compiled) -> list[str]:
     with_sep = sum(1 for line in lines if c.place_sep.search(line))
     one_per_line = (all(len(line) <= _PLACE_LINE_MAX for line in lines)
                     and 2 * with_sep <= len(lines))
-    items = [lines[0]]
-    for line in lines[1:]:
-        if (not one_per_line or _ends_with_separator(items[-1], c)
-                or line[:1].islower()):
-            items[-1] = f"{items[-1]} {line}"
+    if not one_per_line:
+        return [" ".join(lines)]
+    groups = [[lines[0]]]
+    for prev, line in zip(lines, lines[1:]):
+        if _ends_with_separator(prev, c) or line[:1].islower():
+            groups[-1].append(line)
         else:
-            items.append(line)
-    return items
+            groups.append([line])
+    return [" ".join(group) for group in groups]
 
 
 def _split_places(lines: list[str], c: _Compiled) -> list[str]:
     """Places in a value (see :func:`_place_items`), each piece split at
     ``place_separators``; bullets and duplicates (case-insensitive) dropped."""
     out: list[str] = []
+    seen: set[str] = set()
     for item in _place_items(lines, c):
         for part in c.place_sep.split(item):
             part = part.strip(" \t.-()*\u2022")
             part = re.sub(r"\s+", " ", part)
-            if part and part.casefold() not in {p.casefold() for p in out}:
+            if part and part.casefold() not in seen:
+                seen.add(part.casefold())
                 out.append(part)
     return out
 
@@ -922,10 +925,12 @@ def _split_places(lines: list[str], c: _Compiled) -> list[str]:
 def _postcodes(value: str, c: _Compiled) -> tuple[list[str], str]:
     """Postcodes found in ``value`` (normalised) and ``value`` with them removed."""
     out: list[str] = []
+    seen: set[str] = set()
     for m in c.postcode.finditer(value):
         pc = re.sub(r"(\d{4})\s*([A-Z]{2})(?![A-Za-z])", r"\1 \2", m.group(0))
         pc = re.sub(r"\s*[-\u2013]\s*", "-", pc.strip())
-        if pc not in out:
+        if pc not in seen:
+            seen.add(pc)
             out.append(pc)
     return out, c.postcode.sub(" ", value)
 
@@ -1052,9 +1057,13 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         place_lines = []
     if place_lines and not labels.get("postcodes"):
         rest = []
+        seen_codes: set[str] = set()
         for line in place_lines:
             found_codes, line = _postcodes(line, c)
-            postcodes += [pc for pc in found_codes if pc not in postcodes]
+            for pc in found_codes:
+                if pc not in seen_codes:
+                    seen_codes.add(pc)
+                    postcodes.append(pc)
             rest.append(line)
         place_lines = rest
     places = _split_places(place_lines, c)
