@@ -469,9 +469,63 @@ def test_missing_or_failed_authentication_is_rejected(headers, why):
     assert OUR_MX in verdict.reason and "storingen@kpn.com" in verdict.reason
 
 
-def test_another_servers_header_above_ours_is_skipped():
-    headers = ("imap.cbgconnect.nl; none", PASS)
-    assert authorise(direct("storingen@kpn.com", *headers), checked()).allowed
+def test_only_our_block_at_the_top_counts():
+    # a header of another server on top: ours below it may be forged (list every receiving
+    # server's authserv-id in authserv_id)
+    verdict = authorise(direct("storingen@kpn.com", "imap.cbgconnect.nl; none", PASS), checked())
+    assert not verdict.allowed and "topmost" in verdict.reason and "authserv_id" in verdict.reason
+    # ours, then another server, then a "pass" naming ours: the block ends at the other one
+    headers = (f"{OUR_MX}; spf=pass smtp.mailfrom=kpn.com", "relay.example; none", PASS)
+    assert not authorise(direct("storingen@kpn.com", *headers), checked()).allowed
+    # listing the other server makes it part of the block
+    rules = dataclasses.replace(checked(), authserv_id=(OUR_MX, "imap.cbgconnect.nl"))
+    assert authorise(direct("storingen@kpn.com", "imap.cbgconnect.nl; none", PASS), rules).allowed
+
+
+@pytest.mark.parametrize("headers", [
+    # Postfix with separate milters: one header each, SPF on top
+    (f"{OUR_MX}; spf=pass smtp.mailfrom=kpn.com",
+     f"{OUR_MX}; dkim=pass header.d=kpn.com header.s=sel",
+     f"{OUR_MX}; dmarc=pass (p=reject dis=none) header.from=kpn.com"),
+    (f"{OUR_MX}; spf=pass smtp.mailfrom=kpn.com", f"{OUR_MX}; dkim=pass header.d=kpn.com"),
+    (f"mx2.cbgconnect.nl; spf=pass smtp.mailfrom=kpn.com",
+     f"{OUR_MX}; dmarc=pass header.from=kpn.com"),
+])
+def test_every_header_of_our_block_counts(headers):
+    rules = dataclasses.replace(checked(), authserv_id=(OUR_MX, "mx2.cbgconnect.nl"))
+    assert authorise(direct("storingen@kpn.com", *headers), rules).allowed
+
+
+@pytest.mark.parametrize("headers, why", [
+    # our dmarc=fail on top is not overruled by a forged pass below it, DKIM or DMARC
+    ((f"{OUR_MX}; dmarc=fail header.from=kpn.com", f"{OUR_MX}; dkim=pass header.d=kpn.com"),
+     "dmarc=fail"),
+    ((f"{OUR_MX}; dkim=fail header.d=kpn.com", f"{OUR_MX}; dkim=pass header.d=kpn.com"),
+     "dkim=fail"),
+    # dmarc=pass counts only with header.from naming the From domain
+    ((f"{OUR_MX}; dmarc=pass",), "dmarc=pass"),
+    ((f"{OUR_MX}; dmarc=pass header.from=kpn.com.attacker.example",), "dmarc=pass"),
+])
+def test_our_block_is_read_per_method(headers, why):
+    problem = senders.authentication_problem(env("storingen@kpn.com", *headers), checked())
+    assert problem is not None and why in problem, problem
+
+
+def test_dmarc_pass_without_header_from_needs_an_aligned_dkim_pass():
+    header = f"{OUR_MX}; dkim=pass header.d=kpn.com; dmarc=pass"
+    assert authorise(direct("storingen@kpn.com", header), checked()).allowed
+
+
+def test_a_second_from_header_is_rejected():
+    raw = raw_mail("Ticketnummer: INC000012345678\r\n", from_="storingen@kpn.com",
+                   headers=f"Authentication-Results: {OUR_MX}; dmarc=pass header.from=kpn.com\r\n"
+                           "From: a@attacker.example\r\n")
+    parsed = parse_mail(raw)
+    assert parsed.outer.from_count == 2
+    for rules in (checked(), SenderRules(kpn=("kpn.com",))):
+        verdict = authorise(parsed, rules)
+        assert not verdict.allowed and "2 From headers" in verdict.reason
+    assert parse_mail(raw_mail("x", from_="storingen@kpn.com")).outer.from_count == 1
 
 
 def test_forward_is_checked_on_the_forwarder():

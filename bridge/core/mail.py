@@ -424,6 +424,10 @@ def _auth_results(msg: Message) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _from_count(msg: Message) -> int:
+    return sum(1 for key, _ in getattr(msg, "_headers", []) if key.lower() == "from")
+
+
 def _envelope(msg: Message, tz: str, clean: bool = False) -> Envelope:
     addr, name = _address(_header(msg, "From"))
     subject = _collapse(_header(msg, "Subject"))
@@ -434,6 +438,7 @@ def _envelope(msg: Message, tz: str, clean: bool = False) -> Envelope:
         date=_header_date(_header(msg, "Date"), tz),
         message_id=_message_id(_header(msg, "Message-ID")),
         auth_results=_auth_results(msg),
+        from_count=_from_count(msg),
     )
 
 

@@ -32,6 +32,9 @@ class Envelope:
     # Authentication-Results header values, topmost (last added) first, unfolded; only of a
     # mail's real headers (the outer mail, an attached original), never of an inline forward
     auth_results: tuple[str, ...] = ()
+    # From header fields of a mail's real headers: RFC 5322 allows one; a second one is a
+    # classic spoof (checks and the allow-list may each read another one)
+    from_count: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """Who may send: the allow-list decision for one parsed mail (pure).
 
-The allow-list trusts the From header. With ``require_dmarc_pass`` it also asks for proof
-that the From is not forged: an ``Authentication-Results`` header (RFC 8601) added by our own
-mail server (``authserv_id``) with ``dmarc=pass`` for the From domain, or ``dkim=pass`` with a
-signing domain aligned with it. Anyone can write such a header into a mail, so only headers
-naming our server count, and of those only the topmost (the last one added, by our server
-when the mail came in). For a forward the check is on the forwarder, the From of the mail we
-received: the original inside carries only what the forwarder put there.
+The allow-list trusts the From header; a mail with more than one From header is rejected.
+With ``require_dmarc_pass`` it also asks for proof that the From is not forged: an
+``Authentication-Results`` header (RFC 8601) added by our own mail server (``authserv_id``)
+with ``dmarc=pass`` and ``header.from`` the From domain, or ``dkim=pass`` with a signing
+domain aligned with it. Anyone can write such a header into a mail, so only the block of
+headers at the top that all name one of our servers counts (our MTA and its milters add one
+each; below the first header of another server anything may be forged), and in it, per
+method, the topmost report. For a forward the check is on the forwarder, the From of the
+mail we received: the original inside carries only what the forwarder put there.
 """
 
 from __future__ import annotations
@@ -163,31 +165,74 @@ def _aligned(d: str, domain: str) -> bool:
     return d == domain or domain.endswith("." + d) or d.endswith("." + domain)
 
 
+def _our_block(headers: tuple[str, ...], ids: tuple[str, ...]) -> list[tuple[str, tuple[AuthResult, ...]]]:
+    """The parsed headers of the contiguous block at the top whose authserv-id is ours.
+
+    It ends at the first header of another server: what is below that was in the mail before
+    it reached a hop we do not know, so it may be forged, even when it names our server.
+    """
+    block = []
+    for header in headers:
+        authserv, results = parse_auth_results(header)
+        if authserv not in ids:
+            break
+        block.append((authserv, results))
+    return block
+
+
+def _topmost(block: list[tuple[str, tuple[AuthResult, ...]]], method: str) -> tuple[AuthResult, ...]:
+    """The ``method`` results of the topmost header in ``block`` that reports that method.
+
+    Our server adds its headers above what the mail brought along, so for each method the
+    topmost report is our server's; one of the same id further down (which our server
+    should have removed) cannot overrule it.
+    """
+    for _, results in block:
+        found = tuple(r for r in results if r.method == method)
+        if found:
+            return found
+    return ()
+
+
 def authentication_problem(env: Envelope, rules: SenderRules) -> str | None:
     """Why ``env``'s From is not vouched for by our own mail server, or ``None`` when it is.
 
-    Only the topmost Authentication-Results header whose authserv-id is one of
-    ``rules.authserv_id`` counts. It must hold ``dmarc=pass`` (for the From domain, when it
-    names one in ``header.from``) or ``dkim=pass`` with ``header.d`` aligned with the From
-    domain.
+    Only the block of Authentication-Results headers at the top whose authserv-ids are all
+    in ``rules.authserv_id`` counts (an MTA with separate SPF, DKIM and DMARC milters adds a
+    header for each). Of that block, for DMARC and for DKIM, the topmost header reporting it
+    counts. The From is vouched for by ``dmarc=pass`` with ``header.from`` equal to the From
+    domain, or, when the DMARC result is not decisive (none, an error, no DMARC check at
+    all), by ``dkim=pass`` with ``header.d`` aligned with the From domain. A ``dmarc=fail``,
+    or a DMARC result for another domain, is never overruled by a DKIM pass.
     """
     ids = tuple(i.lower() for i in rules.authserv_id)
+    names = " or ".join(ids) or "(no authserv_id set)"
     domain = _domain(env.from_addr) if "@" in env.from_addr else ""
-    for header in env.auth_results:
-        authserv, results = parse_auth_results(header)
-        if authserv not in ids:
-            continue
-        for r in results:
-            if r.result != "pass":
-                continue
-            if r.method == "dmarc" and domain and _domain(r.prop("header.from") or domain) == domain:
-                return None
-            if r.method == "dkim" and _aligned(r.prop("header.d"), domain):
-                return None
-        found = ", ".join(map(str, results)) or "none"
-        return (f"the Authentication-Results of {authserv} show no dmarc=pass or aligned"
-                f" dkim=pass for {domain or '(no domain)'}: {found}")
-    return f"no Authentication-Results header from {' or '.join(ids) or '(no authserv_id set)'}"
+    block = _our_block(env.auth_results, ids)
+    if not block:
+        if any(parse_auth_results(h)[0] in ids for h in env.auth_results):
+            top = parse_auth_results(env.auth_results[0])[0] or "(no authserv-id)"
+            return (f"the topmost Authentication-Results header is from {top}, not {names};"
+                    " headers below another server's do not count (list every receiving"
+                    " server's authserv-id in authserv_id)")
+        return f"no Authentication-Results header from {names}"
+    authserv = block[0][0]
+    dmarc = _topmost(block, "dmarc")
+    dkim = _topmost(block, "dkim")
+    for r in dmarc:
+        if r.result == "pass" and domain and _domain(r.prop("header.from")) == domain:
+            return None
+    for r in dmarc:
+        other = r.prop("header.from") and _domain(r.prop("header.from")) != domain
+        if r.result == "fail" or other:
+            return f"the Authentication-Results of {authserv} give {r} for {domain or '(no domain)'}"
+    if domain and any(r.result == "pass" and _aligned(r.prop("header.d"), domain) for r in dkim):
+        return None
+    found = ", ".join(map(str, dmarc + dkim or tuple(r for _, rs in block for r in rs))) or "none"
+    if any(r.result == "pass" for r in dmarc):
+        found += " (a dmarc=pass counts only with header.from naming the From domain)"
+    return (f"the Authentication-Results of {authserv} show no dmarc=pass or aligned"
+            f" dkim=pass for {domain or '(no domain)'}: {found}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +243,13 @@ def authorise(mail: ParsedMail, rules: SenderRules) -> Verdict:
     """A KPN sender is allowed as is; a listed forwarder only with a KPN original inside.
 
     With ``rules.require_dmarc_pass`` the From of the mail as received (the KPN sender, or the
-    forwarder) must also pass :func:`authentication_problem`.
+    forwarder) must also pass :func:`authentication_problem`. A mail (or attached original)
+    with more than one From header is always rejected: which one counts would depend on the
+    reader, a classic way to pass a check on one From and show another.
     """
+    for what, env in (("the mail", mail.outer), ("the forwarded original", mail.original)):
+        if env is not None and env.from_count > 1:
+            return Verdict(False, f"{what} has {env.from_count} From headers")
     verdict = _listed(mail, rules)
     if verdict.allowed and rules.require_dmarc_pass:
         problem = authentication_problem(mail.outer, rules)
