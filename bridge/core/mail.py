@@ -403,7 +403,7 @@ def _message_id(value: str) -> str | None:
     return mid or None
 
 
-_AUTH_RESULTS_MAX = 20  # Authentication-Results headers kept (topmost first)
+_AUTH_RESULTS_HEADERS_MAX = 20  # how many Authentication-Results headers are kept (topmost)
 
 
 def _auth_results(msg: Message) -> tuple[str, ...]:
@@ -419,7 +419,7 @@ def _auth_results(msg: Message) -> tuple[str, ...]:
         except UnicodeEncodeError:
             pass
         out.append(_collapse(raw))
-        if len(out) >= _AUTH_RESULTS_MAX:
+        if len(out) >= _AUTH_RESULTS_HEADERS_MAX:
             break
     return tuple(out)
 
@@ -499,8 +499,9 @@ def _header_key(line: str) -> tuple[str, str] | None:
     return (key, value) if key else None
 
 
-def _is_table_rule(line: str) -> bool:
-    """html2text's line under a table's first row ("---|---")."""
+def _is_html2text_header_rule(line: str) -> bool:
+    """html2text's Markdown rule under a table's first row ("---|---", "---|---|---"); not
+    any table border (core.report has its own, wider ``_is_table_rule`` for those)."""
     line = line.strip()
     return line.startswith("---") and "|" in line and not line.strip("-|: ")
 
@@ -522,7 +523,7 @@ def _read_block(lines: list[str], start: int, depth: int) -> tuple[dict, int] | 
         line = _unquote(lines[i], depth)
         if not line.strip():
             break
-        if _is_table_rule(line):  # inside a header table (Thunderbird's HTML forward)
+        if _is_html2text_header_rule(line):  # inside a header table (Thunderbird's HTML forward)
             i += 1
             continue
         hk = _header_key(line)

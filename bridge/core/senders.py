@@ -57,7 +57,7 @@ def listed(address: str, entries: tuple[str, ...]) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Authentication-Results (RFC 8601)
 
-_AUTH_RESULTS_MAX = 8000  # characters of one header read; real ones are far shorter
+_AUTH_RESULTS_CHARS_MAX = 8000  # characters of one header read; real ones are far shorter
 
 
 def _lex(value: str) -> list[list[str]]:
@@ -76,7 +76,7 @@ def _lex(value: str) -> list[list[str]]:
             segments[-1].append("".join(token))
         token, have = [], False
 
-    for ch in value[:_AUTH_RESULTS_MAX]:
+    for ch in value[:_AUTH_RESULTS_CHARS_MAX]:
         if escaped:
             if not depth:
                 token.append(ch)
@@ -165,13 +165,16 @@ def _aligned(d: str, domain: str) -> bool:
     return d == domain or domain.endswith("." + d) or d.endswith("." + domain)
 
 
-def _our_block(headers: tuple[str, ...], ids: tuple[str, ...]) -> list[tuple[str, tuple[AuthResult, ...]]]:
+_Block = list[tuple[str, tuple[AuthResult, ...]]]  # (authserv-id, results) per header
+
+
+def _our_block(headers: tuple[str, ...], ids: tuple[str, ...]) -> _Block:
     """The parsed headers of the contiguous block at the top whose authserv-id is ours.
 
     It ends at the first header of another server: what is below that was in the mail before
     it reached a hop we do not know, so it may be forged, even when it names our server.
     """
-    block = []
+    block: _Block = []
     for header in headers:
         authserv, results = parse_auth_results(header)
         if authserv not in ids:
@@ -180,7 +183,7 @@ def _our_block(headers: tuple[str, ...], ids: tuple[str, ...]) -> list[tuple[str
     return block
 
 
-def _topmost(block: list[tuple[str, tuple[AuthResult, ...]]], method: str) -> tuple[AuthResult, ...]:
+def _topmost(block: _Block, method: str) -> tuple[AuthResult, ...]:
     """The ``method`` results of the topmost header in ``block`` that reports that method.
 
     Our server adds its headers above what the mail brought along, so for each method the
@@ -225,7 +228,8 @@ def authentication_problem(env: Envelope, rules: SenderRules) -> str | None:
     for r in dmarc:
         other = r.prop("header.from") and _domain(r.prop("header.from")) != domain
         if r.result == "fail" or other:
-            return f"the Authentication-Results of {authserv} give {r} for {domain or '(no domain)'}"
+            return (f"the Authentication-Results of {authserv} give {r}"
+                    f" for {domain or '(no domain)'}")
     if domain and any(r.result == "pass" and _aligned(r.prop("header.d"), domain) for r in dkim):
         return None
     found = ", ".join(map(str, dmarc + dkim or tuple(r for _, rs in block for r in rs))) or "none"
