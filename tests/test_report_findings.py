@@ -539,3 +539,27 @@ def test_many_places_parse_in_linear_time(body):
     took = time.perf_counter() - t0
     assert len(r.places) == 16_000
     assert took < 2.0, f"16,000 places took {took:.1f} s"
+
+
+# -- 5: a partial word after the status counts only when it ends the status phrase ------------
+@pytest.mark.parametrize("value, want", [
+    ("Opgelost, gedeeltelijke vervanging van de kabel uitgevoerd", "opgelost"),
+    ("Opgelost - deels nieuwe bekabeling gelegd", "opgelost"),
+    ("Resolved: partial fibre replacement done", "opgelost"),
+    ("Opgelost (gedeeltelijk)", "update"),
+    ("Hersteld - deels", "update"),
+    ("opgelost, gedeeltelijk", "update"),
+    ("Opgelost, gedeeltelijk. Monteur komt morgen terug.", "update"),
+    ("Resolved (partially)", "update"),
+    ("Niet uitgevoerd", "update"),
+])
+def test_a_partial_word_after_the_status_must_end_the_phrase(value, want):
+    assert extract_report(_mail(f"Status: {value}")).status == want
+
+
+def test_a_partial_word_cut_by_the_status_window_is_not_at_the_end():
+    c = report_mod._compile(DEFAULT_RULES)
+    w = report_mod._STATUS_WINDOW
+    pad = " " * (w - len(", deels"))
+    assert report_mod._status("Opgelost" + pad + ", deels", c) == "update"
+    assert report_mod._status("Opgelost" + pad + ", deels vervangen", c) == "opgelost"

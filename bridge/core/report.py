@@ -188,9 +188,12 @@ class ReportRules:
     # A status word with one of these before it (up to two words between: "nog niet volledig
     # opgelost") is not that status: a negated resolved / cancelled / announced status is an
     # update, a negated new or update status is skipped. Whole words, case-insensitive.
+    # Note: maintenance "Niet uitgevoerd" (not carried out) is thus an update, not cancelled.
     status_negation_words: tuple[str, ...] = ("niet", "nog niet", "not", "not yet")
     # The same for a partial status ("deels opgelost"); these also count right after the
-    # status word ("opgelost (gedeeltelijk)", "hersteld - deels").
+    # status word when they end the status phrase ("opgelost (gedeeltelijk)", "hersteld -
+    # deels"), not when they start a new clause ("opgelost, gedeeltelijke vervanging van de
+    # kabel uitgevoerd" is resolved).
     status_partial_words: tuple[str, ...] = (
         "deels", "gedeeltelijk", "grotendeels", "gedeeltelijke", "partieel", "voor een deel",
         "partially", "partly", "partial", "mostly", "largely",
@@ -661,7 +664,9 @@ def _compile(rules: ReportRules) -> _Compiled:
         # Used on a window of at most _STATUS_WINDOW characters around the status word.
         status_before=re.compile(rf"(?<!\w)(?:{before})(?:\s++[^\W\d_]++){{0,2}}+\s*+$",
                                  re.IGNORECASE) if before else None,
-        status_after=re.compile(rf"\s*+[(\[:,\-\u2013\u2014]?+\s*+(?:{after})(?!\w)",
+        # The partial word must end the phrase: the end of the value or punctuation follows.
+        status_after=re.compile(rf"\s*+[(\[:,\-\u2013\u2014]?+\s*+(?:{after})(?!\w)"
+                                r"\s*+(?:[)\].,;:!?\-\u2013\u2014]|$)",
                                 re.IGNORECASE) if after else None,
     )
 
@@ -859,6 +864,8 @@ def _status(text: str | None, c: _Compiled) -> str | None:
             continue
         before = text[max(0, m.start() - _STATUS_WINDOW):m.start()]
         after = text[m.end():m.end() + _STATUS_WINDOW]
+        if m.end() + _STATUS_WINDOW < len(text):
+            after += "\n\x00"  # the window is not the end of the value
         qualified = ((c.status_before is not None and c.status_before.search(before))
                      or (c.status_after is not None and c.status_after.match(after)))
         if not qualified:
