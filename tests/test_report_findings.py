@@ -563,3 +563,35 @@ def test_a_partial_word_cut_by_the_status_window_is_not_at_the_end():
     pad = " " * (w - len(", deels"))
     assert report_mod._status("Opgelost" + pad + ", deels", c) == "update"
     assert report_mod._status("Opgelost" + pad + ", deels vervangen", c) == "opgelost"
+
+
+# -- 6: ISO offsets, and numbers after non-filler words are no times ---------------------------
+@pytest.mark.parametrize("text, want", [
+    ("2026-11-28T09:42-05:00", datetime(2026, 11, 28, 14, 42, tzinfo=UTC)),
+    ("2026-11-28t09:42:30-0500", datetime(2026, 11, 28, 14, 42, 30, tzinfo=UTC)),
+    ("2026-11-28T09:42+01:00", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
+    ("28-11-2026 versie 2.10 uitgerold", _local(2026, 11, 28, 0)),
+    ("28-11-2026 kabel 12.34 meter", _local(2026, 11, 28, 0)),
+    ("28-11-2026 nummer 1.23", _local(2026, 11, 28, 0)),
+    ("28-11-2026 update volgt 12:00", _local(2026, 11, 28, 0)),
+    ("28-11-2026 09:42/28-11-2026 10:00", _local(2026, 11, 28, 9, 42)),
+    ("28-11-2026 uiterlijk 14:00", _local(2026, 11, 28, 14)),
+    ("28-11-2026 's avonds 22:00", _local(2026, 11, 28, 22)),
+    ("28-11-2026 ca. 14.00 uur", _local(2026, 11, 28, 14)),
+])
+def test_dates_with_offsets_and_words_between_date_and_time(text, want):
+    assert parse_datetime(text) == want
+
+
+def test_an_iso_offset_in_a_period_is_not_a_range():
+    assert report_mod.parse_period("2026-11-28T09:42-05:00") == (
+        datetime(2026, 11, 28, 14, 42, tzinfo=UTC), None)
+
+
+def test_date_filler_words_come_from_config():
+    assert "uiterlijk" in DEFAULT_RULES.date_filler_words
+    rules = rules_from_config({"date_filler_words": ["versie"]})
+    assert parse_datetime("28-11-2026 versie 14:00", rules=rules) == _local(2026, 11, 28, 14)
+    assert parse_datetime("28-11-2026 rond 14:00", rules=rules) == _local(2026, 11, 28, 0)
+    r = extract_report(_mail("Starttijd: 28-11-2026 versie 14:00"), rules)
+    assert r.start == _local(2026, 11, 28, 14)

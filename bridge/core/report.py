@@ -198,6 +198,17 @@ class ReportRules:
         "deels", "gedeeltelijk", "grotendeels", "gedeeltelijke", "partieel", "voor een deel",
         "partially", "partly", "partial", "mostly", "largely",
     )
+    # Words around a date or time that carry no date ("op 28-11-2026 om 14:00", "vanaf ca.
+    # 14:00", "28-11-2026 vanavond 22:00"): removed before a date is read, each optionally
+    # followed by a dot. Only these (and a dash) may stand between a date and its time: in
+    # "28-11-2026 versie 2.10" or "28-11-2026 update volgt 12:00" the number is no time.
+    date_filler_words: tuple[str, ...] = (
+        "om", "te", "op", "van", "vanaf", "tussen", "rond", "rondom", "omstreeks", "circa",
+        "ca", "ongeveer", "plm", "uiterlijk", "vanochtend", "vanmorgen", "vanmiddag",
+        "vanavond", "vannacht", "'s ochtends", "'s morgens", "'s middags", "'s avonds",
+        "'s nachts", "at", "on", "from", "between", "around", "about", "approximately",
+        "approx", "by",
+    )
     unknown_values: tuple[str, ...] = (
         "onbekend", "nog onbekend", "nog niet bekend", "niet bekend", "n.n.b.", "n.n.b", "nnb",
         "n.t.b.", "n.t.b", "ntb", "nader te bepalen", "volgt", "unknown", "not known", "tbd",
@@ -249,8 +260,9 @@ def rules_from_config(d: dict) -> ReportRules:
     Keys are the field names of :class:`ReportRules`:
 
     * ``timezone`` (string, an IANA zone name);
-    * ``*_labels``, ``unknown_values``, ``kind_cause_words``, ``status_negation_words`` and
-      ``status_partial_words`` (lists of strings; the three word lists may be empty);
+    * ``*_labels``, ``unknown_values``, ``kind_cause_words``, ``status_negation_words``,
+      ``status_partial_words`` and ``date_filler_words`` (lists of strings; the four word
+      lists may be empty);
     * ``status_values``, ``kind_values``, ``service_values`` (tables mapping a canonical name to a
       list of synonyms; status names must be one of nieuw/update/opgelost/geannuleerd/
       aangekondigd, kind names storing/onderhoud);
@@ -346,14 +358,16 @@ _MON = r"(?P<mon>[a-z]{3,9})\.?"
 # ("03.12.2026" after "tot" is no 03:12). A numeric offset needs seconds before it when it is
 # negative and has a colon: "00:00-06:00" is a range, not UTC-6.
 _TIME_CORE = (
-    r"(?P<h>\d{1,2})[:.h](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?:\.\d+)?)?(?![./]?\d)"
+    r"(?P<h>\d{1,2})[:.h](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?:\.\d+)?)?(?!\.?\d)"
+    r"(?!/\d{1,4}(?![\d./-]))"
     r"\s*+(?P<ampm>[ap]\.?m\.?(?!\w))?(?:\s*+(?:uur|u)(?!\w))?"
     r"(?:\s*+\(?(?P<tz>z(?!\w)|utc(?:\s?[+-]\d{1,2}(?::?\d{2})?)?|gmt(?:\s?[+-]\d{1,2}(?::?\d{2})?)?"
     r"|cest|cet|mest|met|(?(s)[+-]|(?:\+|-(?!\d{2}:)))\d{2}:?\d{2})\)?)?"
 )
-# Between a date and its time: a dash, or up to two words ("28-11-2026 tussen 14:00",
-# "28 november 2026 rond 14:00 uur", "28-11-2026 vanavond 22:00"). Possessive and bounded.
-_DATE_TIME_GAP = r"(?:[-\u2013|]\s*+|(?:[^\W\d_]{1,15}+\.?+\s++){1,2}+)?+"
+# Between a date and its time: a dash. Filler words ("28-11-2026 tussen 14:00", "28 november
+# 2026 rond 14:00 uur", ReportRules.date_filler_words) are removed before this is matched;
+# other words are not skipped ("28-11-2026 versie 2.10 uitgerold" has no time).
+_DATE_TIME_GAP = r"(?:[-\u2013|]\s*+)?+"
 _TIME = r"(?:\s*+" + _DATE_TIME_GAP + _TIME_CORE + r")?"
 _DATE_PATTERNS = (
     # ISO 8601 / year first
@@ -419,18 +433,26 @@ def _to_utc(local: datetime, tz: str, explicit: str | None) -> datetime | None:
     return local.replace(tzinfo=ZoneInfo(tz), fold=0).astimezone(timezone.utc)
 
 
-# Words around dates that carry no date: removed before parsing.
-_DATE_FILLERS = re.compile(
-    r"(?<!\w)(?:om|at|te|on|op|van|vanaf|from|tussen|between|rond|rondom|omstreeks|circa|"
-    r"ongeveer|around|about|approximately|approx|ca|plm)(?:\.|(?!\w))"
-)
+@functools.lru_cache(maxsize=16)
+def _date_fillers(words: tuple[str, ...]) -> re.Pattern | None:
+    """The regex of ``date_filler_words`` (each optionally followed by a dot)."""
+    body = _word_list_body(words)
+    return re.compile(rf"(?<!\w)(?:{body})(?:\.|(?!\w))") if body else None
 
 
-def _normalise_date_text(text: str) -> str:
+# ISO 8601 with "T" and a numeric offset: "2026-11-28T09:42-05:00" is UTC-5, not a range.
+_ISO_OFFSET = re.compile(
+    r"(?<=\d)t(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)([+-]\d{2}(?::?\d{2})?)(?![\d:])")
+
+
+def _normalise_date_text(text: str, rules: ReportRules | None = None) -> str:
     s = text.lower().replace("\u00a0", " ")
     s = s.replace(",", " ")
+    s = _ISO_OFFSET.sub(r" \1 utc\2", s)
     s = re.sub(rf"(?<![\w]){_WEEKDAYS}(?:\.|(?!\w))", " ", s)
-    s = _DATE_FILLERS.sub(" ", s)
+    fillers = _date_fillers((rules or DEFAULT_RULES).date_filler_words)
+    if fillers is not None:
+        s = fillers.sub(" ", s)
     s = re.sub(r"(?<=\d)t(?=\d{1,2}:)", " ", s)  # ISO "2026-11-28T09:42" -> "2026-11-28 09:42"
     return re.sub(r"\s+", " ", s).strip()
 
@@ -471,21 +493,23 @@ def _on_day(m: re.Match, day: date, tz: str) -> datetime | None:
 
 
 def parse_datetime(text: str | None, tz: str = "Europe/Amsterdam",
-                   default_date: date | None = None) -> datetime | None:
+                   default_date: date | None = None,
+                   rules: ReportRules | None = None) -> datetime | None:
     """Parse a date (and time) as written in a KPN mail or a forward header; return aware UTC.
 
     Day-first numeric dates ("28-11-2026 09:42", "28/11/26 9:42", "28.11.2026"), Dutch and
     English month names ("28 november 2026 om 07:05", "za 28 nov. 2026 om 09:45",
     "Saturday, November 28, 2026 9:45 AM"), ISO 8601 (with or without offset) and RFC 2822.
-    A dash or up to two words may stand between the date and the time ("28-11-2026 tussen
-    14:00 en 16:00" is 14:00). Zone-less values are local time in ``tz``. A date without a
+    A dash or filler words (``rules.date_filler_words``) may stand between the date and the
+    time ("28-11-2026 tussen 14:00 en 16:00" is 14:00; "28-11-2026 versie 2.10" is midnight).
+    An ISO time with "T" and an offset ("2026-11-28T09:42-05:00") keeps the offset. Zone-less values are local time in ``tz``. A date without a
     time is midnight. A bare time ("14:00") uses ``default_date`` when given. Returns None
     when nothing parses; never raises.
     """
     if not text:
         return None
     try:
-        s = _normalise_date_text(text)
+        s = _normalise_date_text(text, rules)
         found = _date_match(s, tz)
         if found is not None:
             return found[0]
@@ -512,7 +536,7 @@ def parse_period(text: str | None, tz: str = "Europe/Amsterdam",
         return None, None
     c = _compile(rules or DEFAULT_RULES)
     try:
-        s = _normalise_date_text(text)
+        s = _normalise_date_text(text, rules)
         found = _date_match(s, tz)
         if found is None:
             m = _TIME_AT.match(s) if default_date is not None else None
@@ -970,13 +994,14 @@ def _window(text: str | None, tz: str, day: date | None, not_after: datetime | N
     return start, end
 
 
-def _end_time(text: str, tz: str, day: date | None, start: datetime | None) -> datetime | None:
+def _end_time(text: str, tz: str, day: date | None, start: datetime | None,
+              rules: ReportRules) -> datetime | None:
     """An end value. Written as a bare time ("02:00") it is on ``day``, or on the next day when
     it would be earlier than ``start`` (a night window); a written date is never moved."""
-    end = parse_datetime(text, tz, default_date=day)
+    end = parse_datetime(text, tz, default_date=day, rules=rules)
     if (end is not None and start is not None and day is not None and end < start
-            and parse_datetime(text, tz) is None):
-        end = parse_datetime(text, tz, default_date=day + timedelta(days=1))
+            and parse_datetime(text, tz, rules=rules) is None):
+        end = parse_datetime(text, tz, default_date=day + timedelta(days=1), rules=rules)
     return end
 
 
@@ -1081,7 +1106,7 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
     # written as a bare time is on the date label's day, else on the day the mail was sent
     # (for an outage: the day before, if that would put its start after the mail).
     tz = rules.timezone
-    date_day = _local_date(parse_datetime(labels.get("date"), tz), tz)
+    date_day = _local_date(parse_datetime(labels.get("date"), tz, rules=rules), tz)
     bare_day = date_day or _local_date(env.date, tz)
     not_after = env.date if kind == "storing" and date_day is None else None
     start, window_end = _window(labels.get("start"), tz, bare_day, not_after, rules)
@@ -1095,11 +1120,11 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
     end_expected = False
     end_unknown = False
     if labels.get("end"):
-        end = _end_time(labels["end"], tz, day, start)
+        end = _end_time(labels["end"], tz, day, start, rules)
         if end is None and _is_unknown(labels["end"], c):
             end_unknown = True
     if end is None and labels.get("expected_end"):
-        end = _end_time(labels["expected_end"], tz, day, start)
+        end = _end_time(labels["expected_end"], tz, day, start, rules)
         if end is not None:
             end_expected, end_unknown = True, False
         elif _is_unknown(labels["expected_end"], c):
