@@ -283,7 +283,7 @@ def test_maintenance_words_come_from_config():
         ("Periode", "28-11-2026 00:00 - 06:00", (28, 0), (28, 6)),
         ("Periode", "28-11-2026 00:00-06:00", (28, 0), (28, 6)),
         ("Tijdvak", "28-11-2026 00:00 tot 06:00", (28, 0), (28, 6)),
-        ("Werkzaamheden", "van 28-11-2026 00:00 tot 29-11-2026 06:00", (28, 0), (29, 6)),
+        ("Uitvoering", "van 28-11-2026 00:00 tot 29-11-2026 06:00", (28, 0), (29, 6)),
         ("Periode", "28-11-2026 22:00 \u2013 29-11-2026 04:00", (28, 22), (29, 4)),
         ("Periode", "28-11-2026 22:00 - 04:00", (28, 22), (29, 4)),
         ("Periode", "zaterdag 28 november 2026 tussen 00:00 en 06:00 uur", (28, 0), (28, 6)),
@@ -595,3 +595,22 @@ def test_date_filler_words_come_from_config():
     assert parse_datetime("28-11-2026 rond 14:00", rules=rules) == _local(2026, 11, 28, 0)
     r = extract_report(_mail("Starttijd: 28-11-2026 versie 14:00"), rules)
     assert r.start == _local(2026, 11, 28, 14)
+
+
+# -- 7: period and date labels that collide with status/kind words or forward headers ---------
+def test_parse_period_is_exported():
+    assert "parse_period" in report_mod.__all__
+
+
+def test_colliding_period_and_date_labels_are_gone():
+    for label in ("Gepland", "Werkzaamheden", "Scheduled"):
+        assert label not in DEFAULT_RULES.period_labels
+    assert "Date" not in DEFAULT_RULES.date_labels
+    r = extract_report(_mail("Omschrijving: Vervanging van een knooppunt.\n"
+                             "Date: 01-12-2026\nTijdvak: tussen 00:00 en 06:00\n",
+                             subject="Onderhoud Zwolle"))
+    # a bare window is on the day the mail was sent, not on a left-over forward header's day
+    assert (r.start, r.end) == (_local(2026, 11, 26, 0), _local(2026, 11, 26, 6))
+    r = extract_report(_mail("Werkzaamheden: 28-11-2026 00:00 - 06:00\n",
+                             subject="Onderhoud Zwolle"))
+    assert r.start is None

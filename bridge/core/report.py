@@ -45,6 +45,7 @@ __all__ = [
     "extract_report",
     "parse_datetime",
     "parse_duration_minutes",
+    "parse_period",
     "read_labels",
     "rules_from_config",
 ]
@@ -126,17 +127,21 @@ class ReportRules:
         "Restored at",
     )
     # A window in one value: "28-11-2026 00:00 - 06:00", "van 28-11-2026 22:00 tot
-    # 29-11-2026 04:00", "tussen 00:00 en 06:00". Also read from start labels.
+    # 29-11-2026 04:00", "tussen 00:00 en 06:00". Also read from start labels. Not "Gepland",
+    # "Scheduled" or "Werkzaamheden": status and kind words, also used as a heading or a
+    # label of the work itself ("Werkzaamheden: vervanging van een glasvezelknooppunt").
     period_labels: tuple[str, ...] = (
         "Periode", "Tijdvak", "Tijdsvak", "Tijdvenster", "Tijdsvenster", "Onderhoudsvenster",
-        "Werkzaamheden", "Uitvoering", "Uitvoeringsperiode", "Gepland", "Gepland op", "Wanneer",
-        "Period", "Time window", "Window", "Maintenance window", "Scheduled", "Scheduled for",
+        "Uitvoering", "Uitvoeringsperiode", "Gepland op", "Wanneer",
+        "Period", "Time window", "Window", "Maintenance window", "Scheduled for",
         "When",
     )
-    # Only the day of these is used: for a start, period or end written as a bare time.
+    # Only the day of these is used: for a start, period or end written as a bare time. Not
+    # "Date": a forward header ("Date: Sat, 28 Nov 2026 ...") left in the text would give the
+    # day the mail was forwarded.
     date_labels: tuple[str, ...] = (
         "Datum", "Datum werkzaamheden", "Datum onderhoud", "Uitvoeringsdatum", "Geplande datum",
-        "Date", "Planned date", "Maintenance date", "Scheduled date",
+        "Planned date", "Maintenance date", "Scheduled date",
     )
     description_labels: tuple[str, ...] = (
         "Omschrijving", "Beschrijving", "Toelichting", "Oorzaak", "Description", "Details",
@@ -615,12 +620,20 @@ def _label_key(label: str) -> str:
     return re.sub(r"[\s*_]+", "", label.lower()).rstrip(":.")
 
 
-def _phrase_regex(phrases) -> re.Pattern | None:
-    """One regex matching any phrase as a whole word/phrase, longest first, case-insensitive."""
-    alts = sorted({p.strip().lower() for p in phrases if p.strip()}, key=len, reverse=True)
+def _word_list_body(words) -> str | None:
+    """Regex alternatives for words/phrases (lower-cased, longest first, any blanks between
+    the words of a phrase), or None when there are none."""
+    alts = sorted({w.strip().lower() for w in words if w.strip()}, key=len, reverse=True)
     if not alts:
         return None
-    body = "|".join(r"\s+".join(re.escape(w) for w in a.split()) for a in alts)
+    return "|".join(r"\s+".join(re.escape(w) for w in a.split()) for a in alts)
+
+
+def _phrase_regex(phrases) -> re.Pattern | None:
+    """One regex matching any phrase as a whole word/phrase, longest first, case-insensitive."""
+    body = _word_list_body(phrases)
+    if body is None:
+        return None
     return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
 
 
@@ -641,13 +654,6 @@ class _Compiled:
     status_after: re.Pattern | None  # a partial word right after a status word
 
 
-def _word_list_body(words) -> str | None:
-    alts = sorted({w.strip().lower() for w in words if w.strip()}, key=len, reverse=True)
-    if not alts:
-        return None
-    return "|".join(r"\s+".join(re.escape(w) for w in a.split()) for a in alts)
-
-
 @functools.lru_cache(maxsize=16)
 def _compile(rules: ReportRules) -> _Compiled:
     label_field: dict[str, str] = {}
@@ -657,9 +663,8 @@ def _compile(rules: ReportRules) -> _Compiled:
             label_field.setdefault(_label_key(label), target)
             all_labels.append(label)
     prefix = None
-    if all_labels:
-        alts = sorted({lb.strip() for lb in all_labels}, key=len, reverse=True)
-        body = "|".join(r"\s+".join(re.escape(w) for w in a.split()) for a in alts)
+    body = _word_list_body(all_labels)
+    if body is not None:
         # A known label followed by at least two spaces (aligned columns without a colon).
         prefix = re.compile(rf"^\s*+(?P<label>{body})(?:\s{{2,}}+|\t)(?P<value>\S.*)$",
                             re.IGNORECASE)
