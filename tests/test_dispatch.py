@@ -11,7 +11,7 @@ from bridge.channels.base import SendResult
 from bridge.config import DispatchConfig
 from bridge.outbox import Dispatcher, DispatcherBusy
 from bridge.store import Store
-from helpers import DISPATCH, Scripted
+from helpers import DISPATCH, Scripted, wait_until
 
 CFG = DISPATCH
 
@@ -147,7 +147,7 @@ async def test_stop_finishes_sends_under_way(store):
     d.acquire()
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
-    await asyncio.sleep(0.1)
+    assert await wait_until(lambda: ch.calls)  # sends under way (each takes 0.3 s)
     stop.set()
     await asyncio.wait_for(task, 5)
     d.release()
