@@ -614,3 +614,11 @@ def test_colliding_period_and_date_labels_are_gone():
     r = extract_report(_mail("Werkzaamheden: 28-11-2026 00:00 - 06:00\n",
                              subject="Onderhoud Zwolle"))
     assert r.start is None
+
+
+def test_an_outage_is_never_announced_it_goes_to_review_without_a_status():
+    raw = (b"From: storingen@kpn.example\r\nSubject: Storing na gepland onderhoud Utrecht "
+           b"INC000012345681\r\nContent-Type: text/plain\r\n\r\nDienst: Internet\r\n"
+           b"Starttijd: 28-11-2026 09:30\r\n")
+    r = extract_report(parse_mail(raw), DEFAULT_RULES)
+    assert (r.kind, r.status) == ("storing", None)

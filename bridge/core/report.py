@@ -1079,6 +1079,10 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         status = _status(subject, c)
     if status not in STATUSES:
         status = None
+    if status == "aangekondigd" and kind == "storing":
+        # Only maintenance is announced; an outage "gepland" ("Storing na gepland onderhoud")
+        # has no status we can trust, so it goes to review instead of a wrong notice.
+        status = None
 
     # services
     services = _canonical_all(labels.get("services", ""), c, "service_values")
