@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import authres
+
 from bridge.core.models import Envelope, ParsedMail
 
 
@@ -60,56 +62,6 @@ def listed(address: str, entries: tuple[str, ...]) -> bool:
 _AUTH_RESULTS_CHARS_MAX = 8000  # characters of one header read; real ones are far shorter
 
 
-def _lex(value: str) -> list[list[str]]:
-    """An Authentication-Results value as segments (split at ";") of tokens: words, quoted
-    strings (unquoted) and "=". Comments in parentheses, also nested, are dropped."""
-    segments: list[list[str]] = [[]]
-    token: list[str] = []
-    have = False  # a token is open (a quoted "" is a token too)
-    depth = 0  # comment nesting
-    quoted = False
-    escaped = False
-
-    def close() -> None:
-        nonlocal token, have
-        if have:
-            segments[-1].append("".join(token))
-        token, have = [], False
-
-    for ch in value[:_AUTH_RESULTS_CHARS_MAX]:
-        if escaped:
-            if not depth:
-                token.append(ch)
-            escaped = False
-        elif ch == "\\" and (quoted or depth):
-            escaped = True
-        elif quoted:
-            if ch == '"':
-                quoted = False
-            else:
-                token.append(ch)
-        elif depth:
-            depth += {"(": 1, ")": -1}.get(ch, 0)
-        elif ch == "(":
-            close()
-            depth = 1
-        elif ch == '"':
-            quoted = have = True
-        elif ch in ";=":
-            close()
-            if ch == ";":
-                segments.append([])
-            else:
-                segments[-1].append("=")
-        elif ch.isspace():
-            close()
-        else:
-            token.append(ch)
-            have = True
-    close()
-    return segments
-
-
 @dataclass(frozen=True)
 class AuthResult:
     """One ``method=result`` of an Authentication-Results header, with its properties."""
@@ -127,29 +79,25 @@ class AuthResult:
 
 
 def parse_auth_results(value: str) -> tuple[str, tuple[AuthResult, ...]]:
-    """(authserv-id in lower case, results) of one Authentication-Results header value.
+    """(authserv-id in lower case, results) of one Authentication-Results header value,
+    parsed by ``authres``.
 
     ``"mx.example.nl; dkim=pass header.d=kpn.com; dmarc=pass (p=reject) header.from=kpn.com"``
     gives ``("mx.example.nl", (dkim=pass, dmarc=pass))``; ``"mx.example.nl; none"`` no results.
+    A header that does not parse gives ``("", ())``: no server of ours, so it ends the block
+    of trusted headers and proves nothing.
     """
-    segments = _lex(value)
-    head = [t for t in segments[0] if t != "="]
-    authserv = head[0].lower() if head else ""
-    results: list[AuthResult] = []
-    for seg in segments[1:]:
-        pairs = []
-        i = 0
-        while i < len(seg):
-            if i + 2 < len(seg) and seg[i + 1] == "=" and seg[i] != "=" and seg[i + 2] != "=":
-                pairs.append((seg[i].lower(), seg[i + 2]))
-                i += 3
-            else:
-                i += 1
-        if pairs:
-            (method, result), props = pairs[0], pairs[1:]
-            results.append(AuthResult(method.split("/")[0], result.lower(),
-                                      tuple((k, v.lower()) for k, v in props)))
-    return authserv, tuple(results)
+    try:
+        header = authres.AuthenticationResultsHeader.parse(
+            "Authentication-Results: " + value[:_AUTH_RESULTS_CHARS_MAX])
+    except Exception:  # authres raises its own SyntaxError and others on malformed input
+        return "", ()
+    results = tuple(
+        AuthResult(str(r.method).lower().split("/")[0], str(r.result).lower(),
+                   tuple((f"{p.type}.{p.name}".lower(), str(p.value).lower())
+                         for p in r.properties))
+        for r in header.results)
+    return str(header.authserv_id or "").lower(), results
 
 
 def _domain(value: str) -> str:
