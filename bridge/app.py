@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable
 from bridge.channels.base import ChannelContext
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
 from bridge.inbound import InboundHandler
+from bridge.mailroom import Mailroom
 from bridge.outbox import Dispatcher
 from bridge.pipeline import Pipeline, make_renderer
 from bridge.store import Store
@@ -57,6 +58,8 @@ class App:
         self.store = Store.open(cfg.store.path)
         self.renderer = make_renderer(cfg)
         self.mail_event = asyncio.Event()
+        # bridge.port.IntakePort for the intakes: durable commit, then the processor wakes
+        self.mailroom = Mailroom(self.store, on_stored=self.mail_stored)
         self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
         self.inbound = InboundHandler(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
         self._channel = None
@@ -191,7 +194,7 @@ class App:
             return None
         from bridge.intake.smtp import SmtpIntake
 
-        smtp = SmtpIntake(cfg.smtp, cfg.senders, self.store, self.mail_stored)
+        smtp = SmtpIntake(cfg.smtp, cfg.senders, self.mailroom)
         self.parts["smtp"] = smtp
         await smtp.start()
         return smtp
@@ -247,6 +250,7 @@ class App:
             while ids := self.store.mails.unprocessed(100):
                 for mail_id in ids:
                     await self.pipeline.process_async(mail_id)
+                    self.mailroom.outcome_given()
                     # One mail at a time: SMTP, sends and signals run in between, and a
                     # stop finishes the mail in hand (the rest stays stored for the restart).
                     await asyncio.sleep(0)

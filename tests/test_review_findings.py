@@ -231,6 +231,7 @@ async def test_a_missing_tls_file_is_a_config_error_naming_the_key(tmp_path, key
     """It was "bridge: cannot start: No such file or directory": no key, no file."""
     from bridge.config import ConfigError
     from bridge.intake.smtp import SmtpIntake
+    from bridge.mailroom import Mailroom
 
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "key.pem").write_text("x")
@@ -238,7 +239,7 @@ async def test_a_missing_tls_file_is_a_config_error_naming_the_key(tmp_path, key
     cfg = load_text(tmp_path, f'[store]\npath = "{tmp_path / "b.db"}"\n[smtp]\nport = 0\n'
                     + "".join(f'{k} = "{v}"\n' for k, v in files.items()))
     store = Store.open(cfg.store.path)
-    smtp = SmtpIntake(cfg.smtp, cfg.senders, store, lambda mail_id: None)
+    smtp = SmtpIntake(cfg.smtp, cfg.senders, Mailroom(store))
     try:
         with pytest.raises(ConfigError) as e:
             await smtp.start()

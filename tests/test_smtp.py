@@ -106,12 +106,13 @@ def test_mail_is_committed_before_250_sigkill_right_after(tmp_path):
 async def test_storage_failure_answers_451(tmp_path):
     from bridge.config import load
     from bridge.intake.smtp import SmtpIntake
+    from bridge.mailroom import Mailroom
     from bridge.store import Store
     from bridge.store.db import Database
 
     cfg = load(write_config(tmp_path, smtp=True, smtp_port=0))
     store = Store(Database(tmp_path / "bridge.db", busy_timeout=0.1))
-    intake = SmtpIntake(cfg.smtp, cfg.senders, store, lambda mail_id: None)
+    intake = SmtpIntake(cfg.smtp, cfg.senders, Mailroom(store))
     await intake.start()
     blocker = sqlite3.connect(tmp_path / "bridge.db", timeout=0.1)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database

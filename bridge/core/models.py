@@ -21,6 +21,16 @@ STATUS_RANK: dict[str, int] = {
 
 
 @dataclass(frozen=True)
+class RawMail:
+    """What every intake hands to the application: the bytes and where they came from."""
+
+    data: bytes
+    source: str  # smtp, imap, cli
+    envelope_from: str | None = None
+    source_ref: str | None = None  # e.g. "imap:<uidvalidity>:<uid>" or a file name
+
+
+@dataclass(frozen=True)
 class Envelope:
     """Header facts of one message (the outer mail or a forwarded original)."""
 

@@ -11,24 +11,22 @@ import asyncio
 import hmac
 import logging
 import ssl
-from typing import Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from bridge.config import ConfigError, SmtpConfig, secret
+from bridge.core.models import RawMail
 from bridge.core.senders import SenderRules, envelope_allowed
-from bridge.store import RawMail, Store
+from bridge.port import IntakePort
 
 log = logging.getLogger("bridge.intake.smtp")
 
 
 class Handler:
-    def __init__(self, cfg: SmtpConfig, senders: SenderRules, store: Store,
-                 on_stored: Callable[[int], None]):
+    def __init__(self, cfg: SmtpConfig, senders: SenderRules, port: IntakePort):
         self.cfg = cfg
         self.senders = senders
-        self.store = store
-        self.on_stored = on_stored
+        self.port = port
         self.accepted = 0
         self.refused = 0
 
@@ -56,15 +54,14 @@ class Handler:
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
         try:
-            mail_id = self.store.mails.add(RawMail(data=data, source="smtp",
+            mail_id = self.port.store_mail(RawMail(data=data, source="smtp",
                                                    envelope_from=envelope.mail_from))
-        except Exception as e:
+        except Exception as e:  # StoreUnavailable, or any bug: never a 250 without a commit
             log.error("smtp: could not store a mail from <%s> (%d bytes): %s; answered 451",
                       envelope.mail_from, len(data), e)
             return "451 4.3.0 Local storage error, try again later"
         self.accepted += 1
         log.info("smtp: mail %d from <%s> stored (%d bytes)", mail_id, envelope.mail_from, len(data))
-        self.on_stored(mail_id)
         return f"250 2.0.0 OK queued as {mail_id}"
 
 
@@ -86,10 +83,9 @@ def _authenticator(cfg: SmtpConfig):
 
 
 class SmtpIntake:
-    def __init__(self, cfg: SmtpConfig, senders: SenderRules, store: Store,
-                 on_stored: Callable[[int], None]):
+    def __init__(self, cfg: SmtpConfig, senders: SenderRules, port: IntakePort):
         self.cfg = cfg
-        self.handler = Handler(cfg, senders, store, on_stored)
+        self.handler = Handler(cfg, senders, port)
         self.server: asyncio.base_events.Server | None = None
         self.port: int | None = None
 

@@ -7,17 +7,8 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email import policy
 
+from bridge.core.models import RawMail
 from bridge.store.db import Database, now
-
-
-@dataclass(frozen=True)
-class RawMail:
-    """What every intake hands to the pipeline: the bytes and where they came from."""
-
-    data: bytes
-    source: str  # smtp, imap, cli
-    envelope_from: str | None = None
-    source_ref: str | None = None  # e.g. "imap:<uidvalidity>:<uid>" or a file name
 
 
 @dataclass(frozen=True)
@@ -89,6 +80,18 @@ class Mails:
             (mail_id, sha256, message_id, message_id),
         )
         return row[0] if row else None
+
+    def outcomes(self, mail_ids: list[int]) -> dict[int, str | None]:
+        """Outcome per raw mail id (None: not processed yet; ids no longer stored are
+        absent), without loading the bytes."""
+        out: dict[int, str | None] = {}
+        for i in range(0, len(mail_ids), 500):
+            chunk = tuple(mail_ids[i:i + 500])
+            rows = self.db.execute(
+                f"SELECT id, outcome FROM raw_mails WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk)
+            out.update((r[0], r[1]) for r in rows)
+        return out
 
     def set_outcome(self, mail_id: int, outcome: str, reason: str, *,
                     incident_id: int | None = None, notice_id: int | None = None) -> None:
