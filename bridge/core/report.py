@@ -274,7 +274,6 @@ def _is_unknown(value: str, c: CompiledRules) -> bool:
     return bool(value) and c.unknown is not None and c.unknown.search(value) is not None
 
 
-
 def _ticket(value: str | None, c: CompiledRules) -> str | None:
     if not value or _is_unknown(value, c):
         return None
