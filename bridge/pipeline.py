@@ -29,6 +29,7 @@ from bridge.core.render import Rendered, Renderer, fallback_from_subject
 from bridge.core.report import extract_report
 from bridge.core.senders import authorise
 from bridge.store import Store, StoreError
+from bridge.templates import template_loader
 
 log = logging.getLogger("bridge.pipeline")
 
@@ -100,7 +101,8 @@ class _Analysis:
 
 def make_renderer(cfg: Config) -> Renderer:
     return Renderer(cfg.render.templates_dir, cfg.organisation,
-                    max_length=cfg.render.max_length, time_limit=cfg.render.time_limit)
+                    max_length=cfg.render.max_length, time_limit=cfg.render.time_limit,
+                    loader=template_loader(cfg.render.templates_dir))
 
 
 class Pipeline:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import html2text
 
 from bridge.core.models import Envelope, ParsedMail
-from bridge.core.report import parse_datetime
+from bridge.core.dates import parse_datetime
 
 __all__ = ["MailError", "parse_mail", "html_to_text", "normalise_text", "clean_subject"]
 
