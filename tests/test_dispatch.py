@@ -10,28 +10,15 @@ import pytest
 from bridge.channels.base import SendResult
 from bridge.config import DispatchConfig
 from bridge.outbox import Dispatcher, DispatcherBusy
-from bridge.store import Store
-from helpers import DISPATCH, Scripted, wait_until
+from helpers import DISPATCH, Scripted, fan_out_notice, wait_until
 
 CFG = DISPATCH
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "b.db")
-    yield s
-    s.close()
 
 
 def queue(store, numbers, incident=None, text="melding"):
     for n in numbers:
         store.subscribers.add(n, "console", "cli:test")
-    with store.tx():
-        nid = store.incidents.add_notice(incident_id=incident, raw_mail_id=None, kind="storing",
-                                         status="nieuw", template="t", text=text, report=None,
-                                         fallback=False)
-        store.deliveries.fan_out(nid, incident)
-    return nid
+    return fan_out_notice(store, incident, text)
 
 
 def states(store):

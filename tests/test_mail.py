@@ -9,27 +9,10 @@ import pytest
 
 from bridge.core.mail import MailError, clean_subject, html_to_text, parse_mail
 from bridge.core.report import extract_report
+from helpers import KPN_BODY, mail
 
 GOLDEN = Path(__file__).parent / "golden" / "mail"
 UTC = timezone.utc
-
-KPN_BODY = (
-    "Beste partner,\r\n\r\n"
-    "Ticketnummer:       INC000012345678\r\n"
-    "Status:             Nieuw\r\n"
-    "Omschrijving:       Kabelbreuk.\r\n\r\n"
-    "Met vriendelijke groet,\r\nKPN\r\n"
-)
-
-
-def mail(body: str | bytes, *, subject: str = "Test", headers: str = "",
-         ctype: str = 'text/plain; charset="utf-8"', from_: str = "KPN <kpn@example.nl>",
-         date: str = "Sat, 28 Nov 2026 09:45:00 +0100") -> bytes:
-    head = (f"From: {from_}\r\nTo: noc@example.nl\r\nSubject: {subject}\r\n"
-            f"Date: {date}\r\nMessage-ID: <m1@example.nl>\r\nMIME-Version: 1.0\r\n"
-            f"Content-Type: {ctype}\r\n{headers}\r\n")
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    return head.encode("ascii") + data
 
 
 # --- unusable input --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -36,17 +36,12 @@ from bridge.core.render import (
     tijd,
     wa,
 )
+from helpers import TEMPLATES, utc
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates"
 GOLDEN = Path(__file__).parent / "golden" / "notices"
 REGEN = os.environ.get("REGEN") == "1"
 
 ORG = Organisation()
-
-
-def utc(*a: int) -> datetime:
-    return datetime(*a, tzinfo=timezone.utc)
 
 
 # Hand-built reports matching the sample mails (times in the mails are Dutch local time,
@@ -159,11 +154,6 @@ def check_golden(name: str, text: str) -> None:
         return
     assert path.exists(), f"missing golden file {path}; run with REGEN=1 and review it"
     assert text == path.read_text(encoding="utf-8").removesuffix("\n")
-
-
-@pytest.fixture
-def renderer() -> Renderer:
-    return Renderer(TEMPLATES, ORG)
 
 
 @pytest.fixture

@@ -9,13 +9,6 @@ from bridge.store import RawMail, Store, StoreError
 from bridge.store.db import SCHEMA_VERSION
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "b.db")
-    yield s
-    s.close()
-
-
 def notice(store, incident_id=None):
     return store.incidents.add_notice(incident_id=incident_id, raw_mail_id=None, kind="storing",
                                       status="nieuw", template="t", text="x", report=None,
