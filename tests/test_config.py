@@ -3,6 +3,11 @@ defaults that follow other keys, the shipped config."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, parse
 from daemon import bridge
 from helpers import write_config
 
@@ -35,3 +40,25 @@ def test_shipped_config_loads():
     assert cfg.smtp.host == "127.0.0.1" and cfg.smtp.port == 8025
     assert cfg.channel.type == "console"
     assert str(cfg.store.path).endswith("var/bridge.db")
+
+
+# --- senders: the Authentication-Results check keys -------------------------------------------
+
+
+def _config(senders: dict):
+    return parse({"senders": {"kpn": ["kpn.com"], **senders}}, Path("/tmp/config.toml")).senders
+
+
+def test_config_keys():
+    s = _config({})
+    assert (s.require_dmarc_pass, s.authserv_id) == (False, ())
+    s = _config({"require_dmarc_pass": True, "authserv_id": "MX.cbgconnect.nl"})
+    assert (s.require_dmarc_pass, s.authserv_id) == (True, ("mx.cbgconnect.nl",))
+    s = _config({"require_dmarc_pass": True, "authserv_id": ["mx1.cbgconnect.nl", "mx2.cbgconnect.nl"]})
+    assert s.authserv_id == ("mx1.cbgconnect.nl", "mx2.cbgconnect.nl")
+    with pytest.raises(ConfigError, match="senders.authserv_id"):
+        _config({"require_dmarc_pass": True})
+    with pytest.raises(ConfigError, match="senders.authserv_id"):
+        _config({"authserv_id": 5})
+    with pytest.raises(ConfigError, match="senders.require_dmarc_pass"):
+        _config({"require_dmarc_pass": "yes"})

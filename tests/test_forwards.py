@@ -10,7 +10,8 @@ import pytest
 
 from bridge.core.mail import clean_subject, parse_mail
 from bridge.core.report import extract_report
-from helpers import KPN_BODY, MAILS, mail
+from bridge.core.senders import SenderRules, authorise
+from helpers import KPN_BODY, MAILS, OUR_MX, alternative, mail, raw_mail, utc
 
 GOLDEN = MAILS
 UTC = timezone.utc
@@ -205,3 +206,135 @@ def test_empty_rfc822_attachment_is_ignored():
     parsed = parse_mail(_attached("From: x@y.nl\r\nSubject: leeg\r\n\r\n", comment="Alleen tekst."))
     assert parsed.forward is None
     assert parsed.text == "Alleen tekst."
+
+
+# --- Thunderbird forwards (an HTML header table; plain header lines with a tab), Dutch and English
+
+TB_HEADERS = {
+    "nl": ("-------- Doorgestuurd bericht --------", "Onderwerp:", "Datum:", "Van:", "Aan:"),
+    "en": ("-------- Forwarded Message --------", "Subject:", "Date:", "From:", "To:"),
+}
+TB_SUBJECT = "Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Nieuw"
+TB_DATE = "Sat, 28 Nov 2026 09:45:00 +0100"
+
+
+def thunderbird_html(lang: str) -> str:
+    sep, subj, date, frm, to = TB_HEADERS[lang]
+    return f"""<html>
+  <head>
+    <meta http-equiv="content-type" content="text/html; charset=UTF-8">
+  </head>
+  <body>
+    <p>Graag doorzetten naar de klanten.<br>
+      Groet, Sanne<br>
+    </p>
+    <div class="moz-forward-container"><br>
+      <br>
+      {sep}
+      <table class="moz-email-headers-table" cellspacing="0"
+        cellpadding="0" border="0">
+        <tbody>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{subj}
+            </th>
+            <td>{TB_SUBJECT}</td>
+          </tr>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{date} </th>
+            <td>{TB_DATE}</td>
+          </tr>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{frm} </th>
+            <td>KPN Wholesale Storingsdienst <a class="moz-txt-link-rfc2396E"
+                href="mailto:storingsmeldingen@wholesale.kpn.example">&lt;storingsmeldingen@wholesale.kpn.example&gt;</a></td>
+          </tr>
+          <tr>
+            <th valign="BASELINE" nowrap="nowrap" align="RIGHT">{to} </th>
+            <td><a class="moz-txt-link-abbreviated moz-txt-link-freetext"
+                href="mailto:noc@cbgconnect.example">noc@cbgconnect.example</a></td>
+          </tr>
+        </tbody>
+      </table>
+      <br>
+      <br>
+      <meta http-equiv="content-type" content="text/html; charset=UTF-8">
+      <p>Beste partner,</p>
+      <p>Ticketnummer: INC000012345678<br>
+        Status: Nieuw<br>
+        Omschrijving: Kabelbreuk.</p>
+      <p>Met vriendelijke groet,<br>
+        KPN</p>
+    </div>
+  </body>
+</html>
+"""
+
+
+def thunderbird_plain(lang: str) -> str:
+    sep, subj, date, frm, to = TB_HEADERS[lang]
+    return (f"Graag doorzetten naar de klanten.\r\nGroet, Sanne\r\n\r\n\r\n{sep}\r\n"
+            f"{subj} \t{TB_SUBJECT}\r\n{date} \t{TB_DATE}\r\n"
+            f"{frm} \tKPN Wholesale Storingsdienst <storingsmeldingen@wholesale.kpn.example>\r\n"
+            f"{to} \tnoc@cbgconnect.example\r\n\r\n\r\n\r\nBeste partner,\r\n\r\n"
+            "Ticketnummer: INC000012345678\r\nStatus: Nieuw\r\nOmschrijving: Kabelbreuk.\r\n\r\n"
+            "Met vriendelijke groet,\r\nKPN\r\n")
+
+
+def check_thunderbird(parsed) -> None:
+    assert parsed.forward == "inline"
+    assert parsed.original is not None
+    assert parsed.original.from_addr == "storingsmeldingen@wholesale.kpn.example"
+    assert parsed.original.from_name == "KPN Wholesale Storingsdienst"
+    assert parsed.original.subject == TB_SUBJECT
+    assert parsed.original.date == utc(2026, 11, 28, 8, 45)
+    assert parsed.text.startswith("Beste partner,")
+    assert "Sanne" in parsed.forward_comment and "Sanne" not in parsed.text
+    for word in ("Onderwerp", "Subject", "Doorgestuurd", "Forwarded", "noc@"):
+        assert word not in parsed.text
+    report = extract_report(parsed)
+    assert (report.ticket, report.status, report.description) == (
+        "INC000012345678", "nieuw", "Kabelbreuk.")
+    assert authorise(parsed, SenderRules(kpn=("kpn.example",),
+                                         forwarders=("support@cbgconnect.example",))).allowed
+
+
+SANNE = "Sanne <support@cbgconnect.example>"
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_thunderbird_html_forward(lang):
+    check_thunderbird(parse_mail(raw_mail(thunderbird_html(lang), from_=SANNE,
+                                          ctype="text/html; charset=utf-8",
+                                          subject=f"Fwd: {TB_SUBJECT}")))
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_thunderbird_plain_forward_subject_first(lang):
+    check_thunderbird(parse_mail(raw_mail(thunderbird_plain(lang), from_=SANNE,
+                                          subject=f"Fwd: {TB_SUBJECT}")))
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_thunderbird_html_and_plain_alternative(lang):
+    check_thunderbird(parse_mail(alternative(thunderbird_plain(lang), thunderbird_html(lang),
+                                             from_=SANNE, subject=f"Fwd: {TB_SUBJECT}")))
+
+
+# --- Authentication-Results: kept from real headers only --------------------------------------
+
+
+def test_parse_mail_keeps_authentication_results_of_real_headers():
+    inner = ("Authentication-Results: mx.kpn-side.example; dmarc=pass header.from=kpn.com\r\n"
+             "From: KPN <storingen@kpn.com>\r\nSubject: Storing\r\n\r\nTicketnummer: INC000012345678\r\n")
+    body = ("--o\r\nContent-Type: text/plain\r\n\r\nZie bijlage.\r\n"
+            "--o\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "\r\n--o--\r\n")
+    raw = raw_mail(body, ctype='multipart/mixed; boundary="o"', from_="support@cbgconnect.nl",
+                   headers=(f"Authentication-Results: {OUR_MX};\r\n\tdmarc=pass header.from=cbgconnect.nl\r\n"
+                            "Authentication-Results: other.example; none\r\n"))
+    parsed = parse_mail(raw)
+    assert parsed.outer.auth_results == (
+        f"{OUR_MX}; dmarc=pass header.from=cbgconnect.nl", "other.example; none")
+    assert parsed.original.auth_results == ("mx.kpn-side.example; dmarc=pass header.from=kpn.com",)
+    # inline forwards have no real headers
+    inline = parse_mail(raw_mail(thunderbird_plain("nl"), from_=SANNE))
+    assert inline.original.auth_results == ()

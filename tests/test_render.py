@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bridge.core import render
+from bridge.core.mail import parse_mail
 from bridge.core.models import Organisation, OutageReport
 from bridge.core.render import (
     Rendered,
@@ -36,7 +37,8 @@ from bridge.core.render import (
     tijd,
     wa,
 )
-from helpers import TEMPLATES, utc
+from bridge.core.report import extract_report
+from helpers import TEMPLATES, raw_mail, utc
 
 GOLDEN = Path(__file__).parent / "golden" / "notices"
 REGEN = os.environ.get("REGEN") == "1"
@@ -233,6 +235,87 @@ def test_sparse_report_renders_everywhere(renderer: Renderer) -> None:
             out = renderer.render_notice(bare, previous=bare)
             assert out.error is None, (kind, status, out.error)
             assert out.text and "ref." not in out.text
+
+
+# --------------------------------------------------------------------------------------
+# Resolved notices: only an actual end is the repair time
+# --------------------------------------------------------------------------------------
+
+# A resolved notice says when the outage ended ("om 16:51") only when the mail gives an
+# actual end; an expected end, an end after the mail was sent or the planned end of a
+# maintenance window is never presented as the time of the repair.
+
+RESOLVED = OutageReport(
+    ticket="INC000012345678",
+    kind="storing",
+    status="opgelost",
+    subject="Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Opgelost",
+    services=("internet",),
+    places=("Amersfoort",),
+    start=utc(2026, 11, 28, 8, 42),
+    end=utc(2026, 11, 28, 15, 51),
+    end_expected=False,
+    description="De storing is verholpen.",
+    sent_at=utc(2026, 11, 28, 15, 58),
+)
+EXPECTED_ONLY = dataclasses.replace(RESOLVED, end=utc(2026, 11, 28, 13, 0), end_expected=True)
+END_AFTER_MAIL = dataclasses.replace(RESOLVED, end=utc(2026, 11, 28, 17, 0))
+MAINTENANCE_DONE = OutageReport(
+    ticket="CT00012345678",
+    kind="onderhoud",
+    status="opgelost",
+    subject="Onderhoudsmelding KPN: Internet - Zwolle (CT00012345678) - Afgerond",
+    services=("internet",),
+    places=("Zwolle",),
+    start=utc(2026, 12, 2, 23, 0),
+    end=utc(2026, 12, 3, 5, 0),  # "Eindtijd": the end of the planned window
+    sent_at=utc(2026, 12, 3, 5, 20),
+)
+
+
+def test_resolved_outage_with_an_actual_end_states_it(renderer):
+    for text in (renderer.render_notice(RESOLVED).text, default_notice_text(RESOLVED, ORG)):
+        assert "om 16:51" in text
+
+
+@pytest.mark.parametrize("report", [EXPECTED_ONLY, END_AFTER_MAIL], ids=["expected", "after-mail"])
+def test_resolved_outage_never_presents_an_expected_end_as_the_repair_time(renderer, report):
+    out = renderer.render_notice(report)
+    assert out.template == "notices/storing_opgelost.j2" and not out.fallback
+    local = "14:00" if report is EXPECTED_ONLY else "18:00"
+    for text in (out.text, default_notice_text(report, ORG)):
+        assert local not in text
+        assert " om " not in text
+        assert "opgelost" in text
+
+
+def test_resolved_outage_fallback_template_does_not_call_an_expected_end_the_end(renderer, tmp_path):
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "notices" / "storing_opgelost.j2").unlink()
+    out = Renderer(templates, ORG).render_notice(EXPECTED_ONLY)
+    assert out.template == "notices/fallback.j2" and not out.fallback
+    assert "14:00" not in out.text and "Einde" not in out.text
+
+
+def test_finished_maintenance_does_not_present_the_planned_end_as_the_finish_time(renderer):
+    out = renderer.render_notice(MAINTENANCE_DONE)
+    assert out.template == "notices/onderhoud_opgelost.j2" and not out.fallback
+    for text in (out.text, default_notice_text(MAINTENANCE_DONE, ORG)):
+        assert "06:00" not in text and " om " not in text
+        assert "klaar" in text or "voorbij" in text
+
+
+def test_resolved_mail_with_only_an_expected_end_gives_no_repair_time(renderer):
+    body = ("Beste partner,\r\n\r\nTicketnummer: INC000012345678\r\nStatus: Opgelost\r\n"
+            "Starttijd: 28-11-2026 09:42\r\nVerwachte eindtijd: 28-11-2026 14:00\r\n\r\n"
+            "Met vriendelijke groet,\r\nKPN\r\n")
+    report = extract_report(parse_mail(raw_mail(body, subject="Storing opgelost")))
+    assert report.status == "opgelost" and report.end_expected
+    text = renderer.render_notice(report).text
+    assert "14:00" not in text and "verholpen" in text
 
 
 # --------------------------------------------------------------------------------------
