@@ -9,7 +9,7 @@ import pytest
 
 from bridge.config import ConfigError, parse
 from daemon import bridge
-from helpers import write_config
+from helpers import MAILS, run_cli, write_config
 
 
 # --- errors name the key ---------------------------------------------------------------------
@@ -26,6 +26,96 @@ def test_config_errors_name_the_key(tmp_path):
     assert p.stderr.strip() == "bridge: dispatch.speed: unknown key (a typo?)"
     p = bridge(tmp_path / "missing.toml", "status", check=False)
     assert p.returncode == 1 and "config file not found" in p.stderr
+
+
+# --- secrets: bridge check names every one that is not there ----------------------------------
+
+
+def test_check_names_every_unset_secret_with_its_key_and_variable(tmp_path):
+    cfg = write_config(tmp_path, smtp=True, channel="cloud", channel_extra="""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_env = "T_CHK_CLOUD_TOKEN"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """, extra="""\
+        [web]
+        verify_token_env = "T_CHK_VERIFY"
+        app_secret_env = "T_CHK_APP_SECRET"
+
+        [imap]
+        host = "127.0.0.1"
+        tls = "none"
+        user = "storingen"
+        password_env = "T_CHK_IMAP"
+        """)
+    cfg.write_text(cfg.read_text().replace("enabled = true", (
+        'enabled = true\nauth_username_env = "T_CHK_SMTP_USER"\n'
+        'auth_password_env = "T_CHK_SMTP_PASS"')))
+    p = bridge(cfg, "check", check=False)
+    assert p.returncode == 1, p.stdout
+    for key, var in [("channel.cloud.token_env", "T_CHK_CLOUD_TOKEN"),
+                     ("web.verify_token_env", "T_CHK_VERIFY"),
+                     ("web.app_secret_env", "T_CHK_APP_SECRET"),
+                     ("imap.password_env", "T_CHK_IMAP"),
+                     ("smtp.auth_username_env", "T_CHK_SMTP_USER"),
+                     ("smtp.auth_password_env", "T_CHK_SMTP_PASS")]:
+        assert f": {key}: environment variable {var} is not set" in p.stdout, (key, p.stdout)
+    assert f"{cfg}:" in p.stdout and "ok:" not in p.stdout
+    assert "bridge: 6 problem(s) found" in p.stderr, p.stderr
+    # all set: ok
+    env = {v: "x" for v in ("T_CHK_CLOUD_TOKEN", "T_CHK_VERIFY", "T_CHK_APP_SECRET",
+                            "T_CHK_IMAP", "T_CHK_SMTP_USER", "T_CHK_SMTP_PASS")}
+    p = bridge(cfg, "check", env=env, check=False)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1].startswith("ok:"), p.stdout
+
+
+def test_check_reports_the_mqtt_password_and_an_unreadable_token_file(tmp_path):
+    cfg = write_config(tmp_path, channel="mqtt", channel_extra="""\
+        [channel.mqtt]
+        username = "bridge"
+        password_env = "T_CHK_MQTT"
+        """)
+    p = bridge(cfg, "check", check=False)
+    assert p.returncode == 1
+    assert ": channel.mqtt.password_env: environment variable T_CHK_MQTT is not set" in p.stdout
+    line = next(ln for ln in cfg.read_text().splitlines() if "password_env" in ln)
+    assert f"{cfg}:{cfg.read_text().splitlines().index(line) + 1}: channel.mqtt" in p.stdout
+
+    cfg = write_config(tmp_path, channel="cloud", channel_extra=f"""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_file = "{tmp_path / 'no-such-token'}"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """)
+    p = bridge(cfg, "check", check=False)
+    assert p.returncode == 1
+    assert ": channel.cloud.token_file: cannot read " in p.stdout, p.stdout
+    (tmp_path / "no-such-token").write_text("EAAG-token\n")
+    assert bridge(cfg, "check").returncode == 0
+
+
+# --- defaults that follow another key ---------------------------------------------------------
+
+
+def test_parser_timezone_defaults_to_the_organisation_timezone(tmp_path, capsys):
+    from bridge.config import load
+
+    cfg = write_config(tmp_path, extra='[organisation]\ntimezone = "America/New_York"\n')
+    assert load(cfg).parser.timezone == "America/New_York"
+    # "Starttijd: 28-11-2026 09:42" in the mail is 09:42 in New York, shown as 09:42
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--config", str(cfg))
+    assert code == 0 and "sinds za 28 nov 09:42" in out, out
+
+    cfg.write_text(cfg.read_text() + '\n[parser]\ntimezone = "Europe/Amsterdam"\n')
+    assert load(cfg).parser.timezone == "Europe/Amsterdam"
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--config", str(cfg))
+    assert code == 0 and "sinds za 28 nov 03:42" in out, out
 
 
 # --- the shipped config ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timezone
 
 from daemon import bridge
-from helpers import MAILS, read_outbox, write_config
+from helpers import MAILS, read_outbox, run_cli, write_config
 
 NUMBER = "+31612345678"
 
@@ -74,6 +74,13 @@ def test_help_reply(tmp_path):
     cfg = write_config(tmp_path)
     reply = inbound(cfg, "HELP", msg_id="h1")
     assert "STOP" in reply and "support@cbgconnect.nl" in reply
+
+
+def test_the_help_reply_quotes_the_subscribe_sentence_once_without_an_extra_stop(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "inbound", "0612345678", "help", "--config", str(cfg))
+    assert code == 0, err
+    assert 'Stuur: "Ja ik wil storingsberichten van CBG Connect ontvangen."\n' in out, out
 
 
 def test_erasure_leaves_no_trace_in_database_or_logs(tmp_path):

@@ -690,6 +690,43 @@ def test_reply_fallbacks(tmp_templates: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Punctuation: no double full stops in replies and notices
+# --------------------------------------------------------------------------------------
+# The subscribe sentence ends in a full stop; quoting it must not add another.
+
+
+def test_no_reply_or_notice_template_renders_a_double_full_stop(app):
+    from bridge.checks import sample_reports
+
+    renderer, sentence = app.renderer, app.inbound.subscribe_sentence
+    assert sentence.endswith(".")
+    texts = {}
+    for path in sorted((TEMPLATES / "replies").glob("*.j2")):
+        for ctx in ({"subscribe_sentence": sentence}, {}):
+            out = renderer.render_reply(path.stem, **ctx)
+            assert not out.fallback, (path.name, out.error)
+            texts[f"{path.name} {sorted(ctx)}"] = out.text
+    reports = sample_reports()
+    for path in sorted((TEMPLATES / "notices").glob("*.j2")):
+        for i, report in enumerate(reports):
+            if path.stem != "fallback" and path.stem != f"{report.kind}_{report.status}":
+                continue
+            out = renderer.render_notice(report, previous=reports[i - 1] if i else None)
+            assert not out.fallback, (path.name, out.error)
+            texts[f"{path.name} sample {i}"] = out.text
+    # and the built-in texts that stand in when a reply template fails
+    from bridge.core.render import _REPLY_DEFAULTS, default_reply_text
+
+    for name in _REPLY_DEFAULTS:
+        for ctx in ({"subscribe_sentence": sentence}, {}):
+            texts[f"built-in {name} {sorted(ctx)}"] = default_reply_text(
+                name, renderer.org, **ctx)
+    assert any(sentence in t for t in texts.values())
+    for name, text in texts.items():
+        assert '.".' not in text and ".." not in text, (name, text)
+
+
+# --------------------------------------------------------------------------------------
 # Organisation from config, no hard-coded name
 # --------------------------------------------------------------------------------------
 
