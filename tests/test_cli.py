@@ -224,6 +224,19 @@ def test_check_accepts_shipped_templates_and_reports_broken_ones(tmp_path):
     assert "storing_nieuw.j2:3:" in p.stdout, p.stdout
 
 
+# --- a store file that is not a database ------------------------------------------------------
+
+
+def test_a_store_file_that_is_not_a_database_is_a_one_line_error(tmp_path, capsys):
+    from helpers import write_config
+
+    cfg = write_config(tmp_path)
+    (tmp_path / "bridge.db").write_bytes(b"this is not an SQLite database, just some text " * 20)
+    code, out, err = run_cli(capsys, "status", "--config", str(cfg))
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "bridge.db" in err, err
+
+
 # --- dispatch: the exit status tells whether everything due was handled -----------------------
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, parse
+from bridge.store import Store
 from daemon import bridge
 from helpers import MAILS, run_cli, write_config
 
@@ -26,6 +27,54 @@ def test_config_errors_name_the_key(tmp_path):
     assert p.stderr.strip() == "bridge: dispatch.speed: unknown key (a typo?)"
     p = bridge(tmp_path / "missing.toml", "status", check=False)
     assert p.returncode == 1 and "config file not found" in p.stderr
+
+
+def load_text(tmp_path, text):
+    from bridge.config import load
+
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return load(p)
+
+
+def test_settings_table_of_an_unknown_channel_names_that_table(tmp_path):
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, '[channel]\ntype = "console"\n[channel.consol]\nquiet = true\n')
+    assert str(e.value).startswith("channel.consol:"), e.value
+
+
+@pytest.mark.parametrize("table,key", [("store", "path"), ("render", "templates_dir")])
+def test_an_empty_required_path_is_a_config_error_naming_the_key(tmp_path, table, key):
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, f'[{table}]\n{key} = ""\n')
+    assert str(e.value).startswith(f"{table}.{key}:"), e.value
+
+
+@pytest.mark.parametrize("key", ["tls_cert", "tls_key"])
+async def test_a_missing_tls_file_is_a_config_error_naming_the_key(tmp_path, key):
+    """It was "bridge: cannot start: No such file or directory": no key, no file."""
+    from bridge.config import ConfigError
+    from bridge.intake.smtp import SmtpIntake
+    from bridge.mailroom import Mailroom
+
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    files = {"tls_cert": "cert.pem", "tls_key": "key.pem", key: "missing.pem"}
+    cfg = load_text(tmp_path, f'[store]\npath = "{tmp_path / "b.db"}"\n[smtp]\nport = 0\n'
+                    + "".join(f'{k} = "{v}"\n' for k, v in files.items()))
+    store = Store.open(cfg.store.path)
+    smtp = SmtpIntake(cfg.smtp, cfg.senders, Mailroom(store))
+    try:
+        with pytest.raises(ConfigError) as e:
+            await smtp.start()
+    finally:
+        await smtp.stop()
+        store.close()
+    assert str(e.value).startswith(f"smtp.{key}:") and "missing.pem" in str(e.value), e.value
 
 
 # --- secrets: bridge check names every one that is not there ----------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from datetime import datetime, timezone
 
+from bridge.channels.base import SendResult
+from bridge.outbox import Dispatcher
 from daemon import bridge
-from helpers import MAILS, read_outbox, run_cli, write_config
+from helpers import DISPATCH, MAILS, Scripted, read_outbox, run_cli, wait_until, write_config
 
 NUMBER = "+31612345678"
 
@@ -133,6 +136,44 @@ def test_erasure_leaves_no_trace_in_database_or_logs(tmp_path):
         assert form.decode() not in text, form
     # the outbox file of the console channel is the "phone": it did receive the messages
     assert read_outbox(tmp_path)[-1]["to"] == NUMBER
+
+
+async def test_failed_stop_confirmation_leaves_no_number_in_the_database_files(tmp_path):
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.core.models import InboundMessage
+    from helpers import write_config
+
+    number = "+31612345678"
+    app = App(load(write_config(tmp_path)))
+
+    def msg(text, i):
+        return InboundMessage(channel="console", sender=number, text=text, message_id=f"m{i}",
+                              received_at=datetime.now(timezone.utc))
+
+    ch = Scripted()
+    d = Dispatcher(DISPATCH, app.store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        app.inbound.handle(msg("aanmelden", 1))
+        d.wake()
+        assert await wait_until(lambda: app.store.deliveries.counts() == {"sent": 1})
+        ch.script[number] = [SendResult("failed", error="131026 undeliverable")]
+        app.inbound.handle(msg("STOP", 2))
+        d.wake()
+        assert await wait_until(lambda: app.store.deliveries.counts().get("failed") == 1)
+        # while the daemon runs on, the number leaves the files soon (not at the next stop)
+        def clean():
+            return not [f.name for f in tmp_path.glob("bridge.db*")
+                        if b"31612345678" in f.read_bytes()]
+        assert await wait_until(clean, timeout=2)
+    finally:
+        stop.set()
+        await task
+        d.release()
+        app.store.close()
 
 
 def test_invalid_number_refused(tmp_path):

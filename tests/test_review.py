@@ -34,6 +34,34 @@ def test_review_queue_approve_and_reject(tmp_path):
     assert "Amersfoort" in msg["text"]
 
 
+# --- a mail the code could not process --------------------------------------------------------
+
+
+def test_a_mail_the_code_could_not_process_can_be_shown_and_approved(tmp_path, capsys, monkeypatch):
+    """Such mails go to review so a human decides; show and approve must not crash on the
+    same bug (they printed a traceback), and approve sends the fallback text."""
+    import bridge.pipeline
+    from helpers import read_outbox, sample, write_config
+
+    def broken(mail, rules):
+        raise ValueError("a parser bug")
+
+    monkeypatch.setattr(bridge.pipeline, "extract_report", broken)
+    cfg = write_config(tmp_path)
+    f = tmp_path / "m.eml"
+    f.write_bytes(sample("01"))
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    code, out, err = run_cli(capsys, "ingest", str(f), "--config", str(cfg))
+    assert code == 0 and ": review: could not be processed" in out, out
+    code, out, err = run_cli(capsys, "review", "show", "1", "--config", str(cfg))
+    assert code == 0 and "review 1 (open)" in out and "a parser bug" in out, (out, err)
+    code, out, err = run_cli(capsys, "review", "approve", "1", "--config", str(cfg))
+    assert code == 0 and "queued for 1 subscribers" in out, (out, err)
+    run_cli(capsys, "dispatch", "--config", str(cfg))
+    [msg] = read_outbox(tmp_path)
+    assert "Storing" in msg["text"] or "storing" in msg["text"], msg
+
+
 # --- approve sends the fallback template, without KPN's greeting and signature ----------------
 
 # A mail that goes to review has no report to fill a notice template: approve sends the
@@ -57,7 +85,6 @@ Wij houden u op de hoogte.
 Met vriendelijke groet,
 KPN Wholesale
 """
-
 
 
 def _review_item(tmp_path, capsys, cfg, data=VAGUE):
