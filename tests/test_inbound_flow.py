@@ -1,4 +1,6 @@
-"""Subscriber list kept by WhatsApp keywords, with the AVG promises kept (issue 3)."""
+"""Subscriber list kept by WhatsApp keywords (subscribe, STOP, help), with the AVG promises kept:
+an unsubscribe erases the person without a trace, nothing is kept of people who are not
+subscribed, replies are limited."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ NUMBER = "+31612345678"
 def inbound(cfg, text, number="06-12345678", msg_id=None):
     args = ["inbound", number, text] + (["--id", msg_id] if msg_id else [])
     return bridge(cfg, *args).stdout.strip()
+
+
+# --- subscribe and STOP -----------------------------------------------------------------------
 
 
 def test_subscribe_notice_stop_resubscribe(tmp_path):
@@ -61,6 +66,9 @@ def test_unsubscribe_of_non_subscriber_stores_nothing(tmp_path):
     assert bridge(cfg, "subscribers", "count").stdout.strip() == "0"
 
 
+# --- replies ----------------------------------------------------------------------------------
+
+
 def test_support_reply_at_most_once_per_window(tmp_path):
     cfg = write_config(tmp_path)
     first = inbound(cfg, "mijn internet doet het niet", msg_id="o1")
@@ -84,6 +92,9 @@ def test_the_help_reply_quotes_the_subscribe_sentence_once_without_an_extra_stop
     code, out, err = run_cli(capsys, "inbound", "0612345678", "help", "--config", str(cfg))
     assert code == 0, err
     assert 'Stuur: "Ja ik wil storingsberichten van CBG Connect ontvangen."\n' in out, out
+
+
+# --- erasure ----------------------------------------------------------------------------------
 
 
 def test_erasure_leaves_no_trace_in_database_or_logs(tmp_path):
@@ -176,6 +187,9 @@ async def test_failed_stop_confirmation_leaves_no_number_in_the_database_files(t
         app.store.close()
 
 
+# --- invalid and unreachable numbers ----------------------------------------------------------
+
+
 def test_invalid_number_refused(tmp_path):
     cfg = write_config(tmp_path)
     p = bridge(cfg, "inbound", "12", "aanmelden", check=False)
@@ -194,6 +208,9 @@ def test_unreachable_subscriber_is_removed_after_n_reports(tmp_path):
     app.inbound.unreachable(sub.id, app.store.subscribers.unreachable(sub.id))
     assert app.store.subscribers.count() == 0
     app.store.close()
+
+
+# --- reply limits -----------------------------------------------------------------------------
 
 
 def test_replies_that_change_nothing_are_rate_limited(tmp_path):

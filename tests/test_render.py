@@ -198,6 +198,9 @@ def test_golden_builtin_default(renderer: Renderer, name: str) -> None:
 
 
 def test_example_from_brief(renderer: Renderer) -> None:
+    """The notice of sample mail 01 has the shape the project started from: a bold headline
+    with the services, the places, since when, the expected repair; then the organisation and
+    the ticket as reference."""
     text = renderer.render_notice(R01).text
     assert text.startswith(
         "*Storing internet en bellen* in Amersfoort en Leusden sinds za 28 nov 09:42.\n"
