@@ -1,4 +1,5 @@
-"""The dispatcher against a scripted channel: retries, failures, pauses, pacing, stop."""
+"""The dispatcher against a scripted channel: retries, failures, pauses, pacing, supersede,
+unsubscribe mid fan-out, stop and store failures."""
 
 from __future__ import annotations
 

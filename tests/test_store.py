@@ -1,4 +1,4 @@
-"""The SQLite store: schema, outbox bookkeeping, erasure, retention."""
+"""The SQLite store: schema, raw mails, outbox bookkeeping, erasure, retention, a full disk."""
 
 import sqlite3
 import time
