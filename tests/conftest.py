@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import write_config  # noqa: E402
+from helpers import TEMPLATES, write_config  # noqa: E402
 
 
 @pytest.fixture
@@ -27,3 +27,22 @@ def app(cfg):
     a = App(cfg)
     yield a
     a.store.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty store in tmp_path/b.db, closed after the test."""
+    from bridge.store import Store
+
+    s = Store.open(tmp_path / "b.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def renderer():
+    """A renderer over the shipped templates, for the default organisation."""
+    from bridge.core.models import Organisation
+    from bridge.core.render import Renderer
+
+    return Renderer(TEMPLATES, Organisation())

@@ -1,4 +1,5 @@
-"""Shared test helpers: configs in tmp dirs, free ports, sample mails."""
+"""Shared test helpers: configs in tmp dirs, free ports, sample mails, mails built in tests,
+the command line run in-process, notices queued in a store."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import socket
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bridge.channels.base import Outgoing, SendResult
@@ -124,3 +126,86 @@ def read_outbox(tmp_path: Path) -> list[dict]:
     if not p.exists():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def utc(*a: int) -> datetime:
+    """``datetime(*a)`` in UTC."""
+    return datetime(*a, tzinfo=timezone.utc)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run the command line in this process (``bridge.cli.main``) with ``argv`` exactly as
+    given; return (exit code, stdout, stderr) as captured by pytest's ``capsys``."""
+    from bridge.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def no_ticket_mail(tmp_path: Path) -> Path:
+    """Sample 01 without its ticket number and status line (a KPN mail the bridge cannot
+    read with confidence: it goes to review), written to tmp_path/vague.eml."""
+    data = sample("01").replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
+    f = tmp_path / "vague.eml"
+    f.write_bytes(data)
+    return f
+
+
+# -- mails built in tests ----------------------------------------------------------------------
+
+# A KPN report body with ticket, status and description.
+KPN_BODY = (
+    "Beste partner,\r\n\r\n"
+    "Ticketnummer:       INC000012345678\r\n"
+    "Status:             Nieuw\r\n"
+    "Omschrijving:       Kabelbreuk.\r\n\r\n"
+    "Met vriendelijke groet,\r\nKPN\r\n"
+)
+
+
+def mail(body: str | bytes, *, subject: str = "Test", headers: str = "",
+         ctype: str = 'text/plain; charset="utf-8"', from_: str = "KPN <kpn@example.nl>",
+         date: str = "Sat, 28 Nov 2026 09:45:00 +0100") -> bytes:
+    """A raw mail to noc@example.nl with ``body`` (str: UTF-8; bytes: as is); ``headers``
+    (CRLF-terminated lines) go after Content-Type."""
+    head = (f"From: {from_}\r\nTo: noc@example.nl\r\nSubject: {subject}\r\n"
+            f"Date: {date}\r\nMessage-ID: <m1@example.nl>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: {ctype}\r\n{headers}\r\n")
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return head.encode("ascii") + data
+
+
+def raw_mail(body: str, *, ctype: str = 'text/plain; charset="utf-8"', subject: str = "Test",
+             from_: str = "KPN <storingen@kpn.example>", headers: str = "") -> bytes:
+    """A raw UTF-8 mail from KPN to noc@cbgconnect.example, sent Sat 28 Nov 2026 16:58 +0100.
+    ``headers`` (CRLF-terminated lines) go first, as a receiving server prepends
+    Authentication-Results (and as a second From header would stand before the first)."""
+    head = (f"{headers}From: {from_}\r\nTo: noc@cbgconnect.example\r\nSubject: {subject}\r\n"
+            "Date: Sat, 28 Nov 2026 16:58:00 +0100\r\nMessage-ID: <m1@example.nl>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: {ctype}\r\n\r\n")
+    return (head + body).encode("utf-8")
+
+
+def alternative(plain: str, html: str, **kw) -> bytes:
+    """A multipart/alternative ``raw_mail`` with a text/plain and a text/html part."""
+    body = ("--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + plain + "\r\n"
+            "--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n--alt--\r\n")
+    return raw_mail(body, ctype='multipart/alternative; boundary="alt"', **kw)
+
+
+# The authserv-id of the ISP's own receiving mail server in the Authentication-Results tests.
+OUR_MX = "mx.cbgconnect.nl"
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+def fan_out_notice(store, incident: int | None, text: str) -> int:
+    """Add a notice of ``incident`` (None: no incident) with ``text`` and fan it out to every
+    subscriber, in one transaction; return the notice id."""
+    with store.tx():
+        nid = store.incidents.add_notice(incident_id=incident, raw_mail_id=None, kind="storing",
+                                         status="nieuw", template="t", text=text, report=None,
+                                         fallback=False)
+        store.deliveries.fan_out(nid, incident)
+    return nid

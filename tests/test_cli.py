@@ -1,17 +1,75 @@
-"""The command line, as other tools and scripts use it."""
+"""The command line, as other tools and scripts use it: --config anywhere, help, ingest,
+preview, subscribers, check, dispatch and run with their exit statuses.
+
+The review queue commands are in test_review.py, config errors and secrets in test_config.py."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
 
 from daemon import bridge
-from helpers import MAILS, TEMPLATES, read_outbox, write_config
+from helpers import (
+    MAILS,
+    ROOT,
+    TEMPLATES,
+    free_port,
+    no_ticket_mail,
+    read_outbox,
+    run_cli,
+    write_config,
+)
 
 
 def ingest(cfg, *files, json_out=True):
     p = bridge(cfg, "ingest", *[str(MAILS / f) for f in files], *(["--json"] if json_out else []))
     return [json.loads(line) for line in p.stdout.splitlines()]
+
+
+# --- --config before or after the command; help lists every action ----------------------------
+
+
+def test_config_before_the_command_is_used(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    assert run_cli(capsys, "--config", str(cfg), "subscribers", "add", "0612345678")[0] == 0
+    for argv in (["--config", str(cfg), "subscribers", "count"],
+                 ["subscribers", "--config", str(cfg), "count"],
+                 ["subscribers", "count", "--config", str(cfg)]):
+        code, out, err = run_cli(capsys, *argv)
+        assert (code, out.strip()) == (0, "1"), (argv, out, err)
+    code, out, err = run_cli(capsys, "--config", str(cfg), "review", "list")
+    assert code == 0 and out.strip() == "review queue is empty", (out, err)
+    # a wrong path before the command is not replaced by ./config.toml
+    code, out, err = run_cli(capsys, "--config", str(tmp_path / "nope.toml"), "status")
+    assert code == 1 and "nope.toml: config file not found" in err, (out, err)
+
+
+def bridge_raw(*argv, env=None, timeout=60):
+    """`python -m bridge` with the arguments exactly as given (no --config appended)."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "bridge", *argv], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command,actions", [
+    ("subscribers", ("add", "remove", "count", "list", "show")),
+    ("review", ("list", "show", "approve", "reject")),
+])
+def test_help_of_a_command_lists_its_actions(command, actions):
+    p = bridge_raw(command, "--help")
+    assert p.returncode == 0, p.stderr
+    listed = {line.split()[0] for line in p.stdout.splitlines()
+              if line.startswith("    ") and len(line.split()) > 1}
+    assert set(actions) <= listed, p.stdout
+
+
+# --- ingest -----------------------------------------------------------------------------------
 
 
 def test_ingest_outcomes_for_the_samples(tmp_path):
@@ -40,6 +98,9 @@ def test_ingest_outcomes_for_the_samples(tmp_path):
     assert len(texts) == 3 and all(m["to"] == "+31612345678" for m in read_outbox(tmp_path))
 
 
+# --- preview: decides as ingest does, stores nothing ------------------------------------------
+
+
 def test_preview_prints_the_notice_and_stores_nothing(tmp_path):
     cfg = write_config(tmp_path)
     p = bridge(cfg, "preview", str(MAILS / "01-storing-nieuw.eml"))
@@ -48,28 +109,62 @@ def test_preview_prints_the_notice_and_stores_nothing(tmp_path):
     assert st["mails"] == {} and st["deliveries"] == {}
 
 
-def test_review_queue_approve_and_reject(tmp_path):
+def test_preview_of_a_mail_ingest_would_not_send(tmp_path, capsys):
     cfg = write_config(tmp_path)
-    bridge(cfg, "subscribers", "add", "0612345678")
-    no_ticket = (MAILS / "01-storing-nieuw.eml").read_bytes()
-    no_ticket = no_ticket.replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
-    f = tmp_path / "vague.eml"
-    f.write_bytes(no_ticket.replace(b"inc12345678.1@", b"vague1@"))
-    g = tmp_path / "vague2.eml"
-    g.write_bytes(no_ticket.replace(b"inc12345678.1@", b"vague2@"))
-    out = bridge(cfg, "ingest", str(f), str(g)).stdout
-    assert out.count(": review: no ticket") == 2, out
-    listing = bridge(cfg, "review", "list").stdout
-    assert listing.count("open") == 2
-    assert "review 1 (open)" in bridge(cfg, "review", "show", "1").stdout
-    assert "queued for 1 subscribers" in bridge(cfg, "review", "approve", "1").stdout
-    assert "rejected" in bridge(cfg, "review", "reject", "2").stdout
-    again = bridge(cfg, "review", "approve", "1", check=False)
-    assert again.returncode == 1 and "already approved" in again.stderr
-    assert bridge(cfg, "review", "list").stdout.strip() == "review queue is empty"
-    bridge(cfg, "dispatch")
-    [msg] = read_outbox(tmp_path)
-    assert "Amersfoort" in msg["text"]
+    garbage = tmp_path / "garbage.eml"
+    garbage.write_bytes(b"garbage")
+    cases = [
+        (MAILS / "07-geen-storing.eml",
+         "would be rejected: sender facturen@leverancier.example is not on the allow-list"),
+        (garbage, "would be rejected: "),
+        (no_ticket_mail(tmp_path), "would go to review: no ticket"),
+    ]
+    for f, expected in cases:
+        code, out, err = run_cli(capsys, "preview", str(f), "--config", str(cfg))
+        assert code == 1 and out.startswith(expected), (f, out, err)
+        assert len(out.strip().splitlines()) == 1, out
+    code, out, err = run_cli(capsys, "status", "--json", "--config", str(cfg))
+    assert '"mails": {}' in out and '"deliveries": {}' in out, out
+
+
+def test_preview_of_a_forward_follows_the_forward_rules(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--config", str(cfg))
+    assert code == 0 and "Amersfoort" in out, out
+    cfg.write_text(cfg.read_text().replace('forwarders = ["support@cbgconnect.example"]',
+                                           "forwarders = []"))
+    code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--config", str(cfg))
+    assert code == 1 and out.startswith("would be rejected: "), out
+
+
+def test_preview_and_ingest_agree_on_every_sample(tmp_path, capsys):
+    """On a fresh store, preview says notice exactly when ingest says queued, review when
+    review, rejected when rejected; and the notice is the text that gets sent."""
+    import json
+
+    files = sorted(MAILS.glob("*.eml")) + [no_ticket_mail(tmp_path)]
+    for i, f in enumerate(files):
+        d = tmp_path / str(i)
+        d.mkdir()
+        cfg = write_config(d)
+        run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+        code, out, _ = run_cli(capsys, "preview", str(f), "--config", str(cfg))
+        preview_text = out.strip()
+        _, out, _ = run_cli(capsys, "ingest", "--json", str(f), "--config", str(cfg))
+        outcome = json.loads(out)["outcome"]
+        assert {"queued": 0, "review": 1, "rejected": 1}[outcome] == code, (f.name, outcome, out)
+        if outcome == "queued":
+            run_cli(capsys, "dispatch", "--config", str(cfg))
+            [msg] = read_outbox(d)
+            assert msg["text"] == preview_text, f.name
+        else:
+            what = "would go to review" if outcome == "review" else "would be rejected"
+            assert preview_text.startswith(what + ": "), (f.name, preview_text)
+
+
+# --- subscribers: numbers and business-scoped user ids ----------------------------------------
 
 
 def test_subscribers_commands_and_masking(tmp_path):
@@ -91,6 +186,30 @@ def test_subscribers_commands_and_masking(tmp_path):
     assert "nothing stored" in bridge(cfg, "subscribers", "show", "0612345678").stdout
 
 
+@pytest.mark.parametrize("bad", ["user:", "user:abc def", "user: abc", "user:abc\tdef",
+                                 "user:.abc", "user:abc/def"])
+def test_subscribers_add_refuses_an_empty_or_spaced_user_id(tmp_path, capsys, bad):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "subscribers", "add", "0612345678", bad, "--config", str(cfg))
+    assert code == 1 and err.startswith("bridge: not a valid user id"), (out, err)
+    assert len(err.strip().splitlines()) == 1
+    assert run_cli(capsys, "subscribers", "count", "--config", str(cfg))[1].strip() == "0"
+    code, out, err = run_cli(capsys, "inbound", bad, "STOP", "--config", str(cfg))
+    assert code == 1 and err.startswith("bridge: not a valid user id"), (out, err)
+
+
+def test_subscribers_add_takes_a_business_scoped_user_id(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "subscribers", "add", "user:NL.1502576394655843",
+                             "--config", str(cfg))
+    assert code == 0 and "added" in out, (out, err)
+    code, out, err = run_cli(capsys, "subscribers", "list", "--unmasked", "--config", str(cfg))
+    assert out.startswith("user:NL.1502576394655843\t"), out
+
+
+# --- check (the templates; secrets and config keys: test_config.py) ---------------------------
+
+
 def test_check_accepts_shipped_templates_and_reports_broken_ones(tmp_path):
     cfg = write_config(tmp_path)
     p = bridge(cfg, "check")
@@ -105,25 +224,131 @@ def test_check_accepts_shipped_templates_and_reports_broken_ones(tmp_path):
     assert "storing_nieuw.j2:3:" in p.stdout, p.stdout
 
 
-def test_config_errors_name_the_key(tmp_path):
+# --- a store file that is not a database ------------------------------------------------------
+
+
+def test_a_store_file_that_is_not_a_database_is_a_one_line_error(tmp_path, capsys):
+    from helpers import write_config
+
+    cfg = write_config(tmp_path)
+    (tmp_path / "bridge.db").write_bytes(b"this is not an SQLite database, just some text " * 20)
+    code, out, err = run_cli(capsys, "status", "--config", str(cfg))
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "bridge.db" in err, err
+
+
+# --- dispatch: the exit status tells whether everything due was handled -----------------------
+
+
+def test_dispatch_exits_0_when_everything_due_was_sent(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
+    assert code == 0 and out.startswith("sent 1,"), (out, err)
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))  # nothing due: fine
+    assert code == 0 and out.startswith("sent 0,"), (out, err)
+
+
+def test_dispatch_with_the_channel_paused_exits_non_zero(tmp_path):
+    cfg = write_config(tmp_path, channel="cloud", channel_extra=f"""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_env = "T_NO_CLOUD_TOKEN_SET"
+        base_url = "http://127.0.0.1:{free_port()}"
+        """)
+    bridge(cfg, "subscribers", "add", "0612345678")
+    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"))
+    p = bridge(cfg, "dispatch", check=False)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stdout.startswith("sent 0,") and "waiting 1" in p.stdout, p.stdout
+    line = p.stderr.strip().splitlines()[-1]  # after the channel's warning log line
+    assert line.startswith("bridge: the channel is paused (") and "T_NO_CLOUD_TOKEN_SET" in line
+    assert line.endswith("1 due deliveries not sent"), line
+
+
+def test_dispatch_with_due_deliveries_left_waiting_exits_non_zero(tmp_path, capsys, monkeypatch):
+    import bridge.app
+    from bridge.channels.base import SendResult
+    from helpers import Scripted
+
+    later = SendResult("retry", error="busy", retry_after=600)
+    channel = Scripted({"+31612345678": [later]})
+    monkeypatch.setattr(bridge.app.App, "channel", property(lambda self: channel))
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
+    assert len(channel.calls) == 1
+    assert code == 1 and "retried 1" in out, (out, err)
+    assert err.strip() == ("bridge: 1 due deliveries not sent yet (they wait for a retry;"
+                           " bridge status shows them)"), err
+    # a delivery that is not due yet is no failure
+    code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
+    assert code == 0 and "waiting 1" in out, (out, err)
+
+
+# --- run: exit status 78 (EX_CONFIG) when the daemon cannot start -----------------------------
+
+
+def test_run_with_a_config_error_exits_78(tmp_path):
     cfg = write_config(tmp_path)
     cfg.write_text(cfg.read_text().replace("rate = 1000.0", 'rate = "fast"'))
-    p = bridge(cfg, "status", check=False)
-    assert p.returncode == 1
+    p = bridge(cfg, "run", check=False, timeout=30)
+    assert p.returncode == 78, (p.returncode, p.stderr)
     assert p.stderr.strip() == "bridge: dispatch.rate: must be a number, got 'fast'"
-    cfg.write_text(cfg.read_text().replace('rate = "fast"', "rate = 5\nspeed = 3"))
-    p = bridge(cfg, "status", check=False)
-    assert p.stderr.strip() == "bridge: dispatch.speed: unknown key (a typo?)"
-    p = bridge(tmp_path / "missing.toml", "status", check=False)
-    assert p.returncode == 1 and "config file not found" in p.stderr
+    # other commands keep exit 1 for one-line failures
+    assert bridge(cfg, "status", check=False).returncode == 1
 
 
-def test_shipped_config_loads():
+def test_run_with_a_missing_secret_exits_78(tmp_path):
+    cfg = write_config(tmp_path, smtp=True)
+    cfg.write_text(cfg.read_text().replace("enabled = true", (
+        'enabled = true\nauth_username_env = "T_NOPE_USER"\nauth_password_env = "T_NOPE_PASS"')))
+    p = bridge(cfg, "run", check=False, timeout=30)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    last = p.stderr.strip().splitlines()[-1]  # the daemon logs to stderr too
+    assert last == "bridge: smtp.auth_username_env: environment variable T_NOPE_USER is not set"
+
+
+def test_run_with_the_smtp_port_in_use_exits_78(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg = write_config(tmp_path, smtp=True, smtp_port=busy.getsockname()[1])
+        p = bridge(cfg, "run", check=False, timeout=30)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    assert p.stderr.strip().splitlines()[-1].startswith("bridge: cannot start:"), p.stderr
+
+
+def test_run_while_another_daemon_owns_the_store_exits_78(tmp_path):
+    from bridge.app import App
     from bridge.config import load
-    from helpers import ROOT
 
-    cfg = load(ROOT / "config.toml")
-    assert cfg.organisation.name == "CBG Connect"
-    assert cfg.smtp.host == "127.0.0.1" and cfg.smtp.port == 8025
-    assert cfg.channel.type == "console"
-    assert str(cfg.store.path).endswith("var/bridge.db")
+    cfg_path = write_config(tmp_path)
+    owner = App(load(cfg_path))
+    owner.dispatcher.acquire()
+    try:
+        p = bridge(cfg_path, "run", check=False, timeout=30)
+    finally:
+        owner.dispatcher.release()
+        owner.store.close()
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    assert p.stderr.strip().splitlines()[-1].startswith("bridge: another dispatcher"), p.stderr
+
+
+def test_run_with_the_web_port_in_use_exits_78_at_once(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_config(tmp_path, extra=f"""\
+            [web]
+            port = {port}
+            webhook = false
+            """)
+        p = bridge(cfg, "run", check=False, timeout=20)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == f"bridge: cannot start: web.port: 127.0.0.1:{port}: address already in use"
+    assert "crashed" not in p.stderr

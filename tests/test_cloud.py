@@ -1,4 +1,4 @@
-"""The WhatsApp Cloud API channel against a fake Graph API on loopback (issue 5).
+"""The WhatsApp Cloud API channel against a fake Graph API on loopback.
 
 Real objects throughout: bridge.app.App with a config in tmp_path, the real Dispatcher and
 Store; only Meta is faked (tests/fake_graph.py, a real HTTP server).

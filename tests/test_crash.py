@@ -1,4 +1,6 @@
-"""Crash safety: SIGKILL during a fan-out of >= 1,000 deliveries, then restart."""
+"""Crash and stop safety during a fan-out, then a restart: SIGKILL during a fan-out of >= 1,000
+deliveries, and SIGTERM (stop intake, finish the sends under way, exit 0); after the restart
+every subscriber has the notice exactly once."""
 
 from __future__ import annotations
 
@@ -40,3 +42,30 @@ def test_sigkill_mid_fanout_every_subscriber_gets_the_notice_once(tmp_path):
     assert "were under way at the last stop" in d2.log() or not repeated
     status = bridge(cfg, "status", "--json").stdout
     assert f'"sent": {N}' in status, status
+
+
+def test_sigterm_mid_fanout_exits_0_and_a_restart_repeats_nothing(tmp_path):
+    from collections import Counter
+
+    from daemon import Daemon, bridge, wait_for
+    from helpers import MAILS, free_port, read_outbox, write_config
+
+    n = 300
+    port = free_port()
+    cfg = write_config(tmp_path, smtp=True, smtp_port=port, rate=200)
+    numbers = [f"+3162{i:07d}" for i in range(n)]
+    bridge(cfg, "subscribers", "add", *numbers)
+    assert "queued" in bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml")).stdout
+    d = Daemon(cfg, port=port).start()
+    wait_for(lambda: len(read_outbox(tmp_path)) >= n // 4, what="a quarter of the fan-out")
+    assert d.stop() == 0, d.log()
+    first = len(read_outbox(tmp_path))
+    assert first < n
+    st = __import__("json").loads(bridge(cfg, "status", "--json").stdout)
+    assert "sending" not in st["deliveries"], st
+    assert st["deliveries"].get("sent", 0) == first, (st, first)
+    d2 = Daemon(cfg, port=port).start()
+    wait_for(lambda: len(read_outbox(tmp_path)) >= n, what="the rest of the fan-out")
+    assert d2.stop() == 0, d2.log()
+    got = Counter(m["to"] for m in read_outbox(tmp_path))
+    assert set(got) == set(numbers) and max(got.values()) == 1

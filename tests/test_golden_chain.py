@@ -16,18 +16,12 @@ import pytest
 
 from bridge.core.incidents import needs_review
 from bridge.core.mail import parse_mail
-from bridge.core.models import Organisation, OutageReport
-from bridge.core.render import Renderer
+from bridge.core.models import OutageReport
 from bridge.core.report import extract_report
-from helpers import MAILS, TEMPLATES
+from helpers import MAILS
 
 CHAIN = Path(__file__).parent / "golden" / "chain"
 CASES = sorted(p.stem for p in MAILS.glob("*.eml"))
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    return Renderer(TEMPLATES, Organisation())
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from daemon import Daemon, bridge, wait_for  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
+from helpers import ROOT, write_config  # noqa: E402
+from helpers import read_outbox as outbox  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "imap"
 PW_ENV = "BRIDGE_TEST_IMAP_PASSWORD"
 SUBSCRIBER = "+31612345678"
@@ -43,49 +44,13 @@ def storing(n: int, *, sender: str | None = None) -> bytes:
 
 
 def imap_config(tmp: Path, dc: Dovecot, imap_extra: str = "", **imap) -> Path:
+    """The test config (helpers.write_config) with an ``[imap]`` table for Dovecot ``dc``."""
     keys = {"host": "127.0.0.1", "port": dc.port, "tls": "none", "user": dc.user,
             "password_env": PW_ENV, "timeout": 3, "backoff_max": 2, "login_backoff": 60,
             "idle_renew": 60, "poll_interval": 0.2}
     keys.update(imap)
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items())
-    text = textwrap.dedent(f"""\
-        [store]
-        path = "{tmp / 'bridge.db'}"
-
-        [smtp]
-        enabled = false
-
-        [senders]
-        kpn = ["kpn.com", "kpn.example"]
-
-        [render]
-        templates_dir = "{ROOT / 'templates'}"
-
-        [dispatch]
-        rate = 1000
-        poll_interval = 0.05
-        backoff_base = 0.05
-        backoff_max = 0.5
-
-        [channel]
-        type = "console"
-
-        [channel.console]
-        quiet = true
-        outbox_file = "{tmp / 'outbox.jsonl'}"
-
-        [imap]
-        """) + lines + "\n" + textwrap.dedent(imap_extra)
-    path = tmp / "config.toml"
-    path.write_text(text)
-    return path
-
-
-def outbox(tmp: Path) -> list[dict]:
-    p = tmp / "outbox.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    return write_config(tmp, extra="[imap]\n" + lines + "\n" + textwrap.dedent(imap_extra))
 
 
 def status(cfg: Path) -> dict:

@@ -1,13 +1,18 @@
-"""Subscriber list kept by WhatsApp keywords, with the AVG promises kept (issue 3)."""
+"""Subscriber list kept by WhatsApp keywords (subscribe, STOP, help), with the AVG promises kept:
+an unsubscribe erases the person without a trace, nothing is kept of people who are not
+subscribed, replies are limited."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from datetime import datetime, timezone
 
+from bridge.channels.base import SendResult
+from bridge.outbox import Dispatcher
 from daemon import bridge
-from helpers import MAILS, read_outbox, write_config
+from helpers import DISPATCH, MAILS, Scripted, read_outbox, run_cli, wait_until, write_config
 
 NUMBER = "+31612345678"
 
@@ -15,6 +20,9 @@ NUMBER = "+31612345678"
 def inbound(cfg, text, number="06-12345678", msg_id=None):
     args = ["inbound", number, text] + (["--id", msg_id] if msg_id else [])
     return bridge(cfg, *args).stdout.strip()
+
+
+# --- subscribe and STOP -----------------------------------------------------------------------
 
 
 def test_subscribe_notice_stop_resubscribe(tmp_path):
@@ -58,6 +66,9 @@ def test_unsubscribe_of_non_subscriber_stores_nothing(tmp_path):
     assert bridge(cfg, "subscribers", "count").stdout.strip() == "0"
 
 
+# --- replies ----------------------------------------------------------------------------------
+
+
 def test_support_reply_at_most_once_per_window(tmp_path):
     cfg = write_config(tmp_path)
     first = inbound(cfg, "mijn internet doet het niet", msg_id="o1")
@@ -74,6 +85,16 @@ def test_help_reply(tmp_path):
     cfg = write_config(tmp_path)
     reply = inbound(cfg, "HELP", msg_id="h1")
     assert "STOP" in reply and "support@cbgconnect.nl" in reply
+
+
+def test_the_help_reply_quotes_the_subscribe_sentence_once_without_an_extra_stop(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    code, out, err = run_cli(capsys, "inbound", "0612345678", "help", "--config", str(cfg))
+    assert code == 0, err
+    assert 'Stuur: "Ja ik wil storingsberichten van CBG Connect ontvangen."\n' in out, out
+
+
+# --- erasure ----------------------------------------------------------------------------------
 
 
 def test_erasure_leaves_no_trace_in_database_or_logs(tmp_path):
@@ -128,6 +149,47 @@ def test_erasure_leaves_no_trace_in_database_or_logs(tmp_path):
     assert read_outbox(tmp_path)[-1]["to"] == NUMBER
 
 
+async def test_failed_stop_confirmation_leaves_no_number_in_the_database_files(tmp_path):
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.core.models import InboundMessage
+    from helpers import write_config
+
+    number = "+31612345678"
+    app = App(load(write_config(tmp_path)))
+
+    def msg(text, i):
+        return InboundMessage(channel="console", sender=number, text=text, message_id=f"m{i}",
+                              received_at=datetime.now(timezone.utc))
+
+    ch = Scripted()
+    d = Dispatcher(DISPATCH, app.store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        app.inbound.handle(msg("aanmelden", 1))
+        d.wake()
+        assert await wait_until(lambda: app.store.deliveries.counts() == {"sent": 1})
+        ch.script[number] = [SendResult("failed", error="131026 undeliverable")]
+        app.inbound.handle(msg("STOP", 2))
+        d.wake()
+        assert await wait_until(lambda: app.store.deliveries.counts().get("failed") == 1)
+        # while the daemon runs on, the number leaves the files soon (not at the next stop)
+        def clean():
+            return not [f.name for f in tmp_path.glob("bridge.db*")
+                        if b"31612345678" in f.read_bytes()]
+        assert await wait_until(clean, timeout=2)
+    finally:
+        stop.set()
+        await task
+        d.release()
+        app.store.close()
+
+
+# --- invalid and unreachable numbers ----------------------------------------------------------
+
+
 def test_invalid_number_refused(tmp_path):
     cfg = write_config(tmp_path)
     p = bridge(cfg, "inbound", "12", "aanmelden", check=False)
@@ -146,6 +208,9 @@ def test_unreachable_subscriber_is_removed_after_n_reports(tmp_path):
     app.inbound.unreachable(sub.id, app.store.subscribers.unreachable(sub.id))
     assert app.store.subscribers.count() == 0
     app.store.close()
+
+
+# --- reply limits -----------------------------------------------------------------------------
 
 
 def test_replies_that_change_nothing_are_rate_limited(tmp_path):

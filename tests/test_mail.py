@@ -1,35 +1,18 @@
-"""Mail parsing: envelopes, charsets, HTML, forwards (inline, attached, nested, quoted)."""
+"""Mail decoding: envelopes, charsets, body parts, HTML to text.
+
+Forwards (inline, attached, nested, quoted) are in test_forwards.py."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from bridge.core.mail import MailError, clean_subject, html_to_text, parse_mail
-from bridge.core.report import extract_report
+from bridge.core.report import extract_report, read_labels
+from helpers import alternative, mail, raw_mail
 
-GOLDEN = Path(__file__).parent / "golden" / "mail"
 UTC = timezone.utc
-
-KPN_BODY = (
-    "Beste partner,\r\n\r\n"
-    "Ticketnummer:       INC000012345678\r\n"
-    "Status:             Nieuw\r\n"
-    "Omschrijving:       Kabelbreuk.\r\n\r\n"
-    "Met vriendelijke groet,\r\nKPN\r\n"
-)
-
-
-def mail(body: str | bytes, *, subject: str = "Test", headers: str = "",
-         ctype: str = 'text/plain; charset="utf-8"', from_: str = "KPN <kpn@example.nl>",
-         date: str = "Sat, 28 Nov 2026 09:45:00 +0100") -> bytes:
-    head = (f"From: {from_}\r\nTo: noc@example.nl\r\nSubject: {subject}\r\n"
-            f"Date: {date}\r\nMessage-ID: <m1@example.nl>\r\nMIME-Version: 1.0\r\n"
-            f"Content-Type: {ctype}\r\n{headers}\r\n")
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    return head.encode("ascii") + data
 
 
 # --- unusable input --------------------------------------------------------------------------
@@ -147,189 +130,155 @@ def test_attachments_are_not_body():
     assert parse_mail(mail(body, ctype='multipart/mixed; boundary="b"')).text == "De tekst"
 
 
-# --- forwards --------------------------------------------------------------------------------
+# --- text/plain or text/html: a stub plain part loses to the HTML with the labels -------------
 
-FORWARDS = {
-    # case: (forward shape, a phrase that is only in the forwarder's comment)
-    "06-doorgestuurd-outlook": ("inline", "Graag doorzetten"),
-    "11-gmail-forward-en": ("inline", "FYI"),
-    "12-outlook-forward-en": ("inline", "INC000099999999"),
-    "13-rfc822-attachment": ("attachment", "CT99999999999"),
-    "14-apple-forward": ("inline", "iPad"),
-    "22-nested-forward": ("inline", "INC000000000001"),
-    "23-outlook-html-forward": ("inline", "spoed"),
-}
+KPN_HTML = ("<p>Beste partner,</p><table>"
+            "<tr><td>Ticketnummer</td><td>INC000012345678</td></tr>"
+            "<tr><td>Status</td><td>Nieuw</td></tr>"
+            "<tr><td>Getroffen gebied</td><td>Amersfoort</td></tr></table>"
+            "<p>Met vriendelijke groet,<br>KPN</p>")
 
 
-@pytest.mark.parametrize("case", sorted(FORWARDS))
-def test_forward_comment_never_in_text(case):
-    shape, phrase = FORWARDS[case]
-    parsed = parse_mail((GOLDEN / f"{case}.eml").read_bytes())
-    assert parsed.forward == shape
-    assert parsed.original is not None
-    assert phrase not in parsed.text
-    if case != "22-nested-forward":  # there the phrase is in the middle forwarder's comment
-        assert phrase in parsed.forward_comment
-    assert parsed.original.from_addr == "storingsmeldingen@wholesale.kpn.example"
-    assert parsed.original.subject == clean_subject(parsed.original.subject)
-    assert parsed.outer.subject != parsed.original.subject  # outer keeps its "FW:" prefix
-    for word in ("Van:", "From:", "Onderwerp:", "Subject:", "Forwarded", "Original Message"):
-        assert word not in parsed.text
-    assert parsed.text.startswith(("Beste partner", "Ticketnummer"))
-
-
-def test_nested_forward_keeps_outermost_comment_and_drops_the_middle_one():
-    parsed = parse_mail((GOLDEN / "22-nested-forward.eml").read_bytes())
-    assert parsed.forward_comment.startswith("Zie hieronder")
-    assert "INC000000000001" not in parsed.forward_comment + parsed.text
-    assert parsed.original.date == datetime(2026, 11, 28, 11, 5, tzinfo=UTC)
-
-
-def test_not_forwarded_mail():
-    parsed = parse_mail((GOLDEN / "01-storing-nieuw.eml").read_bytes())
-    assert parsed.forward is None and parsed.original is None and parsed.forward_comment == ""
-    assert parsed.effective is parsed.outer
-
-
-def _inline(block: str, comment: str = "Graag versturen.\r\n\r\nGroet, Sanne\r\n\r\n") -> bytes:
-    return mail(comment + block + KPN_BODY, subject="FW: Storing")
-
-
-@pytest.mark.parametrize(
-    "block, date",
-    [
-        ("________________________________\r\nVan: KPN <kpn@example.nl>\r\n"
-         "Verzonden: zaterdag 28 november 2026 09:45\r\nAan: noc@example.nl\r\n"
-         "CC: iemand@example.nl\r\nOnderwerp: Storing\r\n\r\n", "2026-11-28T08:45"),
-        ("-----Oorspronkelijk bericht-----\r\nVan: KPN [mailto:kpn@example.nl]\r\n"
-         "Verzonden: vrijdag 27 november 2026 23:15\r\nAan: noc@example.nl\r\n"
-         "Onderwerp: Storing\r\n\r\n", "2026-11-27T22:15"),
-        ("-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\n"
-         "Sent: Saturday, November 28, 2026 9:45 AM\r\nTo: noc@example.nl\r\n"
-         "Subject: Storing\r\n\r\n", "2026-11-28T08:45"),
-        ("---------- Doorgestuurd bericht ---------\r\nVan: KPN <kpn@example.nl>\r\n"
-         "Date: za 28 nov. 2026 om 09:45\r\nSubject: Storing\r\nTo: <noc@example.nl>\r\n\r\n\r\n",
-         "2026-11-28T08:45"),
-        ("---------- Forwarded message ---------\r\nFrom: KPN <kpn@example.nl>\r\n"
-         "Date: Sat, Nov 28, 2026 at 9:45 AM\r\nSubject: Storing\r\nTo: noc@example.nl\r\n\r\n",
-         "2026-11-28T08:45"),
-        ("Begin forwarded message:\r\n\r\nFrom: KPN <kpn@example.nl>\r\nSubject: Storing\r\n"
-         "Date: 28 November 2026 at 09:45:00 CET\r\nTo: noc@example.nl\r\n\r\n",
-         "2026-11-28T08:45"),
-        # Outlook without a separator line: a header block on its own
-        ("Van: KPN <kpn@example.nl>\r\nVerzonden: zaterdag 28 november 2026 09:45\r\n"
-         "Aan: noc@example.nl\r\nOnderwerp: Storing\r\n\r\n", "2026-11-28T08:45"),
-        # RFC 2822 date and a bare address
-        ("-----Original Message-----\r\nFrom: kpn@example.nl\r\n"
-         "Sent: Sat, 28 Nov 2026 09:45:00 +0100\r\nSubject: Storing\r\n\r\n", "2026-11-28T08:45"),
-        # summer time
-        ("-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\n"
-         "Sent: Wednesday, July 15, 2026 9:45 AM\r\nSubject: Storing\r\n\r\n", "2026-07-15T07:45"),
-    ],
-)
-def test_inline_forward_shapes(block, date):
-    parsed = parse_mail(_inline(block))
-    assert parsed.forward == "inline"
-    assert parsed.original.from_addr == "kpn@example.nl"
-    assert parsed.original.subject == "Storing"
-    assert parsed.original.date.isoformat().startswith(date)
-    assert parsed.original.message_id is None
-    assert parsed.forward_comment == "Graag versturen.\n\nGroet, Sanne"
-    assert parsed.text == KPN_BODY.replace("\r\n", "\n").strip()
+@pytest.mark.parametrize("plain", [
+    "View this mail in your browser: https://kpn.example/view/123",
+    "Bekijk deze e-mail in je browser.",
+    "",
+    "   \r\n  ",
+])
+def test_stub_plain_part_loses_to_html_with_labels(plain):
+    parsed = parse_mail(alternative(plain, KPN_HTML))
+    assert "Ticketnummer| INC000012345678" in parsed.text
     report = extract_report(parsed)
-    assert (report.ticket, report.status, report.description) == (
-        "INC000012345678", "nieuw", "Kabelbreuk.")
+    assert (report.ticket, report.status, report.places) == (
+        "INC000012345678", "nieuw", ("Amersfoort",))
 
 
-def test_inline_subject_wrapped_on_two_lines_and_unparsable_date():
-    block = ("-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\nSent: ergens gisteren\r\n"
-             "To: noc@example.nl\r\nSubject: Storingsmelding KPN: Internet - Amersfoort\r\n"
-             "    (INC000012345678) - Nieuw\r\n\r\n")
-    parsed = parse_mail(_inline(block))
-    assert parsed.original.subject == (
-        "Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Nieuw")
-    assert parsed.original.date is None
-    assert parsed.text.startswith("Beste partner,")
+def test_plain_part_with_the_labels_is_still_preferred():
+    plain = "Ticketnummer: INC000012345678\r\nStatus: Nieuw\r\nGetroffen gebied: Amersfoort\r\n"
+    assert parse_mail(alternative(plain, KPN_HTML)).text.startswith("Ticketnummer: INC")
 
 
-def test_inline_from_name_only():
-    block = ("________________________________\r\nVan: KPN Storingsdienst\r\n"
-             "Verzonden: zaterdag 28 november 2026 09:45\r\nOnderwerp: Storing\r\n\r\n")
-    parsed = parse_mail(_inline(block))
-    assert (parsed.original.from_addr, parsed.original.from_name) == ("", "KPN Storingsdienst")
+def test_neither_part_has_labels_plain_wins():
+    parsed = parse_mail(alternative("Platte versie", "<p>HTML versie</p>"))
+    assert parsed.text == "Platte versie"
 
 
-def test_quoted_forward_is_unquoted():
-    quoted = "\r\n".join(("> " + line) if line else ">" for line in (
-        "Van: KPN <kpn@example.nl>\r\nOnderwerp: Storing\r\nDatum: 28-11-2026 09:45\r\n\r\n"
-        + KPN_BODY).split("\r\n"))
-    parsed = parse_mail(mail("Zie onder.\r\n\r\nBegin doorgestuurd bericht:\r\n\r\n" + quoted))
-    assert parsed.forward == "inline"
-    assert parsed.text == KPN_BODY.replace("\r\n", "\n").strip()
-    assert parsed.forward_comment == "Zie onder."
+def test_plain_report_is_not_outvoted_by_an_html_footer():
+    plain = ("Ticketnummer: INC000012345678\r\nStatus: Nieuw\r\nGetroffen gebied: Amersfoort\r\n"
+             "Starttijd: 28-11-2026 09:42\r\nVerwachte eindtijd: 28-11-2026 14:00\r\n")
+    rows = [("Ticketnummer", "INC000012345678"), ("Status", "Nieuw"),
+            ("Getroffen gebied", "Amersfoort"), ("Starttijd", "28-11-2026 09:42"),
+            ("Verwachte eindtijd", "28-11-2026 12:00")]
+    footer = ["Tel: 0800-0402", "Web: kpn.com", "KvK: 27124701", "Adres: Wilhelminakade 123",
+              "Postbus: 30000", "Plaats: Rotterdam", "Fax: n.v.t.", "Mail: x@kpn.com",
+              "Twitter: @kpn", "BTW: NL00"]
+    html = ("<table>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+            + "</table>" + "".join(f"<p>{line}</p>" for line in footer))
+    parsed = parse_mail(alternative(plain, html))
+    assert parsed.text.startswith("Ticketnummer: INC")
+    assert "14:00" in parsed.text and "KvK" not in parsed.text
 
 
-def test_underscore_signature_line_is_not_a_forward():
-    body = "Status: Nieuw\r\n\r\n______________________________\r\nKPN Wholesale, Den Haag\r\n"
-    parsed = parse_mail(mail(body))
-    assert parsed.forward is None and parsed.original is None
-    assert "Status: Nieuw" in parsed.text
+def test_html_with_few_labels_does_not_beat_a_plain_part():
+    html = "<table><tr><td>Status</td><td>Nieuw</td></tr></table><p>Tel: 0800-0402</p>"
+    assert parse_mail(alternative("Zie de HTML-versie.", html)).text == "Zie de HTML-versie."
 
 
-def test_forward_with_empty_original_body_is_not_unwrapped():
-    body = "Kijk hier eens naar.\r\n\r\n-----Original Message-----\r\nFrom: a@b.nl\r\nSubject: x\r\n"
-    parsed = parse_mail(mail(body))
-    assert parsed.forward is None
-    assert "Kijk hier eens naar." in parsed.text
+# --- HTML to text: one label per line, the paragraphs of a value cell one value ---------------
 
 
-def _attached(inner: str, comment: str = "Zie bijlage.") -> bytes:
-    body = (f"--o\r\nContent-Type: text/plain\r\n\r\n{comment}\r\n"
-            "--o\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "\r\n--o--\r\n")
-    return mail(body, subject="Doorst: Storing", ctype='multipart/mixed; boundary="o"')
+def test_paragraphs_in_a_table_cell_are_lines():
+    html = ("<table><tr><td><p>Status: Nieuw</p><p>Gebied: Ede</p></td></tr>"
+            "<tr><td><div>Omschrijving: kabel</div><div>Oorzaak: graafwerk</div>Extra</td></tr>"
+            "</table>")
+    text = html_to_text(html)
+    for line in ("Status: Nieuw", "Gebied: Ede", "Omschrijving: kabel", "Oorzaak: graafwerk",
+                 "Extra"):
+        assert line in text.split("\n"), text
+    assert read_labels(text)["places"] == "Ede"
 
 
-def test_rfc822_attachment():
-    inner = ("From: KPN <KPN@Example.nl>\r\nSubject: TR: Storing KPN\r\n"
-             "Date: Sat, 28 Nov 2026 09:45:00 +0100\r\nMessage-ID: <orig-1@kpn>\r\n\r\n" + KPN_BODY)
-    parsed = parse_mail(_attached(inner))
-    assert parsed.forward == "attachment"
-    assert parsed.original.from_addr == "kpn@example.nl"
-    assert parsed.original.subject == "Storing KPN"  # prefixes removed from the original
-    assert parsed.original.message_id == "orig-1@kpn"
-    assert parsed.outer.subject == "Doorst: Storing"
-    assert parsed.forward_comment == "Zie bijlage."
-    assert "Zie bijlage" not in parsed.text
-    assert extract_report(parsed).ticket == "INC000012345678"
+def test_cells_that_each_hold_a_label_are_lines():
+    html = ("<table><tr><td>Status: Nieuw</td><td>Gebied: Ede</td></tr>"
+            "<tr><td>Starttijd: 28-11-2026 09:42</td><td>Einde: 28-11-2026 14:00</td></tr></table>")
+    lines = html_to_text(html).split("\n")
+    for line in ("Status: Nieuw", "Gebied: Ede", "Starttijd: 28-11-2026 09:42",
+                 "Einde: 28-11-2026 14:00"):
+        assert line in lines, lines
+    labels = read_labels("\n".join(lines))
+    assert (labels["status"], labels["places"]) == ("Nieuw", "Ede")
 
 
-def test_rfc822_attachment_nested_and_with_inline_forward_inside():
-    innermost = ("From: KPN <kpn@example.nl>\r\nSubject: Storing KPN\r\n"
-                 "Date: Sat, 28 Nov 2026 09:45:00 +0100\r\n\r\n" + KPN_BODY)
-    middle = ("From: Jan <jan@example.nl>\r\nSubject: Fwd: Storing KPN\r\n"
-              'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
-              "--m\r\nContent-Type: text/plain\r\n\r\nZie bijlage, Jan. Ticket: INC000000000002\r\n"
-              "--m\r\nContent-Type: message/rfc822\r\n\r\n" + innermost + "\r\n--m--\r\n")
-    parsed = parse_mail(_attached(middle))
-    assert parsed.original.from_addr == "kpn@example.nl"
-    assert "INC000000000002" not in parsed.text
-    assert extract_report(parsed).ticket == "INC000012345678"
-    # an attached mail that itself holds an inline forward
-    inline_inside = ("From: Jan <jan@example.nl>\r\nSubject: FW: Storing\r\n\r\nZie onder, Jan.\r\n\r\n"
-                     "-----Original Message-----\r\nFrom: KPN <kpn@example.nl>\r\n"
-                     "Sent: Saturday, November 28, 2026 9:45 AM\r\nSubject: Storing KPN\r\n\r\n"
-                     + KPN_BODY)
-    parsed = parse_mail(_attached(inline_inside))
-    assert parsed.forward == "attachment"
-    assert parsed.original.from_addr == "kpn@example.nl"
-    assert parsed.original.date == datetime(2026, 11, 28, 8, 45, tzinfo=UTC)
-    assert "Zie onder" not in parsed.text
+def test_label_and_value_cells_stay_one_row():
+    # Outlook wraps every cell's text in <p class=MsoNormal>: still "Label| value"
+    html = ('<table><tr><td><p class="MsoNormal">Status</p></td><td><p class="MsoNormal">Nieuw'
+            '</p></td></tr><tr><td><p>Gebied</p></td><td><p>Amersfoort</p></td></tr>'
+            "<tr><td>Starttijd</td><td>28-11-2026 09:42</td></tr></table>")
+    lines = html_to_text(html).split("\n")
+    assert "Status| Nieuw" in lines and "Gebied| Amersfoort" in lines
+    assert "Starttijd| 28-11-2026 09:42" in lines
 
 
-def test_empty_rfc822_attachment_is_ignored():
-    parsed = parse_mail(_attached("From: x@y.nl\r\nSubject: leeg\r\n\r\n", comment="Alleen tekst."))
-    assert parsed.forward is None
-    assert parsed.text == "Alleen tekst."
+KPN_SUBJECT = "Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Nieuw"
+
+
+def test_paragraphs_in_a_value_cell_stay_one_value():
+    # Outlook: every paragraph a <p class=MsoNormal>, an empty one (&nbsp;) between them
+    html = ('<table><tr><td><p class="MsoNormal">Ticketnummer</p></td><td><p class="MsoNormal">'
+            'INC000012345678</p></td></tr>'
+            '<tr><td><p class="MsoNormal">Status</p></td><td><p class="MsoNormal">Nieuw</p></td></tr>'
+            '<tr><td><p class="MsoNormal">Getroffen gebied</p></td><td><p class="MsoNormal">'
+            'Amersfoort<o:p></o:p></p><p class="MsoNormal">Leusden<o:p></o:p></p></td></tr>'
+            '<tr><td><p class="MsoNormal">Omschrijving</p></td><td><p class="MsoNormal">Kabel '
+            'beschadigd.<o:p></o:p></p><p class="MsoNormal"><o:p>&nbsp;</o:p></p>'
+            '<p class="MsoNormal">Let op: herstart het modem na herstel.<o:p></o:p></p></td></tr>'
+            "</table>")
+    lines = html_to_text(html).split("\n")
+    assert "Omschrijving| Kabel beschadigd. Let op: herstart het modem na herstel." in lines
+    report = extract_report(parse_mail(raw_mail(html, ctype="text/html; charset=utf-8",
+                                                subject=KPN_SUBJECT)))
+    assert report.description == "Kabel beschadigd. Let op: herstart het modem na herstel."
+    assert report.places == ("Amersfoort", "Leusden")  # one paragraph a place
+
+
+def test_a_label_inside_a_value_cell_is_not_a_label_of_the_mail():
+    html = ("<table><tr><td>Ticketnummer</td><td>INC000012345678</td></tr>"
+            "<tr><td>Omschrijving</td><td><div>Kabel beschadigd.</div>"
+            "<div>Status: monteur onderweg</div></td></tr>"
+            "<tr><td>Status</td><td>Opgelost</td></tr></table>")
+    lines = html_to_text(html).split("\n")
+    assert "Omschrijving| Kabel beschadigd. Status: monteur onderweg" in lines
+    report = extract_report(parse_mail(raw_mail(html, ctype="text/html; charset=utf-8",
+                                                subject=KPN_SUBJECT)))
+    assert report.status == "opgelost"
+    assert report.description == "Kabel beschadigd. Status: monteur onderweg"
+
+
+def test_line_breaks_in_a_value_cell_still_give_one_place_each():
+    html = ("<table><tr><td>Plaatsen</td><td>Zwolle<br>Hattem<br>Heino</td></tr>"
+            "<tr><td>Omschrijving</td><td>Kabel beschadigd.<br>Let op: herstart het modem.</td>"
+            "</tr></table>")
+    lines = html_to_text(html).split("\n")
+    assert lines[:3] == ["Plaatsen| Zwolle", "Hattem", "Heino"]
+    assert "Omschrijving| Kabel beschadigd. Let op: herstart het modem." in lines
+
+
+def test_a_table_after_text_starts_on_its_own_line():
+    text = html_to_text("Zie hieronder:<table><tr><td>Status</td><td>Nieuw</td></tr></table>"
+                        "Einde tekst")
+    lines = text.split("\n")
+    assert "Zie hieronder:" in lines and "Status| Nieuw" in lines and "Einde tekst" in lines
+
+
+def test_no_markdown_escapes_in_the_text():
+    text = html_to_text("<p>-------- Doorgestuurd bericht --------</p><p>1. Herstart het modem"
+                        "</p><p>+ 31 procent</p><p>- streepje</p><p>C:\\pad\\naar</p>")
+    assert "\\" not in text.replace("C:\\pad\\naar", "")
+    assert "-------- Doorgestuurd bericht --------" in text
+    assert "1. Herstart het modem" in text
+
+
+# --- subject prefixes and raw 8-bit headers --------------------------------------------------
 
 
 @pytest.mark.parametrize("subject, clean", [

@@ -1,4 +1,4 @@
-"""The linked-phone channel over MQTT against a real, private Mosquitto (issue 6).
+"""The linked-phone channel over MQTT against a real, private Mosquitto.
 
 Every test that talks MQTT starts its own broker (tests/mosquitto.py) on a free loopback
 port with its data in tmp_path; the system broker on port 1883 is never used. End-to-end

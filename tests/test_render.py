@@ -11,12 +11,13 @@ import os
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from bridge.core import render
+from bridge.core.mail import parse_mail
 from bridge.core.models import Organisation, OutageReport
 from bridge.core.render import (
     Rendered,
@@ -36,17 +37,13 @@ from bridge.core.render import (
     tijd,
     wa,
 )
+from bridge.core.report import extract_report
+from helpers import TEMPLATES, raw_mail, utc
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates"
 GOLDEN = Path(__file__).parent / "golden" / "notices"
 REGEN = os.environ.get("REGEN") == "1"
 
 ORG = Organisation()
-
-
-def utc(*a: int) -> datetime:
-    return datetime(*a, tzinfo=timezone.utc)
 
 
 # Hand-built reports matching the sample mails (times in the mails are Dutch local time,
@@ -162,11 +159,6 @@ def check_golden(name: str, text: str) -> None:
 
 
 @pytest.fixture
-def renderer() -> Renderer:
-    return Renderer(TEMPLATES, ORG)
-
-
-@pytest.fixture
 def tmp_templates(tmp_path: Path) -> Path:
     """A private copy of the real templates, for tests that break or edit them."""
     dst = tmp_path / "templates"
@@ -206,6 +198,9 @@ def test_golden_builtin_default(renderer: Renderer, name: str) -> None:
 
 
 def test_example_from_brief(renderer: Renderer) -> None:
+    """The notice of sample mail 01 has the shape the project started from: a bold headline
+    with the services, the places, since when, the expected repair; then the organisation and
+    the ticket as reference."""
     text = renderer.render_notice(R01).text
     assert text.startswith(
         "*Storing internet en bellen* in Amersfoort en Leusden sinds za 28 nov 09:42.\n"
@@ -243,6 +238,87 @@ def test_sparse_report_renders_everywhere(renderer: Renderer) -> None:
             out = renderer.render_notice(bare, previous=bare)
             assert out.error is None, (kind, status, out.error)
             assert out.text and "ref." not in out.text
+
+
+# --------------------------------------------------------------------------------------
+# Resolved notices: only an actual end is the repair time
+# --------------------------------------------------------------------------------------
+
+# A resolved notice says when the outage ended ("om 16:51") only when the mail gives an
+# actual end; an expected end, an end after the mail was sent or the planned end of a
+# maintenance window is never presented as the time of the repair.
+
+RESOLVED = OutageReport(
+    ticket="INC000012345678",
+    kind="storing",
+    status="opgelost",
+    subject="Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Opgelost",
+    services=("internet",),
+    places=("Amersfoort",),
+    start=utc(2026, 11, 28, 8, 42),
+    end=utc(2026, 11, 28, 15, 51),
+    end_expected=False,
+    description="De storing is verholpen.",
+    sent_at=utc(2026, 11, 28, 15, 58),
+)
+EXPECTED_ONLY = dataclasses.replace(RESOLVED, end=utc(2026, 11, 28, 13, 0), end_expected=True)
+END_AFTER_MAIL = dataclasses.replace(RESOLVED, end=utc(2026, 11, 28, 17, 0))
+MAINTENANCE_DONE = OutageReport(
+    ticket="CT00012345678",
+    kind="onderhoud",
+    status="opgelost",
+    subject="Onderhoudsmelding KPN: Internet - Zwolle (CT00012345678) - Afgerond",
+    services=("internet",),
+    places=("Zwolle",),
+    start=utc(2026, 12, 2, 23, 0),
+    end=utc(2026, 12, 3, 5, 0),  # "Eindtijd": the end of the planned window
+    sent_at=utc(2026, 12, 3, 5, 20),
+)
+
+
+def test_resolved_outage_with_an_actual_end_states_it(renderer):
+    for text in (renderer.render_notice(RESOLVED).text, default_notice_text(RESOLVED, ORG)):
+        assert "om 16:51" in text
+
+
+@pytest.mark.parametrize("report", [EXPECTED_ONLY, END_AFTER_MAIL], ids=["expected", "after-mail"])
+def test_resolved_outage_never_presents_an_expected_end_as_the_repair_time(renderer, report):
+    out = renderer.render_notice(report)
+    assert out.template == "notices/storing_opgelost.j2" and not out.fallback
+    local = "14:00" if report is EXPECTED_ONLY else "18:00"
+    for text in (out.text, default_notice_text(report, ORG)):
+        assert local not in text
+        assert " om " not in text
+        assert "opgelost" in text
+
+
+def test_resolved_outage_fallback_template_does_not_call_an_expected_end_the_end(renderer, tmp_path):
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "notices" / "storing_opgelost.j2").unlink()
+    out = Renderer(templates, ORG).render_notice(EXPECTED_ONLY)
+    assert out.template == "notices/fallback.j2" and not out.fallback
+    assert "14:00" not in out.text and "Einde" not in out.text
+
+
+def test_finished_maintenance_does_not_present_the_planned_end_as_the_finish_time(renderer):
+    out = renderer.render_notice(MAINTENANCE_DONE)
+    assert out.template == "notices/onderhoud_opgelost.j2" and not out.fallback
+    for text in (out.text, default_notice_text(MAINTENANCE_DONE, ORG)):
+        assert "06:00" not in text and " om " not in text
+        assert "klaar" in text or "voorbij" in text
+
+
+def test_resolved_mail_with_only_an_expected_end_gives_no_repair_time(renderer):
+    body = ("Beste partner,\r\n\r\nTicketnummer: INC000012345678\r\nStatus: Opgelost\r\n"
+            "Starttijd: 28-11-2026 09:42\r\nVerwachte eindtijd: 28-11-2026 14:00\r\n\r\n"
+            "Met vriendelijke groet,\r\nKPN\r\n")
+    report = extract_report(parse_mail(raw_mail(body, subject="Storing opgelost")))
+    assert report.status == "opgelost" and report.end_expected
+    text = renderer.render_notice(report).text
+    assert "14:00" not in text and "verholpen" in text
 
 
 # --------------------------------------------------------------------------------------
@@ -614,6 +690,43 @@ def test_reply_fallbacks(tmp_templates: Path) -> None:
     assert r.render_reply("../notices/storing_nieuw").fallback
     write_template(tmp_templates / "replies/help.j2", "{{ ''.__class__ }}")
     assert r.render_reply("help").fallback
+
+
+# --------------------------------------------------------------------------------------
+# Punctuation: no double full stops in replies and notices
+# --------------------------------------------------------------------------------------
+# The subscribe sentence ends in a full stop; quoting it must not add another.
+
+
+def test_no_reply_or_notice_template_renders_a_double_full_stop(app):
+    from bridge.checks import sample_reports
+
+    renderer, sentence = app.renderer, app.inbound.subscribe_sentence
+    assert sentence.endswith(".")
+    texts = {}
+    for path in sorted((TEMPLATES / "replies").glob("*.j2")):
+        for ctx in ({"subscribe_sentence": sentence}, {}):
+            out = renderer.render_reply(path.stem, **ctx)
+            assert not out.fallback, (path.name, out.error)
+            texts[f"{path.name} {sorted(ctx)}"] = out.text
+    reports = sample_reports()
+    for path in sorted((TEMPLATES / "notices").glob("*.j2")):
+        for i, report in enumerate(reports):
+            if path.stem != "fallback" and path.stem != f"{report.kind}_{report.status}":
+                continue
+            out = renderer.render_notice(report, previous=reports[i - 1] if i else None)
+            assert not out.fallback, (path.name, out.error)
+            texts[f"{path.name} sample {i}"] = out.text
+    # and the built-in texts that stand in when a reply template fails
+    from bridge.core.render import _REPLY_DEFAULTS, default_reply_text
+
+    for name in _REPLY_DEFAULTS:
+        for ctx in ({"subscribe_sentence": sentence}, {}):
+            texts[f"built-in {name} {sorted(ctx)}"] = default_reply_text(
+                name, renderer.org, **ctx)
+    assert any(sentence in t for t in texts.values())
+    for name, text in texts.items():
+        assert '.".' not in text and ".." not in text, (name, text)
 
 
 # --------------------------------------------------------------------------------------

@@ -1,14 +1,20 @@
-"""Report extraction: golden mails end to end, dates, labels, rules from config."""
+"""Report extraction: golden mails end to end, labels, values, places, status, kind, rules from
+config, safety.
+
+How dates, times and periods are read (also a report's start and end from bare times and
+ranges) is in test_dates.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
+import bridge.core.report as report_mod
 from bridge.core.mail import parse_mail
 from bridge.core.models import Envelope, OutageReport, ParsedMail
 from bridge.core.report import (
@@ -23,6 +29,7 @@ from bridge.core.report import (
 
 GOLDEN = Path(__file__).parent / "golden" / "mail"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.eml"))
+UTC = timezone.utc
 
 
 def _dump(report: OutageReport) -> str:
@@ -51,88 +58,6 @@ def test_golden(case: str):
 def _mail(text: str, subject: str = "", date_: datetime | None = None) -> ParsedMail:
     env = Envelope("kpn@example.nl", "KPN", subject, date_, None)
     return ParsedMail(outer=env, original=None, forward=None, text=text)
-
-
-# --- dates -----------------------------------------------------------------------------------
-
-UTC = timezone.utc
-
-
-@pytest.mark.parametrize(
-    "text, want",
-    [
-        ("28-11-2026 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("28-11-2026 9:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("28/11/2026 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("28.11.2026 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("28-11-26 09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("28-11-2026 09.42 uur", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("28 november 2026 om 07:05", datetime(2026, 11, 28, 6, 5, tzinfo=UTC)),
-        ("28 nov 2026 07:05", datetime(2026, 11, 28, 6, 5, tzinfo=UTC)),
-        ("zaterdag 28 november 2026 07:05", datetime(2026, 11, 28, 6, 5, tzinfo=UTC)),
-        ("za 28 nov. 2026 om 09:45", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
-        ("Saturday, November 28, 2026 9:45 AM", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
-        ("Sat, Nov 28, 2026 at 9:45 PM", datetime(2026, 11, 28, 20, 45, tzinfo=UTC)),
-        ("Sat, 28 Nov 2026 09:45:00 +0100", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
-        ("28 November 2026 at 09:45:00 CET", datetime(2026, 11, 28, 8, 45, tzinfo=UTC)),
-        ("28-11-2026", datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),  # midnight local
-        ("2026-11-28", datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),
-        ("2026-11-28T09:42", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("2026-11-28T09:42:00+01:00", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("2026-11-28T08:42:00Z", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("2026-07-15 09:42:00+02:00", datetime(2026, 7, 15, 7, 42, tzinfo=UTC)),
-        ("28-11-2026 09:42 (geschat)", datetime(2026, 11, 28, 8, 42, tzinfo=UTC)),
-        ("12 mei 2026 12:00", datetime(2026, 5, 12, 10, 0, tzinfo=UTC)),
-        ("3 mrt 2026 12:00", datetime(2026, 3, 3, 11, 0, tzinfo=UTC)),
-        ("1 okt. 2026 12:00", datetime(2026, 10, 1, 10, 0, tzinfo=UTC)),
-    ],
-)
-def test_parse_datetime_forms(text, want):
-    got = parse_datetime(text)
-    assert got == want
-    assert got.utcoffset().total_seconds() == 0
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["Onbekend", "", "nog niet bekend", "31-02-2026 10:00", "28-11-2026 25:00",
-     "zaterdag", "13/13/2026", "32 november 2026", "de 28ste", "99999-1-1"],
-)
-def test_parse_datetime_unparsable_is_none(text):
-    assert parse_datetime(text) is None
-
-
-def test_parse_datetime_dst_boundaries():
-    # Summer time starts 29 March 2026 02:00 CET -> 03:00 CEST.
-    assert parse_datetime("29-03-2026 01:59") == datetime(2026, 3, 29, 0, 59, tzinfo=UTC)
-    assert parse_datetime("29-03-2026 03:00") == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
-    # 02:30 does not exist that night: read with the offset from before the change (+01:00).
-    assert parse_datetime("29-03-2026 02:30") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
-    # Summer time ends 25 October 2026 03:00 CEST -> 02:00 CET.
-    assert parse_datetime("25-10-2026 01:59") == datetime(2026, 10, 24, 23, 59, tzinfo=UTC)
-    assert parse_datetime("25-10-2026 03:00") == datetime(2026, 10, 25, 2, 0, tzinfo=UTC)
-    # 02:30 happens twice: the first occurrence (still summer time, +02:00) is taken.
-    assert parse_datetime("25-10-2026 02:30") == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
-    # Midsummer and midwinter
-    assert parse_datetime("15-07-2026 12:00") == datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
-    assert parse_datetime("15-01-2026 12:00") == datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
-
-
-def test_parse_datetime_other_timezone_and_time_only():
-    assert parse_datetime("28-11-2026 09:42", "UTC") == datetime(2026, 11, 28, 9, 42, tzinfo=UTC)
-    assert parse_datetime("14:00") is None
-    assert parse_datetime("14:00", default_date=date(2026, 7, 1)) == datetime(
-        2026, 7, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    "text, want",
-    [("240 minuten", 240), ("4 uur", 240), ("2,5 uur", 150), ("1 uur en 30 minuten", 90),
-     ("90 min", 90), ("1.5 hours", 90), ("2 hours 30 minutes", 150), ("01:30", 90),
-     ("120", 120), ("max. 15 minuten", 15), ("geen", None), ("", None), (None, None)],
-)
-def test_parse_duration_minutes(text, want):
-    assert parse_duration_minutes(text) == want
 
 
 # --- labels ----------------------------------------------------------------------------------
@@ -196,6 +121,97 @@ def test_html_table_rows_are_labels():
 def test_description_empty_without_label_and_greeting_never_in_it():
     r = extract_report(_mail("Beste partner,\n\nEr is een storing.\n\nMet vriendelijke groet,\nKPN"))
     assert r.description == ""
+
+
+# --- labels: where a wrapped value ends -------------------------------------------------------
+
+# A wrapped value goes on over lines with a time or a colon in a sentence; a label at the start
+# of a line ends it, also an unknown one, an indented one or one in lower case.
+
+
+@pytest.mark.parametrize(
+    "wrapped, rest",
+    [
+        ("Kabelbreuk. De storing is\nontstaan om 09:42 door graafwerk.",
+         "Kabelbreuk. De storing is ontstaan om 09:42 door graafwerk."),
+        ("Kabelbreuk. De storing is ontstaan\nom 09:42 door graafwerk.",
+         "Kabelbreuk. De storing is ontstaan om 09:42 door graafwerk."),
+        ("Kabelbreuk.\nSinds 09:42 is er geen internet.",
+         "Kabelbreuk. Sinds 09:42 is er geen internet."),
+        ("Kabelbreuk. Monteurs zijn\nonderweg: herstel volgt.",
+         "Kabelbreuk. Monteurs zijn onderweg: herstel volgt."),
+        ("Kabelbreuk. De oorzaak is\neen graafmachine. Advies: herstart het modem.",
+         "Kabelbreuk. De oorzaak is een graafmachine. Advies: herstart het modem."),
+        ("Kabelbreuk.\nUpdate 11:15: monteur ter plaatse.",
+         "Kabelbreuk. Update 11:15: monteur ter plaatse."),
+    ],
+)
+def test_wrapped_description_is_not_cut_at_a_time_or_colon(wrapped, rest):
+    text = f"Omschrijving: {wrapped}\nStatus: Nieuw\n"
+    got = read_labels(text)
+    assert got["description"] == rest
+    assert got["status"] == "Nieuw"
+
+
+def test_a_label_at_line_start_still_ends_the_value():
+    text = "Omschrijving: Kabelbreuk.\nWijkcentrale: AMF01\nImpact | groot\nStatus: Nieuw\n"
+    assert read_labels(text)["description"] == "Kabelbreuk."
+    text = "Omschrijving: Kabelbreuk.\nAantal klanten: 120\n"
+    assert read_labels(text)["description"] == "Kabelbreuk."
+
+
+def test_wrapped_description_in_an_html_cell():
+    html = ("<table><tr><td>Status</td><td>Nieuw</td></tr><tr><td>Omschrijving</td>"
+            "<td>Kabelbreuk.<br>De storing is ontstaan om 09:42 door graafwerk.<br>"
+            "Sinds 10:00 is een monteur ter plaatse.</td></tr></table>")
+    r = extract_report(parse_mail(_html_mail(html)))
+    assert r.description == ("Kabelbreuk. De storing is ontstaan om 09:42 door graafwerk. "
+                             "Sinds 10:00 is een monteur ter plaatse.")
+
+
+def _html_mail(html: str) -> bytes:
+    return ("From: storingen@kpn.example\nSubject: Storing\nMIME-Version: 1.0\n"
+            "Content-Type: text/html; charset=utf-8\n\n<html><body>" + html
+            + "</body></html>").encode()
+
+
+def test_indented_unknown_label_ends_the_previous_value():
+    text = "Omschrijving: Kabelbreuk.\n   Impact: groot\nStatus: Nieuw\n"
+    assert read_labels(text)["description"] == "Kabelbreuk."
+    text = ("  Status: Nieuw\n  Omschrijving: Kabelbreuk bij de\n  wijkcentrale.\n"
+            "  Aantal klanten: 120\n  Plaats: Ede\n")
+    got = read_labels(text)
+    assert got["description"] == "Kabelbreuk bij de wijkcentrale."
+    assert got["places"] == "Ede"
+
+
+def test_aligned_continuation_with_a_colon_is_still_a_continuation():
+    text = ("Omschrijving:   Door graafwerkzaamheden is een kabel\n"
+            "                beschadigd.\n"
+            "                Let op: herstart het modem.\n"
+            "Status:         Nieuw\n")
+    got = read_labels(text)
+    assert got["description"] == ("Door graafwerkzaamheden is een kabel beschadigd. "
+                                  "Let op: herstart het modem.")
+    text = "Omschrijving: Kabelbreuk, de monteur\n   meldt om 10:15: kabel gevonden.\n"
+    assert read_labels(text)["description"] == (
+        "Kabelbreuk, de monteur meldt om 10:15: kabel gevonden.")
+
+
+def test_a_lower_case_unknown_label_ends_the_value():
+    r = extract_report(_mail("Getroffen gebied: Amersfoort\naantal getroffen klanten: 1200\n"
+                             "wijkcentrale: AMF01\nStarttijd: 28-11-2026 09:42\n"))
+    assert r.places == ("Amersfoort",)
+    assert r.postcodes == ()
+    got = read_labels("Omschrijving: De storing is\nontstaan om 09:42 door een stroomstoring.\n"
+                      "Update 10:30: monteur ter plaatse.\naantal klanten: circa 1200\n")
+    assert got["description"] == ("De storing is ontstaan om 09:42 door een stroomstoring. "
+                                  "Update 10:30: monteur ter plaatse.")
+
+
+def test_a_lower_case_word_and_colon_inside_a_description_sentence_continues_it():
+    got = read_labels("Omschrijving: Kabelbreuk. Monteurs zijn\nonderweg: herstel volgt.\n")
+    assert got["description"] == "Kabelbreuk. Monteurs zijn onderweg: herstel volgt."
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -289,6 +305,244 @@ def test_garbage_never_crashes():
     junk = "\x00\x01:::|||\t\t\n" * 20 + "Starttijd: 99-99-9999 99:99\nOnderbreking: 1e999 uur\n"
     r = extract_report(_mail(junk, subject="(((:::)))-"))
     assert r.start is None
+
+
+# --- places over several lines ----------------------------------------------------------------
+
+# One place per line stays one place each; a list wrapped in the middle of a name is joined back.
+
+
+def test_places_on_separate_lines_are_separate_places():
+    r = extract_report(_mail("Plaatsen: Amersfoort\nLeusden\nSoest\n\nStatus: Nieuw"))
+    assert r.places == ("Amersfoort", "Leusden", "Soest")
+    r = extract_report(_mail("Plaatsen:   Amersfoort\n            Leusden\n"
+                             "            Soest, Baarn\n"))
+    assert r.places == ("Amersfoort", "Leusden", "Soest", "Baarn")
+    r = extract_report(_mail("Plaatsen:\n- Amersfoort\n- Capelle a/d IJssel\n"))
+    assert r.places == ("Amersfoort", "Capelle a/d IJssel")
+
+
+def test_places_with_postcodes_on_separate_lines():
+    r = extract_report(_mail("Locatie: 3811 AB Amersfoort\n3831 Leusden\n"))
+    assert r.places == ("Amersfoort", "Leusden")
+    assert r.postcodes == ("3811 AB", "3831")
+
+
+def test_places_in_an_html_cell_with_br():
+    html = ("<table><tr><td>Status</td><td>Nieuw</td></tr>"
+            "<tr><td>Plaatsen</td><td>Amersfoort<br>Leusden<br/>Soest</td></tr>"
+            "<tr><td>Dienst</td><td>Internet</td></tr></table>")
+    r = extract_report(parse_mail(_html_mail(html)))
+    assert r.places == ("Amersfoort", "Leusden", "Soest")
+    assert r.services == ("internet",)
+
+
+def test_read_labels_still_joins_lines_with_spaces():
+    assert read_labels("Plaatsen: Amersfoort\nLeusden\n")["places"] == "Amersfoort Leusden"
+
+
+@pytest.mark.parametrize("value, places", [
+    ("Amersfoort, Leusden, Hoevelaken, Nijkerk, Barneveld, Bergen op\n"
+     "Zoom en Capelle aan den IJssel",
+     ("Amersfoort", "Leusden", "Hoevelaken", "Nijkerk", "Barneveld", "Bergen op Zoom",
+      "Capelle aan den IJssel")),
+    ("Amersfoort, Leusden, Hoevelaken, Nijkerk, Barneveld en\n   Woudenberg",
+     ("Amersfoort", "Leusden", "Hoevelaken", "Nijkerk", "Barneveld", "Woudenberg")),
+    ("Amersfoort,\nLeusden", ("Amersfoort", "Leusden")),
+    ("Amersfoort en Capelle aan\nden IJssel", ("Amersfoort", "Capelle aan den IJssel")),
+    ("Amersfoort\nLeusden\nSoest", ("Amersfoort", "Leusden", "Soest")),
+    ("Amersfoort\nLeusden\nSoest, Baarn", ("Amersfoort", "Leusden", "Soest", "Baarn")),
+    ("\n- Amersfoort\n- Leusden, Soest\n- Baarn", ("Amersfoort", "Leusden", "Soest", "Baarn")),
+])
+def test_wrapped_place_lists_are_joined(value, places):
+    r = extract_report(_mail(f"Getroffen gebied: {value}\nStarttijd: 28-11-2026 09:42\n"))
+    assert r.places == places
+
+
+@pytest.mark.parametrize("body", [
+    "Plaatsen: " + "\n".join(f"Plaats{i:05d}" for i in range(16_000)) + "\n",
+    "Plaatsen: " + "\n".join(f"Plaats{i:05d}," for i in range(16_000)) + "\n",
+    "Locatie: " + "\n".join(f"{1000 + i // 26} {chr(65 + i % 26)}{chr(65 + i // 26 % 26)} "
+                            f"Dorp{i}" for i in range(16_000)) + "\n",
+    "Plaatsen: " + ", ".join(f"Plaats{i:05d}" for i in range(16_000)) + "\n",
+])
+def test_many_places_parse_in_linear_time(body):
+    t0 = time.perf_counter()
+    r = extract_report(_mail(body))
+    took = time.perf_counter() - t0
+    assert len(r.places) == 16_000
+    assert took < 2.0, f"16,000 places took {took:.1f} s"
+
+
+def test_slash_inside_a_place_name_does_not_split_it():
+    r = extract_report(_mail("Ticketnummer: INC000012345678\nStatus: Nieuw\n"
+                             "Plaats: Capelle a/d IJssel, Alphen a/d Rijn / Gouda"))
+    assert r.places == ("Capelle a/d IJssel", "Alphen a/d Rijn", "Gouda")
+
+
+# --- status: negated and partial words --------------------------------------------------------
+
+# "Niet opgelost", "Deels opgelost" or "Opgelost (gedeeltelijk)" is an update, not resolved; a
+# partial word after the status word counts only when it ends the status phrase.
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Niet opgelost", "Nog niet opgelost", "Deels opgelost", "Gedeeltelijk opgelost",
+     "not resolved", "partially resolved", "Not yet resolved", "Nog niet volledig hersteld",
+     "Opgelost (gedeeltelijk)", "Hersteld - deels", "Grotendeels verholpen"],
+)
+def test_negated_or_partial_resolved_status_is_an_update(value):
+    assert extract_report(_mail(f"Ticketnummer: INC000012345678\nStatus: {value}")).status \
+        == "update"
+
+
+@pytest.mark.parametrize("value, want", [
+    ("Opgelost", "opgelost"), ("Hersteld, geen actie nodig", "opgelost"),
+    ("Niet geannuleerd", "update"), ("Nieuw", "nieuw"), ("In behandeling", "update"),
+    ("Niet meer actief, opgelost", "opgelost"),
+])
+def test_plain_statuses_are_unchanged(value, want):
+    assert extract_report(_mail(f"Status: {value}")).status == want
+
+
+def test_negated_status_in_the_subject():
+    r = extract_report(_mail("", subject="Storingsmelding KPN: Internet - Amersfoort "
+                                         "(INC000012345678) - Deels opgelost"))
+    assert r.status == "update"
+    r = extract_report(_mail("", subject="Storing nog niet opgelost INC000012345678"))
+    assert r.status == "update"
+
+
+def test_negation_and_partial_words_come_from_config():
+    assert "niet" in DEFAULT_RULES.status_negation_words
+    assert "deels" in DEFAULT_RULES.status_partial_words
+    rules = rules_from_config({"status_negation_words": ["nimmer"],
+                               "status_partial_words": ["half"]})
+    assert extract_report(_mail("Status: nimmer opgelost"), rules).status == "update"
+    assert extract_report(_mail("Status: half opgelost"), rules).status == "update"
+    # the lists were replaced: the default words no longer qualify
+    assert extract_report(_mail("Status: deels opgelost"), rules).status == "opgelost"
+    with pytest.raises(ValueError, match="parser.status_negation_words"):
+        rules_from_config({"status_negation_words": "niet"})
+
+
+@pytest.mark.parametrize("value, want", [
+    ("Opgelost, gedeeltelijke vervanging van de kabel uitgevoerd", "opgelost"),
+    ("Opgelost - deels nieuwe bekabeling gelegd", "opgelost"),
+    ("Resolved: partial fibre replacement done", "opgelost"),
+    ("Opgelost (gedeeltelijk)", "update"),
+    ("Hersteld - deels", "update"),
+    ("opgelost, gedeeltelijk", "update"),
+    ("Opgelost, gedeeltelijk. Monteur komt morgen terug.", "update"),
+    ("Resolved (partially)", "update"),
+    ("Niet uitgevoerd", "update"),
+])
+def test_a_partial_word_after_the_status_must_end_the_phrase(value, want):
+    assert extract_report(_mail(f"Status: {value}")).status == want
+
+
+def test_a_partial_word_cut_by_the_status_window_is_not_at_the_end():
+    c = report_mod._compile(DEFAULT_RULES)
+    w = report_mod._STATUS_WINDOW
+    pad = " " * (w - len(", deels"))
+    assert report_mod._status("Opgelost" + pad + ", deels", c) == "update"
+    assert report_mod._status("Opgelost" + pad + ", deels vervangen", c) == "opgelost"
+
+
+def test_an_outage_is_never_announced_it_goes_to_review_without_a_status():
+    raw = (b"From: storingen@kpn.example\r\nSubject: Storing na gepland onderhoud Utrecht "
+           b"INC000012345681\r\nContent-Type: text/plain\r\n\r\nDienst: Internet\r\n"
+           b"Starttijd: 28-11-2026 09:30\r\n")
+    r = extract_report(parse_mail(raw), DEFAULT_RULES)
+    assert (r.kind, r.status) == ("storing", None)
+
+
+# --- kind: outage or maintenance --------------------------------------------------------------
+
+# Maintenance words in the subject make a maintenance notice, unless they name the cause of an
+# outage ("Storing door werkzaamheden", "Outage after planned maintenance"); a kind label wins.
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Onderhoud KPN glasvezel Zwolle",
+        "Maintenance notification Zwolle CT00012345678",
+        "Aankondiging werkzaamheden Zwolle",
+        "Storingsmelding KPN: Internet - Zwolle (CT00012345678) - Gepland onderhoud",
+        "KPN incident: Internet onderhoud - Zwolle (CT00012345678)",
+        "Melding KPN: Internet - Zwolle (CT00012345678) - werkzaamheden",
+        "RE: Planned maintenance: Internet - Zwolle (CHG000123456)",
+        "Netwerkonderhoud Zwolle CT00012345678",
+    ],
+)
+def test_maintenance_words_in_the_subject_give_onderhoud(subject):
+    assert extract_report(_mail("Status: Aangekondigd", subject=subject)).kind == "onderhoud"
+
+
+def test_kind_label_wins_and_outage_subjects_stay_storing():
+    assert extract_report(_mail("Soort: Storing", subject="Onderhoud Zwolle")).kind == "storing"
+    for subject in ("Storingsmelding KPN: Internet - Zwolle (INC000012345678) - Nieuw",
+                    "Storing internet Zwolle", "Uw factuur"):
+        assert extract_report(_mail("", subject=subject)).kind == "storing"
+
+
+def test_maintenance_words_come_from_config():
+    rules = rules_from_config({"kind_values": {"onderhoud": ["klus"], "storing": ["storing"]}})
+    assert extract_report(_mail("", subject="Klus in Zwolle"), rules).kind == "onderhoud"
+    assert extract_report(_mail("", subject="Storing: Internet - Zwolle (INC000012345678) - "
+                                            "werkzaamheden"), rules).kind == "storing"
+
+
+@pytest.mark.parametrize("subject, kind", [
+    ("Storing door werkzaamheden Amersfoort", "storing"),
+    ("Verstoring internet wegens onderhoud aan de centrale", "storing"),
+    ("Outage caused by planned maintenance in Leusden", "storing"),
+    ("Gepland onderhoud door KPN in Amersfoort", "onderhoud"),
+    ("Storingsmelding - Gepland onderhoud Doorn", "onderhoud"),
+])
+def test_a_cause_clause_in_the_subject_does_not_decide_the_kind(subject, kind):
+    raw = (f"From: storingen@kpn.example\r\nTo: noc@cbgconnect.example\r\nSubject: {subject}\r\n"
+           "Message-ID: <k@kpn.example>\r\nDate: Sat, 28 Nov 2026 09:45:00 +0100\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           "Referentie: INC000012345678\r\nStatus: Nieuw\r\nDienst: Internet\r\n").encode()
+    assert extract_report(parse_mail(raw), DEFAULT_RULES).kind == kind
+
+
+def test_kind_cause_words_come_from_config():
+    rules = rules_from_config({"kind_cause_words": []})
+    assert rules.kind_cause_words == ()
+    raw = (b"From: storingen@kpn.example\r\nSubject: Storing door werkzaamheden\r\n"
+           b"Content-Type: text/plain\r\n\r\nReferentie: INC1\r\nStatus: Nieuw\r\n")
+    assert extract_report(parse_mail(raw), rules).kind == "onderhoud"
+
+
+@pytest.mark.parametrize("subject, kind", [
+    ("Storing tijdens onderhoud: Internet - Utrecht (INC000012345681) - Nieuw", "storing"),
+    ("Storingsmelding KPN: Internet - Utrecht (INC000012345680) - Nieuw - storing na "
+     "werkzaamheden", "storing"),
+    ("Outage after planned maintenance: Internet - Utrecht (INC000012345681) - New", "storing"),
+    ("Outage during maintenance: Internet - Utrecht (INC000012345681) - New", "storing"),
+    ("Storing bij werkzaamheden: Internet - Utrecht (INC000012345681) - Nieuw", "storing"),
+    ("Storing na gepland onderhoud Utrecht INC000012345681", "storing"),
+    ("Onderbreking dienstverlening wegens gepland onderhoud Zwolle CHG0001234567", "onderhoud"),
+    ("Onderbreking wegens gepland onderhoud: Internet - Zwolle (CHG0001234567) - Gepland",
+     "onderhoud"),
+    ("Service interruption due to scheduled maintenance - Zwolle (CHG0001234568)", "onderhoud"),
+    ("Storing door werkzaamheden Amersfoort", "storing"),
+    ("Storingsmelding - Gepland onderhoud Doorn", "onderhoud"),
+    ("Storingsmelding KPN: Internet - Doorn (CT00012399006) - Gepland onderhoud", "onderhoud"),
+    ("Werkzaamheden KPN: Internet - Doorn (CT00012399006) - Gepland", "onderhoud"),
+    ("Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Opgelost", "storing"),
+])
+def test_kind_from_the_subject_with_cause_words(subject, kind):
+    assert extract_report(_mail("Ticketnummer: X1", subject=subject)).kind == kind
+
+
+def test_new_cause_words_are_defaults():
+    for word in ("tijdens", "na", "bij", "after", "during"):
+        assert word in DEFAULT_RULES.kind_cause_words
 
 
 # --- rules from config -----------------------------------------------------------------------
@@ -415,9 +669,3 @@ def test_parsers_are_linear_on_long_adversarial_lines(i):
         call()
         took = time.perf_counter() - t0
         assert took < 2.0, f"{name} took {took:.1f} s on adversarial line {i}"
-
-
-def test_slash_inside_a_place_name_does_not_split_it():
-    r = extract_report(_mail("Ticketnummer: INC000012345678\nStatus: Nieuw\n"
-                             "Plaats: Capelle a/d IJssel, Alphen a/d Rijn / Gouda"))
-    assert r.places == ("Capelle a/d IJssel", "Alphen a/d Rijn", "Gouda")

@@ -1,4 +1,4 @@
-"""The SQLite store: schema, outbox bookkeeping, erasure, retention."""
+"""The SQLite store: schema, raw mails, outbox bookkeeping, erasure, retention, a full disk."""
 
 import sqlite3
 import time
@@ -7,19 +7,16 @@ import pytest
 
 from bridge.store import RawMail, Store, StoreError
 from bridge.store.db import SCHEMA_VERSION
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "b.db")
-    yield s
-    s.close()
+from helpers import fan_out_notice
 
 
 def notice(store, incident_id=None):
     return store.incidents.add_notice(incident_id=incident_id, raw_mail_id=None, kind="storing",
                                       status="nieuw", template="t", text="x", report=None,
                                       fallback=False)
+
+
+# --- schema -----------------------------------------------------------------------------------
 
 
 def test_schema_is_versioned_and_wal(store, tmp_path):
@@ -38,11 +35,17 @@ def test_newer_schema_is_refused(tmp_path):
         Store.open(tmp_path / "n.db")
 
 
+# --- raw mails --------------------------------------------------------------------------------
+
+
 def test_raw_mail_is_stored_with_message_id_and_hash(store):
     mid = store.mails.add(RawMail(b"Message-ID: <a@b>\r\nSubject: x\r\n\r\nbody", "smtp", "a@kpn.com"))
     m = store.mails.get(mid)
     assert m.message_id == "a@b" and len(m.sha256) == 64 and m.outcome is None
     assert store.mails.unprocessed() == [mid]
+
+
+# --- deliveries: fan-out, claim, status, supersede --------------------------------------------
 
 
 def test_fan_out_one_delivery_per_subscriber_and_coalescing(store):
@@ -95,6 +98,31 @@ def test_sent_clears_the_number_and_status_moves_forward_only(store):
     assert store.deliveries.progress("wamid.unknown", "read") is None
 
 
+def test_reset_and_requeue_never_bring_back_an_older_notice(store):
+    a = "+31611111111"
+    store.subscribers.add(a, "console", "cli:test")
+    fan_out_notice(store, 1, "oud")
+    [old] = store.deliveries.claim(10)
+    fan_out_notice(store, 1, "nieuw")
+    # a crash with the older one under way: at the restart it is not queued behind the newer
+    store.deliveries.reset_inflight()
+    state = lambda i: store.db.scalar("SELECT state FROM deliveries WHERE id=?", (i,))  # noqa: E731
+    assert state(old.id) == "superseded"
+    assert [x.text if hasattr(x, "text") else x.notice_id for x in store.deliveries.claim(10)] == [2]
+
+    # the channel accepted the older one, a newer is queued, then the older fails later for a
+    # passing reason (a webhook): it must not go out again after the newer
+    fan_out_notice(store, 2, "oud")
+    [old2] = store.deliveries.claim(10)
+    store.deliveries.mark_sent(old2.id, "wamid.old")
+    fan_out_notice(store, 2, "nieuw")
+    assert store.deliveries.requeue("wamid.old", time.time(), "131000 later", 8) is None
+    assert state(old2.id) == "sent"
+
+
+# --- erasure and expiring hashes --------------------------------------------------------------
+
+
 def test_remove_erases_number_everywhere(store, tmp_path):
     number = "+31612345678"
     sub, created = store.subscribers.add(number, "console", "wamid.consent")
@@ -126,6 +154,9 @@ def test_inbound_dedupe_and_reply_limit_use_expiring_hashes(store):
     store.db.execute("INSERT INTO state (key, value) VALUES ('key:reply:3600:1', '00')")
     store.subscribers.purge_hashes()
     assert store.db.one("SELECT 1 FROM state WHERE key='key:reply:3600:1'") is None
+
+
+# --- retention and migration ------------------------------------------------------------------
 
 
 def test_retention_purges_old_mails_and_finished_deliveries(store):
@@ -182,3 +213,24 @@ def test_retention_purges_in_short_batches(store):
     assert store.deliveries.counts() == {"pending": 1}
     assert store.deliveries.pending() == 1
     assert store.deliveries.notice_open(1) == (0, 1)  # recipients not set by this test
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+def test_disk_full_is_reported_as_disk_full_and_durability_is_restored(store):
+    """SQLite rolls the transaction back itself on SQLITE_FULL: the ROLLBACK of tx() failed
+    with 'no transaction is active', hiding the real error and leaving synchronous=FULL."""
+    import sqlite3
+
+    from bridge.store import RawMail
+
+    pages = store.db.scalar("PRAGMA page_count")
+    store.db.execute(f"PRAGMA max_page_count={pages + 2}")
+    with pytest.raises(sqlite3.Error) as e:
+        store.mails.add(RawMail(data=b"x" * 200_000, source="cli"))
+    assert "full" in str(e.value), e.value
+    assert store.db.scalar("PRAGMA synchronous") == 1  # NORMAL again
+    assert not store.db.conn.in_transaction
+    store.db.execute(f"PRAGMA max_page_count={10**9}")
+    assert store.mails.add(RawMail(data=b"y", source="cli"))

@@ -8,18 +8,14 @@ import logging
 
 import pytest
 
-from helpers import Scripted, wait_until
+from helpers import Scripted, fan_out_notice, wait_until
 
 A = "+31611111111"
 
 
 def queue_notice(app, text="melding"):
     app.store.subscribers.add(A, "console", "cli:test")
-    with app.store.tx():
-        nid = app.store.incidents.add_notice(incident_id=None, raw_mail_id=None, kind="storing",
-                                             status="nieuw", template="t", text=text,
-                                             report=None, fallback=False)
-        app.store.deliveries.fan_out(nid, None)
+    fan_out_notice(app.store, None, text)
 
 
 async def test_a_crashed_task_is_restarted_and_the_daemon_keeps_running(app, monkeypatch, caplog):

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import hmac
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from fake_graph import FakeGraph
+from helpers import write_config
 from test_cloud import IN, TOKEN_ENV, cloud_config, drain, queue_notice, subscribe
 
 from bridge.app import App
@@ -396,3 +398,35 @@ async def test_a_subscriber_known_by_number_learns_the_id_from_a_later_message(w
     assert sub.user_id == uid
     await web.post(inbound_body("afmelden", sender=None, user_id=uid, msg_id="wamid.c"))
     assert web.app.store.subscribers.count() == 0
+
+
+# -- the server binds at start and again after a restart --------------------------------------------
+async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path):
+    import asyncio
+
+    import aiohttp
+
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.web import build
+    from helpers import free_port
+
+    port = free_port()
+    app = App(load(write_config(tmp_path, extra=f"[web]\nport = {port}\nwebhook = false\n")))
+    server = build(app.cfg.extra["web"], app)
+    try:
+        await server.start()
+        with socket.socket() as s:  # bound before run() is called
+            assert s.connect_ex(("127.0.0.1", port)) == 0
+        for _ in range(2):  # run, cancelled (as after a crash), run again: binds again
+            task = asyncio.create_task(server.run())
+            await asyncio.wait_for(server.started.wait(), 5)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    assert r.status == 200
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert not server.started.is_set()
+    finally:
+        await server.stop()
+        app.store.close()
