@@ -30,6 +30,7 @@ from bridge.core.report import (
 GOLDEN = Path(__file__).parent / "golden" / "mail"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.eml"))
 UTC = timezone.utc
+SENT = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)  # Thursday 26 November 2026, 14:00 local
 
 
 def _dump(report: OutageReport) -> str:
@@ -58,6 +59,12 @@ def test_golden(case: str):
 def _mail(text: str, subject: str = "", date_: datetime | None = None) -> ParsedMail:
     env = Envelope("kpn@example.nl", "KPN", subject, date_, None)
     return ParsedMail(outer=env, original=None, forward=None, text=text)
+
+
+def _sent_mail(text: str, subject: str = "", date_: datetime | None = SENT) -> ParsedMail:
+    """:func:`_mail` sent on Thursday 26 November 2026, 14:00 local (the cases that came
+    with this default keep it)."""
+    return _mail(text, subject, date_)
 
 
 # --- labels ----------------------------------------------------------------------------------
@@ -199,7 +206,7 @@ def test_aligned_continuation_with_a_colon_is_still_a_continuation():
 
 
 def test_a_lower_case_unknown_label_ends_the_value():
-    r = extract_report(_mail("Getroffen gebied: Amersfoort\naantal getroffen klanten: 1200\n"
+    r = extract_report(_sent_mail("Getroffen gebied: Amersfoort\naantal getroffen klanten: 1200\n"
                              "wijkcentrale: AMF01\nStarttijd: 28-11-2026 09:42\n"))
     assert r.places == ("Amersfoort",)
     assert r.postcodes == ()
@@ -313,17 +320,17 @@ def test_garbage_never_crashes():
 
 
 def test_places_on_separate_lines_are_separate_places():
-    r = extract_report(_mail("Plaatsen: Amersfoort\nLeusden\nSoest\n\nStatus: Nieuw"))
+    r = extract_report(_sent_mail("Plaatsen: Amersfoort\nLeusden\nSoest\n\nStatus: Nieuw"))
     assert r.places == ("Amersfoort", "Leusden", "Soest")
-    r = extract_report(_mail("Plaatsen:   Amersfoort\n            Leusden\n"
+    r = extract_report(_sent_mail("Plaatsen:   Amersfoort\n            Leusden\n"
                              "            Soest, Baarn\n"))
     assert r.places == ("Amersfoort", "Leusden", "Soest", "Baarn")
-    r = extract_report(_mail("Plaatsen:\n- Amersfoort\n- Capelle a/d IJssel\n"))
+    r = extract_report(_sent_mail("Plaatsen:\n- Amersfoort\n- Capelle a/d IJssel\n"))
     assert r.places == ("Amersfoort", "Capelle a/d IJssel")
 
 
 def test_places_with_postcodes_on_separate_lines():
-    r = extract_report(_mail("Locatie: 3811 AB Amersfoort\n3831 Leusden\n"))
+    r = extract_report(_sent_mail("Locatie: 3811 AB Amersfoort\n3831 Leusden\n"))
     assert r.places == ("Amersfoort", "Leusden")
     assert r.postcodes == ("3811 AB", "3831")
 
@@ -355,7 +362,7 @@ def test_read_labels_still_joins_lines_with_spaces():
     ("\n- Amersfoort\n- Leusden, Soest\n- Baarn", ("Amersfoort", "Leusden", "Soest", "Baarn")),
 ])
 def test_wrapped_place_lists_are_joined(value, places):
-    r = extract_report(_mail(f"Getroffen gebied: {value}\nStarttijd: 28-11-2026 09:42\n"))
+    r = extract_report(_sent_mail(f"Getroffen gebied: {value}\nStarttijd: 28-11-2026 09:42\n"))
     assert r.places == places
 
 
@@ -368,7 +375,7 @@ def test_wrapped_place_lists_are_joined(value, places):
 ])
 def test_many_places_parse_in_linear_time(body):
     t0 = time.perf_counter()
-    r = extract_report(_mail(body))
+    r = extract_report(_sent_mail(body))
     took = time.perf_counter() - t0
     assert len(r.places) == 16_000
     assert took < 2.0, f"16,000 places took {took:.1f} s"
@@ -393,7 +400,7 @@ def test_slash_inside_a_place_name_does_not_split_it():
      "Opgelost (gedeeltelijk)", "Hersteld - deels", "Grotendeels verholpen"],
 )
 def test_negated_or_partial_resolved_status_is_an_update(value):
-    assert extract_report(_mail(f"Ticketnummer: INC000012345678\nStatus: {value}")).status \
+    assert extract_report(_sent_mail(f"Ticketnummer: INC000012345678\nStatus: {value}")).status \
         == "update"
 
 
@@ -403,14 +410,14 @@ def test_negated_or_partial_resolved_status_is_an_update(value):
     ("Niet meer actief, opgelost", "opgelost"),
 ])
 def test_plain_statuses_are_unchanged(value, want):
-    assert extract_report(_mail(f"Status: {value}")).status == want
+    assert extract_report(_sent_mail(f"Status: {value}")).status == want
 
 
 def test_negated_status_in_the_subject():
-    r = extract_report(_mail("", subject="Storingsmelding KPN: Internet - Amersfoort "
+    r = extract_report(_sent_mail("", subject="Storingsmelding KPN: Internet - Amersfoort "
                                          "(INC000012345678) - Deels opgelost"))
     assert r.status == "update"
-    r = extract_report(_mail("", subject="Storing nog niet opgelost INC000012345678"))
+    r = extract_report(_sent_mail("", subject="Storing nog niet opgelost INC000012345678"))
     assert r.status == "update"
 
 
@@ -419,10 +426,10 @@ def test_negation_and_partial_words_come_from_config():
     assert "deels" in DEFAULT_RULES.status_partial_words
     rules = rules_from_config({"status_negation_words": ["nimmer"],
                                "status_partial_words": ["half"]})
-    assert extract_report(_mail("Status: nimmer opgelost"), rules).status == "update"
-    assert extract_report(_mail("Status: half opgelost"), rules).status == "update"
+    assert extract_report(_sent_mail("Status: nimmer opgelost"), rules).status == "update"
+    assert extract_report(_sent_mail("Status: half opgelost"), rules).status == "update"
     # the lists were replaced: the default words no longer qualify
-    assert extract_report(_mail("Status: deels opgelost"), rules).status == "opgelost"
+    assert extract_report(_sent_mail("Status: deels opgelost"), rules).status == "opgelost"
     with pytest.raises(ValueError, match="parser.status_negation_words"):
         rules_from_config({"status_negation_words": "niet"})
 
@@ -439,7 +446,7 @@ def test_negation_and_partial_words_come_from_config():
     ("Niet uitgevoerd", "update"),
 ])
 def test_a_partial_word_after_the_status_must_end_the_phrase(value, want):
-    assert extract_report(_mail(f"Status: {value}")).status == want
+    assert extract_report(_sent_mail(f"Status: {value}")).status == want
 
 
 def test_a_partial_word_cut_by_the_status_window_is_not_at_the_end():
@@ -478,20 +485,20 @@ def test_an_outage_is_never_announced_it_goes_to_review_without_a_status():
     ],
 )
 def test_maintenance_words_in_the_subject_give_onderhoud(subject):
-    assert extract_report(_mail("Status: Aangekondigd", subject=subject)).kind == "onderhoud"
+    assert extract_report(_sent_mail("Status: Aangekondigd", subject=subject)).kind == "onderhoud"
 
 
 def test_kind_label_wins_and_outage_subjects_stay_storing():
-    assert extract_report(_mail("Soort: Storing", subject="Onderhoud Zwolle")).kind == "storing"
+    assert extract_report(_sent_mail("Soort: Storing", subject="Onderhoud Zwolle")).kind == "storing"
     for subject in ("Storingsmelding KPN: Internet - Zwolle (INC000012345678) - Nieuw",
                     "Storing internet Zwolle", "Uw factuur"):
-        assert extract_report(_mail("", subject=subject)).kind == "storing"
+        assert extract_report(_sent_mail("", subject=subject)).kind == "storing"
 
 
 def test_maintenance_words_come_from_config():
     rules = rules_from_config({"kind_values": {"onderhoud": ["klus"], "storing": ["storing"]}})
-    assert extract_report(_mail("", subject="Klus in Zwolle"), rules).kind == "onderhoud"
-    assert extract_report(_mail("", subject="Storing: Internet - Zwolle (INC000012345678) - "
+    assert extract_report(_sent_mail("", subject="Klus in Zwolle"), rules).kind == "onderhoud"
+    assert extract_report(_sent_mail("", subject="Storing: Internet - Zwolle (INC000012345678) - "
                                             "werkzaamheden"), rules).kind == "storing"
 
 
@@ -537,7 +544,7 @@ def test_kind_cause_words_come_from_config():
     ("Storingsmelding KPN: Internet - Amersfoort (INC000012345678) - Opgelost", "storing"),
 ])
 def test_kind_from_the_subject_with_cause_words(subject, kind):
-    assert extract_report(_mail("Ticketnummer: X1", subject=subject)).kind == kind
+    assert extract_report(_sent_mail("Ticketnummer: X1", subject=subject)).kind == kind
 
 
 def test_new_cause_words_are_defaults():
