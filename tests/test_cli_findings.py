@@ -420,7 +420,7 @@ async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path
 
     port = free_port()
     app = App(load(write_config(tmp_path, extra=f"[web]\nport = {port}\nwebhook = false\n")))
-    server = build(app.cfg.extra["web"], app)
+    server = build(app.cfg.web, app)
     try:
         await server.start()
         with socket.socket() as s:  # bound before run() is called

@@ -1,7 +1,8 @@
 """The web part: Cloud API webhook (signatures, inbound, statuses), /healthz, /metrics.
 
 Real objects: bridge.app.App with a config in tmp_path, bridge.web's server on a free
-loopback port, the fake Graph API for the sends whose statuses come back.
+loopback port (the webhook is the Cloud channel's, bridge.channels.cloud.webhook), the
+fake Graph API for the sends whose statuses come back.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from test_cloud import IN, TOKEN_ENV, cloud_config, drain, queue_notice, subscri
 
 from bridge.app import App
 from bridge.config import load
-from bridge.web import parse_webhook, signature_ok
+from bridge.channels.cloud import parse_webhook, signature_ok
 
 SAMPLES = Path("/work/shared/samples/whatsapp")
 SECRET = "app-secret-ééé"
@@ -105,7 +106,7 @@ async def web(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_VERIFY_TOKEN", VERIFY)
     monkeypatch.setenv("TEST_APP_SECRET", SECRET)
     app = App(load(cloud_config(tmp_path, fake.base_url, extra=WEB)))
-    server = web_mod.build(app.cfg.extra["web"], app)
+    server = web_mod.build(app.cfg.web, app)
     task = asyncio.create_task(server.run(asyncio.Event()))
     await asyncio.wait_for(server.started.wait(), 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
@@ -333,7 +334,7 @@ def test_webhook_needs_its_secrets(tmp_path, monkeypatch):
     app = App(load(cloud_config(tmp_path, "http://127.0.0.1:9", extra=WEB)))
     try:
         with pytest.raises(ConfigError, match="TEST_APP_SECRET"):
-            web_mod.build(app.cfg.extra["web"], app)
+            web_mod.build(app.cfg.web, app)
     finally:
         app.store.close()
 
