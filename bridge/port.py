@@ -30,9 +30,9 @@ if TYPE_CHECKING:  # types only: the port itself imports nothing from the shell
     from bridge.store import Delivery
     from bridge.store.stats import StoreCounts
 
-__all__ = ["ChannelPort", "CheckPort", "Health", "IntakePort", "KeyedHash", "NoticeProgress", "NoticeTemplates",
-           "RawMail", "ReceiptState", "SampleNotice", "StatusPort", "StoreUnavailable",
-           "TemplateFailed"]
+__all__ = ["ChannelPort", "CheckPort", "Health", "IntakePort", "KeyedHash", "NoticeProgress",
+           "NoticeTemplates", "RawMail", "ReceiptState", "SampleNotice", "StatusPort",
+           "StoreUnavailable", "TemplateFailed"]
 
 
 class StoreUnavailable(RuntimeError):
