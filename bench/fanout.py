@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.channels.base import Outgoing, SendResult  # noqa: E402
+from bridge.channels.base import BaseChannel, Outgoing, SendResult  # noqa: E402
 from bridge.config import DispatchConfig  # noqa: E402
 from bridge.outbox import Dispatcher  # noqa: E402
 from bridge.store import Store  # noqa: E402
 
 
-class FakeChannel:
+class FakeChannel(BaseChannel):
     """A channel whose send takes ``latency`` seconds and always succeeds."""
 
     name = "fake"

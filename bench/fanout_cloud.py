@@ -37,13 +37,13 @@ import httpx  # noqa: E402
 
 from fanout import populate  # noqa: E402  (bench/fanout.py: subscribers + one notice)
 
-from bridge.channels.base import ChannelContext  # noqa: E402
 from bridge.channels.cloud import CloudChannel, CloudSettings, TemplateMap  # noqa: E402
 from bridge.config import DispatchConfig  # noqa: E402
 from bridge.core.models import Organisation  # noqa: E402
 from bridge.core.render import Renderer  # noqa: E402
 from bridge.outbox import Dispatcher  # noqa: E402
 from bridge.store import Store  # noqa: E402
+from bridge.switchboard import Switchboard  # noqa: E402
 
 PHONE_NUMBER_ID = "106540352242922"
 TOKEN = "bench-token"
@@ -74,13 +74,15 @@ async def channel_run(n: int, rate: float, concurrency: int, base_url: str, db: 
                                            ("tekst|kort(1000)",))})
     renderer = Renderer(ROOT / "templates", Organisation())
 
-    async def no_inbound(msg):  # pragma: no cover
+    def no_inbound(msg):  # pragma: no cover - nothing comes in during the bench
         return None
 
-    channel = CloudChannel(settings, ChannelContext(inbound=no_inbound, renderer=renderer,
-                                                    store=store))
-    d = Dispatcher(DispatchConfig(rate=rate, concurrency=concurrency, poll_interval=0.2,
-                                  progress_every=1e9), store, channel)
+    dispatch = DispatchConfig(rate=rate, concurrency=concurrency, poll_interval=0.2,
+                              progress_every=1e9)
+    port = Switchboard(store, renderer, max_age_hours=dispatch.max_age_hours,
+                       handle_inbound=no_inbound)
+    channel = CloudChannel(settings, port)
+    d = Dispatcher(dispatch, store, channel)
     d.acquire()
     cpu0 = time.process_time()
     w0 = time.perf_counter()

@@ -15,6 +15,10 @@ SIGTERM (the sends under way finish), then exit status 1.
 Optional parts (``[imap]``, ``[web]``) are modules with ``parse_config(section, base)``
 and ``build(settings, app) -> Part``, where a Part has ``async run(stop)`` and
 ``describe() -> dict``; see :data:`bridge.config.OPTIONAL_PARTS`.
+
+The App implements the ports of :mod:`bridge.port` through small parts it owns: the
+intakes get :attr:`App.mailroom` (IntakePort), the channel :attr:`App.switchboard`
+(ChannelPort); the web server reads the App itself as its StatusPort.
 """
 
 from __future__ import annotations
@@ -26,15 +30,17 @@ import json
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
-from bridge.channels.base import ChannelContext
+from bridge.channels.base import Channel, SendResult
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
 from bridge.inbound import InboundHandler
 from bridge.mailroom import Mailroom
-from bridge.outbox import Dispatcher
+from bridge.outbox import Counters, Dispatcher
 from bridge.pipeline import Pipeline, make_renderer
-from bridge.store import Store
+from bridge.port import Health
+from bridge.store import Delivery, Store, StoreCounts
+from bridge.switchboard import Switchboard
 
 log = logging.getLogger("bridge.app")
 
@@ -62,7 +68,12 @@ class App:
         self.mailroom = Mailroom(self.store, on_stored=self.mail_stored)
         self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
         self.inbound = InboundHandler(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
-        self._channel = None
+        # bridge.port.ChannelPort for the channel: inbound messages, receipts, its state
+        self.switchboard = Switchboard(
+            self.store, self.renderer, max_age_hours=cfg.dispatch.max_age_hours,
+            handle_inbound=self.inbound.handle, unreachable=self.inbound.unreachable,
+            commit_sends=self._commit_sends)
+        self._channel: Channel | None = None
         self._dispatcher: Dispatcher | None = None
         self.parts: dict[str, Any] = {}
         self.started_at = time.time()
@@ -70,17 +81,14 @@ class App:
         self.fatal: str | None = None  # why a task that kept crashing stopped the daemon
         # Called as listener(delivery, SendResult, latency_seconds) after each successful
         # send (e.g. the metrics of bridge.web).
-        self.send_listeners: list[Callable[[Any, Any, float], None]] = []
+        self.send_listeners: list[Callable[[Delivery, SendResult, float], None]] = []
 
     # -- lazily built parts (one-shot CLI commands need only some) ----------------------------------
     @property
-    def channel(self):
+    def channel(self) -> Channel:
         if self._channel is None:
             mod = channel_module(self.cfg.channel.type)
-            ctx = ChannelContext(inbound=self.inbound, status=self.delivery_status,
-                                 renderer=self.renderer, store=self.store,
-                                 extra={"dispatch_max_age_hours": self.cfg.dispatch.max_age_hours})
-            self._channel = mod.create(self.cfg.channel.settings, ctx)
+            self._channel = mod.create(self.cfg.channel.settings, self.switchboard)
         return self._channel
 
     @property
@@ -95,29 +103,17 @@ class App:
         if self._dispatcher is not None:
             self._dispatcher.wake()
 
-    def _on_sent(self, delivery, result, latency: float) -> None:
+    def _on_sent(self, delivery: Delivery, result: SendResult, latency: float) -> None:
         for listener in self.send_listeners:
             listener(delivery, result, latency)
 
+    def _commit_sends(self) -> None:
+        """Commit the sends recorded but not yet committed (a receipt may overtake them)."""
+        if self._dispatcher is not None:
+            self._dispatcher.flush()
+
     def mail_stored(self, mail_id: int) -> None:
         self.mail_event.set()
-
-    async def delivery_status(self, provider_id: str, state: str, error: str | None,
-                              unreachable: bool) -> None:
-        """A channel's later report on a sent message (e.g. a webhook status)."""
-        row = self.store.deliveries.progress(provider_id, state, error)
-        if row is None and self._dispatcher is not None:
-            # The send may be recorded but not yet committed (group commit): commit, look again.
-            self._dispatcher.flush()
-            row = self.store.deliveries.progress(provider_id, state, error)
-        if not (row and row["changed"] and row.get("subscriber_id")):
-            return
-        if state == "failed" and unreachable:
-            n = self.store.subscribers.unreachable(row["subscriber_id"])
-            self.inbound.unreachable(row["subscriber_id"], n)
-        elif state in ("delivered", "read"):
-            # A channel with receipts: only a receipt shows the number works, not the 200.
-            self.store.subscribers.reachable(row["subscriber_id"])
 
     # -- the daemon -----------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -168,11 +164,8 @@ class App:
         finally:
             self._write_status(running=False)
             self.dispatcher.release()
-            close = getattr(self._channel, "close", None)
-            if close:
-                res = close()
-                if asyncio.iscoroutine(res):
-                    await res
+            if self._channel is not None:
+                await self._channel.close()
             self.store.close()
         if self.fatal:
             log.critical("bridge: stopped because %s", self.fatal)
@@ -184,7 +177,7 @@ class App:
         """Build the optional parts and bind what listens, before any task runs, so that a
         port in use fails fast. Returns the SMTP intake, or None."""
         cfg = self.cfg
-        for name, settings in cfg.extra.items():
+        for name, settings in cfg.parts().items():
             mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
             self.parts[name] = mod.build(settings, self)
             start = getattr(self.parts[name], "start", None)
@@ -284,6 +277,33 @@ class App:
             parts["dispatcher"] = {"rate": d.rate, "sent": d.counters.sent,
                                    "failed": d.counters.failed, "retried": d.counters.retried}
         return parts
+
+    # -- bridge.port.StatusPort: what the web server and the metrics read ----------------------
+    def health(self) -> Health:
+        store_ok = self.store.db.ping()
+        try:
+            channel = self.channel
+            paused, state = channel.paused, channel.describe()
+        except Exception as e:  # noqa: BLE001 - /healthz answers, whatever the channel does
+            paused, state = f"channel error: {e}", {"state": "error"}
+        depth = None
+        if store_ok:
+            with contextlib.suppress(Exception):
+                depth = self.store.deliveries.pending()
+        return Health(store_ok=store_ok, paused=paused, channel=state, queue_depth=depth,
+                      uptime_s=round(time.time() - self.started_at, 1))
+
+    def store_counts(self) -> StoreCounts:
+        return self.store.read_counts()
+
+    def mail_outcomes(self) -> Mapping[str, int]:
+        return self.pipeline.outcomes
+
+    def inbound_effects(self) -> Mapping[str, int]:
+        return self.inbound.counts
+
+    def send_totals(self) -> Counters | None:
+        return self._dispatcher.counters if self._dispatcher is not None else None
 
     def _write_status(self, running: bool) -> None:
         doc = {"running": running, "updated_at": time.time(), "started_at": self.started_at,

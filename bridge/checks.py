@@ -10,6 +10,9 @@ from pathlib import Path
 
 from bridge.config import Config, channel_module
 from bridge.core.models import OutageReport
+from bridge.core.render import Renderer
+from bridge.port import SampleNotice
+from bridge.switchboard import NoticeStrings
 
 
 def sample_reports() -> list[OutageReport]:
@@ -66,9 +69,9 @@ def secret_refs(cfg: Config) -> list[SecretRef]:
         refs += _env_fields(prefix, ch)
         if getattr(ch, "tls_key_file", None):
             refs.append(SecretRef(f"{prefix}.tls_key_file", file=ch.tls_key_file))
-    for name, settings in cfg.extra.items():
-        if name == "web" and not settings.webhook:
-            continue  # only /healthz and /metrics: no secrets
+    for name, settings in cfg.parts().items():
+        if name == "web" and not (cfg.web and cfg.web.webhook and cfg.channel.type == "cloud"):
+            continue  # no webhook (only the Cloud API has one): /healthz and /metrics need none
         refs += _env_fields(name, settings)
     return refs
 
@@ -119,6 +122,26 @@ def _key_line(path: Path, dotted: str) -> int:
     return 0
 
 
+class ChannelChecks(NoticeStrings):
+    """Implements :class:`bridge.port.CheckPort` for a channel module's ``check``: the
+    notice templates and sample notices, rendered with the configured renderer."""
+
+    def __init__(self, cfg: Config, renderer: Renderer):
+        super().__init__(renderer)
+        self._cfg = cfg
+
+    @property
+    def dispatch_max_age_hours(self) -> float:
+        return self._cfg.dispatch.max_age_hours
+
+    def notice_templates(self) -> frozenset[str]:
+        folder = self._cfg.render.templates_dir / "notices"
+        return frozenset(p.stem for p in folder.glob("*.j2")) if folder.is_dir() else frozenset()
+
+    def sample_notices(self) -> list[SampleNotice]:
+        return [SampleNotice(r, self._renderer.render_notice(r).text) for r in sample_reports()]
+
+
 def check_all(cfg: Config) -> list[str]:
     """Templates and channel settings (the secrets: :func:`secret_problems`)."""
     from bridge.pipeline import make_renderer
@@ -129,8 +152,5 @@ def check_all(cfg: Config) -> list[str]:
     renderer = make_renderer(cfg)
     problems += renderer.check(sample_reports())
     mod = channel_module(cfg.channel.type)
-    check = getattr(mod, "check", None)
-    if check:
-        # a channel module's optional check(settings, renderer, samples, dispatch)
-        problems += check(cfg.channel.settings, renderer, sample_reports(), dispatch=cfg.dispatch)
+    problems += mod.check(cfg.channel.settings, ChannelChecks(cfg, renderer))
     return problems

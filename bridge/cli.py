@@ -199,9 +199,9 @@ def cmd_dispatch(cfg, args) -> int:
     except DispatcherBusy as e:
         raise CliError(str(e)) from None
     try:
-        due = _waiting_ids(app.store, due_by=time.time())
+        due = app.store.deliveries.waiting_ids(due_by=time.time())
         counters, paused = asyncio.run(_drain_with_channel(app, d))
-        left = len(due & _waiting_ids(app.store))
+        left = len(due & app.store.deliveries.waiting_ids())
     finally:
         d.release()
     print(f"sent {counters.sent}, failed {counters.failed}, retried {counters.retried},"
@@ -212,14 +212,6 @@ def cmd_dispatch(cfg, args) -> int:
         raise CliError(f"{left} due deliveries not sent yet (they wait for a retry;"
                        " bridge status shows them)")
     return 0
-
-
-def _waiting_ids(store, due_by: float | None = None) -> set[int]:
-    """Ids of deliveries not yet handled (pending or being sent), optionally only those due."""
-    sql = "SELECT id FROM deliveries WHERE state IN ('pending','sending')"
-    rows = (store.db.execute(sql + " AND due_at <= ?", (due_by,)) if due_by is not None
-            else store.db.execute(sql))
-    return {r[0] for r in rows}
 
 
 async def _drain_with_channel(app, d):
@@ -328,9 +320,7 @@ def cmd_subscribers(cfg, args) -> int:
         if s is None:
             print(f"{mask(number)}: nothing stored about this number")
             return 0
-        pending = app.store.db.scalar(
-            "SELECT count(*) FROM deliveries WHERE subscriber_id=? AND state IN ('pending','sending')",
-            (s.id,))
+        pending = app.store.deliveries.waiting_for(s.id)
         doc = {"number": s.number, "channel": s.channel, "consent_at": _ts(s.consent_at),
                "consent_message_id": s.consent_ref, "last_message_at": _ts(s.last_inbound_at),
                "unreachable_reports_in_a_row": s.unreachable, "pending_messages": pending}

@@ -7,18 +7,29 @@ when the part that needs it starts.
 
 Channel and intake modules parse their own sub-tables with :class:`Section`, so adding a
 channel touches one new module only.
+
+Each default is written once: on the dataclass field (``SmtpConfig.port = 8025``); the
+parser reads it from there (``sm.int("port", SmtpConfig.port)``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, TypeVar, cast
 
 from bridge.core.models import Organisation
 from bridge.core.senders import SenderRules
+
+if TYPE_CHECKING:
+    from bridge.channels.base import ChannelModule
+    from bridge.core.inbound import Keywords
+    from bridge.core.report import ReportRules
+    from bridge.intake.imap import ImapSettings
+    from bridge.web import WebSettings
 
 T = TypeVar("T")
 
@@ -136,6 +147,12 @@ def secret(env_name: str | None, what: str) -> str:
     return value
 
 
+class SettingsTable(Protocol):
+    """A parsed config table of a channel or an optional part: a frozen dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path
@@ -181,13 +198,13 @@ class InboundConfig:
     support_reply_window_hours: float = 24.0
     unreachable_after: int = 3
     dedupe_days: int = 14
-    keywords: dict = field(default_factory=dict)  # raw [inbound.keywords], parsed by core.inbound
+    # [inbound.keywords] is parsed by core.inbound into Config.keywords
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
+    settings: SettingsTable  # the channel module's own frozen dataclass
     type: str = "console"
-    settings: Any = None  # the channel module's own frozen dataclass
 
 
 @dataclass(frozen=True)
@@ -202,14 +219,22 @@ class Config:
     dispatch: DispatchConfig
     inbound: InboundConfig
     channel: ChannelConfig
-    parser: Any  # bridge.core.report.ReportRules
-    keywords: Any  # bridge.core.inbound.Keywords
+    parser: ReportRules
+    keywords: Keywords
     log_level: str = "INFO"
-    extra: dict = field(default_factory=dict)  # parsed optional parts: "imap", "web"
+    # optional parts, None when their table is absent (see OPTIONAL_PARTS)
+    imap: ImapSettings | None = None
+    web: WebSettings | None = None
+
+    def parts(self) -> dict[str, SettingsTable]:
+        """The optional parts configured, by name (in OPTIONAL_PARTS order)."""
+        found: dict[str, SettingsTable | None] = {"imap": self.imap, "web": self.web}
+        return {name: found[name] for name in OPTIONAL_PARTS if found[name] is not None}
 
 
 # Optional top-level parts parsed by their own modules: name -> "module:function".
-# Each function takes (Section, base_dir) and returns a frozen dataclass.
+# Each function takes (Section, base_dir) and returns a frozen dataclass, kept in the
+# Config field of the same name; the module's build(settings, app) makes the part.
 OPTIONAL_PARTS: dict[str, str] = {
     "imap": "bridge.intake.imap:parse_config",
     "web": "bridge.web:parse_config",
@@ -223,14 +248,16 @@ def _load_callable(spec: str) -> Callable:
     return getattr(importlib.import_module(mod), fn)
 
 
-def channel_module(kind: str):
-    """The module implementing channel ``kind`` (bridge/channels/<kind>.py)."""
+def channel_module(kind: str) -> ChannelModule:
+    """The module implementing channel ``kind`` (bridge/channels/<kind>.py or the package
+    bridge/channels/<kind>/), with ``parse_config``, ``create`` and ``check``
+    (:class:`bridge.channels.base.ChannelModule`)."""
     import importlib
 
     if not kind.isidentifier() or kind == "base":
         raise ConfigError(f"channel.type: unknown channel {kind!r}")
     try:
-        return importlib.import_module(f"bridge.channels.{kind}")
+        return cast("ChannelModule", importlib.import_module(f"bridge.channels.{kind}"))
     except ModuleNotFoundError as e:
         if e.name == f"bridge.channels.{kind}":
             raise ConfigError(f"channel.type: unknown channel {kind!r}") from None
@@ -241,15 +268,16 @@ def parse(data: dict, path: Path) -> Config:
     from bridge.core import inbound as core_inbound
     from bridge.core import report as core_report
 
+    d_org = Organisation()  # the organisation's defaults (a core dataclass)
     base = path.parent.resolve()
     top = Section(data, "")
 
     org = top.table("organisation")
     organisation = Organisation(
-        name=org.str("name", "CBG Connect"),
-        support_email=org.str("support_email", "support@cbgconnect.nl"),
-        whatsapp_number=org.str("whatsapp_number", "085 48 69 699"),
-        timezone=org.str("timezone", "Europe/Amsterdam"),
+        name=org.str("name", d_org.name),
+        support_email=org.str("support_email", d_org.support_email),
+        whatsapp_number=org.str("whatsapp_number", d_org.whatsapp_number),
+        timezone=org.str("timezone", d_org.timezone),
     )
     if not organisation.name.strip():
         raise org.fail("name", "must not be empty")
@@ -266,7 +294,7 @@ def parse(data: dict, path: Path) -> Config:
     st = top.table("store")
     store = StoreConfig(
         path=st.path("path", "var/bridge.db", base),  # type: ignore[arg-type]
-        retention_days=st.int("retention_days", 30, min=1, max=3650),
+        retention_days=st.int("retention_days", StoreConfig.retention_days, min=1, max=3650),
     )
     if store.path is None:
         raise st.fail("path", "must not be empty")
@@ -274,17 +302,17 @@ def parse(data: dict, path: Path) -> Config:
 
     sm = top.table("smtp")
     smtp = SmtpConfig(
-        enabled=sm.bool("enabled", True),
-        host=sm.str("host", "127.0.0.1"),
-        port=sm.int("port", 8025, min=0, max=65535),
-        max_size=sm.int("max_size", 10 * 1024 * 1024, min=1024, max=1 << 30),
-        recipients=tuple(r.lower() for r in sm.strs("recipients")),
-        check_envelope_sender=sm.bool("check_envelope_sender", True),
+        enabled=sm.bool("enabled", SmtpConfig.enabled),
+        host=sm.str("host", SmtpConfig.host),
+        port=sm.int("port", SmtpConfig.port, min=0, max=65535),
+        max_size=sm.int("max_size", SmtpConfig.max_size, min=1024, max=1 << 30),
+        recipients=tuple(r.lower() for r in sm.strs("recipients", SmtpConfig.recipients)),
+        check_envelope_sender=sm.bool("check_envelope_sender", SmtpConfig.check_envelope_sender),
         auth_username_env=sm.env("auth_username_env"),
         auth_password_env=sm.env("auth_password_env"),
         tls_cert=sm.path("tls_cert", None, base),
         tls_key=sm.path("tls_key", None, base),
-        require_starttls=sm.bool("require_starttls", False),
+        require_starttls=sm.bool("require_starttls", SmtpConfig.require_starttls),
     )
     if bool(smtp.auth_username_env) != bool(smtp.auth_password_env):
         raise sm.fail("auth_password_env", "set both auth_username_env and auth_password_env, or neither")
@@ -309,8 +337,8 @@ def parse(data: dict, path: Path) -> Config:
     senders = SenderRules(
         kpn=tuple(x.lower() for x in se.strs("kpn", SenderRules.kpn)),
         forwarders=tuple(x.lower() for x in se.strs("forwarders")),
-        source=se.str("source", "kpn"),
-        require_dmarc_pass=se.bool("require_dmarc_pass", False),
+        source=se.str("source", SenderRules.source),
+        require_dmarc_pass=se.bool("require_dmarc_pass", SenderRules.require_dmarc_pass),
         authserv_id=tuple(x.strip().lower() for x in authserv),
     )
     if senders.require_dmarc_pass and not senders.authserv_id:
@@ -327,8 +355,8 @@ def parse(data: dict, path: Path) -> Config:
     re_ = top.table("render")
     render = RenderConfig(
         templates_dir=re_.path("templates_dir", "templates", base),  # type: ignore[arg-type]
-        max_length=re_.int("max_length", 700, min=80, max=4096),
-        time_limit=re_.float("time_limit", 0.5, min=0.01, max=10),
+        max_length=re_.int("max_length", RenderConfig.max_length, min=80, max=4096),
+        time_limit=re_.float("time_limit", RenderConfig.time_limit, min=0.01, max=10),
     )
     if render.templates_dir is None:
         raise re_.fail("templates_dir", "must not be empty")
@@ -336,30 +364,34 @@ def parse(data: dict, path: Path) -> Config:
 
     di = top.table("dispatch")
     dispatch = DispatchConfig(
-        rate=di.float("rate", 20.0, min=0.01, max=10000),
-        concurrency=di.int("concurrency", 64, min=1, max=10000),
-        max_attempts=di.int("max_attempts", 8, min=1, max=100),
-        backoff_base=di.float("backoff_base", 2.0, min=0.0, max=3600),
-        backoff_max=di.float("backoff_max", 600.0, min=0.0, max=86400),
-        max_age_hours=di.float("max_age_hours", 12.0, min=0.01, max=24 * 30),
-        poll_interval=di.float("poll_interval", 1.0, min=0.01, max=60),
-        progress_every=di.float("progress_every", 10.0, min=0.1, max=3600),
+        rate=di.float("rate", DispatchConfig.rate, min=0.01, max=10000),
+        concurrency=di.int("concurrency", DispatchConfig.concurrency, min=1, max=10000),
+        max_attempts=di.int("max_attempts", DispatchConfig.max_attempts, min=1, max=100),
+        backoff_base=di.float("backoff_base", DispatchConfig.backoff_base, min=0.0, max=3600),
+        backoff_max=di.float("backoff_max", DispatchConfig.backoff_max, min=0.0, max=86400),
+        max_age_hours=di.float("max_age_hours", DispatchConfig.max_age_hours, min=0.01,
+                               max=24 * 30),
+        poll_interval=di.float("poll_interval", DispatchConfig.poll_interval, min=0.01, max=60),
+        progress_every=di.float("progress_every", DispatchConfig.progress_every, min=0.1,
+                                max=3600),
     )
     di.done()
 
     ib = top.table("inbound")
     kw_raw = ib.raw("keywords") or {}
     inbound = InboundConfig(
-        support_reply_window_hours=ib.float("support_reply_window_hours", 24.0, min=0, max=24 * 365),
-        unreachable_after=ib.int("unreachable_after", 3, min=1, max=1000),
-        dedupe_days=ib.int("dedupe_days", 14, min=1, max=365),
-        keywords=dict(kw_raw) if isinstance(kw_raw, dict) else {},
+        support_reply_window_hours=ib.float("support_reply_window_hours",
+                                            InboundConfig.support_reply_window_hours,
+                                            min=0, max=24 * 365),
+        unreachable_after=ib.int("unreachable_after", InboundConfig.unreachable_after,
+                                 min=1, max=1000),
+        dedupe_days=ib.int("dedupe_days", InboundConfig.dedupe_days, min=1, max=365),
     )
     if not isinstance(kw_raw, dict):
         raise ib.fail("keywords", "must be a table")
     ib.done()
     try:
-        keywords = core_inbound.keywords_from_config(inbound.keywords)
+        keywords = core_inbound.keywords_from_config(dict(kw_raw))
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -374,7 +406,7 @@ def parse(data: dict, path: Path) -> Config:
         raise ConfigError(str(e)) from None
 
     ch = top.table("channel")
-    ctype = ch.str("type", "console")
+    ctype = ch.str("type", ChannelConfig.type)
     mod = channel_module(ctype)
     settings = mod.parse_config(ch.table(ctype), base)
     for other in list(ch.data):
@@ -388,13 +420,13 @@ def parse(data: dict, path: Path) -> Config:
     ch.done()
     channel = ChannelConfig(type=ctype, settings=settings)
 
-    extra: dict[str, Any] = {}
+    parts: dict[str, SettingsTable] = {}
     for name, spec in OPTIONAL_PARTS.items():
         if name in data:
-            extra[name] = _load_callable(spec)(top.table(name), base)
+            parts[name] = _load_callable(spec)(top.table(name), base)
 
     lg = top.table("logging")
-    level = lg.str("level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    level = lg.str("level", Config.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     lg.done()
     top.done()
 
@@ -412,7 +444,8 @@ def parse(data: dict, path: Path) -> Config:
         parser=parser,
         keywords=keywords,
         log_level=level,
-        extra=extra,
+        imap=parts.get("imap"),
+        web=parts.get("web"),
     )
 
 

@@ -1,11 +1,12 @@
 """Prometheus metrics of the running daemon (served by bridge.web at ``GET /metrics``).
 
 A custom registry (never the process-global default one), so tests and several App
-objects in one process do not collide. Most values are read from the application when
-scraped (dispatcher and pipeline counters); the store counts come from a snapshot taken at
-most every STORE_SNAPSHOT_MAX_AGE seconds in a worker thread over its own read-only
-connection (counting a large delivery history takes seconds: never on the event loop); the
-send latency histogram is fed by ``app.send_listeners``.
+objects in one process do not collide. Values are read from the application through
+:class:`bridge.port.StatusPort` when scraped (dispatcher and pipeline counters); the store
+counts come from a snapshot (:meth:`bridge.port.StatusPort.store_counts`) taken at most
+every STORE_SNAPSHOT_MAX_AGE seconds in a worker thread (counting a large delivery history
+takes seconds: never on the event loop); the send latency histogram is fed by the port's
+``send_listeners``; the channel adds its own families (:meth:`Channel.metrics`).
 
 Metrics:
 
@@ -15,25 +16,28 @@ Metrics:
 - ``bridge_queue_depth`` deliveries waiting or being sent
 - ``bridge_send_latency_seconds`` histogram of successful sends (channel call to answer)
 - ``bridge_sends_total{result}`` dispatcher results since start (sent, retried, failed, paused, stale)
-- ``bridge_channel_errors_total{code,source}`` channel errors by code (source: send, webhook)
+- ``bridge_channel_errors_total{code,source}`` channel errors by code (source: send; the
+  Cloud API adds webhook)
 - ``bridge_channel_paused`` 1 while the channel is paused
 - ``bridge_inbound_total{effect}`` inbound messages since start, by effect
-- ``bridge_webhook_requests_total{result}`` webhook POSTs by result (ok, forbidden, bad, error)
-- ``bridge_unique_recipients`` template recipients in the last 24 h (Cloud API cap)
-- ``bridge_subscribers`` subscribers
+- and the channel's own; the Cloud API's: ``bridge_webhook_requests_total{result}``
+  webhook POSTs by result (ok, forbidden, bad, error), ``bridge_unique_recipients``
+  template recipients in the last 24 h (the cap)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric as Family
+
+from bridge.channels.base import Metric, SendResult
+from bridge.port import StatusPort
+from bridge.store import Delivery, StoreCounts
 
 log = logging.getLogger("bridge.metrics")
 
@@ -42,49 +46,28 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STORE_SNAPSHOT_MAX_AGE = 10.0  # seconds
 
 
-def store_snapshot(path: Path) -> dict:
-    """The store's counts for metrics, over a read-only connection of its own (a worker
-    thread may call this while the daemon writes: WAL readers do not block writers)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        one = lambda sql: conn.execute(sql).fetchone()[0] or 0  # noqa: E731
-        return {
-            "notices": one("SELECT count(*) FROM notices"),
-            "by_channel": {(r[0], r[1]): r[2] for r in conn.execute(
-                "SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")},
-            "depth": one("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'sending')"),
-            "subscribers": one("SELECT count(*) FROM subscribers"),
-        }
-    finally:
-        conn.close()
-
-
 class Metrics:
-    def __init__(self, app: Any):
-        self.app = app
+    def __init__(self, source: StatusPort):
+        self.source = source
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = Histogram("bridge_send_latency_seconds",
                                  "Time from handing a message to the channel to its answer"
                                  " (successful sends)", buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
-        self.webhook: dict[str, int] = {}
-        self.snapshot: dict | None = None  # store counts, see store_snapshot
+        self.snapshot: StoreCounts | None = None  # store counts, see refresh()
         self._snapshot_at = 0.0
-        self.registry.register(_AppCollector(self))
-        app.send_listeners.append(self._on_sent)
+        self.registry.register(_Collector(self))
+        source.send_listeners.append(self._on_sent)
 
-    def _on_sent(self, delivery: Any, result: Any, latency: float) -> None:
+    def _on_sent(self, delivery: Delivery, result: SendResult, latency: float) -> None:
         self.latency.observe(latency)
-
-    def webhook_result(self, result: str) -> None:
-        self.webhook[result] = self.webhook.get(result, 0) + 1
 
     async def refresh(self) -> None:
         """Take a new store snapshot in a worker thread when the last one is too old."""
         if time.monotonic() - self._snapshot_at < STORE_SNAPSHOT_MAX_AGE:
             return
         try:
-            self.snapshot = await asyncio.to_thread(store_snapshot, self.app.store.db.path)
+            self.snapshot = await asyncio.to_thread(self.source.store_counts)
         except Exception as e:  # noqa: BLE001 - a scrape must not crash on a busy store
             log.warning("metrics: store not readable: %s", e)
             self.snapshot = None
@@ -95,70 +78,71 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _AppCollector:
+class _Collector:
     def __init__(self, metrics: Metrics):
         self.m = metrics
 
-    def describe(self):  # values are read at scrape time; no fixed description
+    def describe(self) -> list[Family]:  # values are read at scrape time; no fixed description
         return []
 
-    def collect(self):
-        app = self.m.app
+    def collect(self) -> Iterator[Family]:
+        source = self.m.source
         c = CounterMetricFamily("bridge_mails", "Mails processed since start, by outcome",
                                 labels=["outcome"])
-        for outcome, n in sorted(getattr(app.pipeline, "outcomes", {}).items()):
+        for outcome, n in sorted(source.mail_outcomes().items()):
             c.add_metric([outcome], n)
         yield c
 
-        snap = self.m.snapshot or {}
-        notices, by_channel = snap.get("notices"), snap.get("by_channel", {})
-        depth, subscribers = snap.get("depth"), snap.get("subscribers")
-        if notices is not None:
-            yield CounterMetricFamily("bridge_notices", "Notices made (store)", value=notices)
+        snap = self.m.snapshot
+        if snap is not None:
+            yield CounterMetricFamily("bridge_notices", "Notices made (store)", value=snap.notices)
         g = GaugeMetricFamily("bridge_deliveries", "Deliveries in the store by channel and state",
                               labels=["channel", "state"])
-        for (channel, state), n in sorted(by_channel.items()):
+        for (channel, state), n in sorted(snap.deliveries.items() if snap else ()):
             g.add_metric([channel, state], n)
         yield g
-        if depth is not None:
+        if snap is not None:
             yield GaugeMetricFamily("bridge_queue_depth", "Deliveries waiting or being sent",
-                                    value=depth)
-        if subscribers is not None:
-            yield GaugeMetricFamily("bridge_subscribers", "Subscribers", value=subscribers)
+                                    value=snap.queue_depth)
+            yield GaugeMetricFamily("bridge_subscribers", "Subscribers", value=snap.subscribers)
 
-        d = getattr(app, "_dispatcher", None)
         sends = CounterMetricFamily("bridge_sends", "Dispatcher results since start",
                                     labels=["result"])
         errors = CounterMetricFamily("bridge_channel_errors", "Channel errors by code",
                                      labels=["code", "source"])
-        if d is not None:
-            k = d.counters
-            for name in ("sent", "retried", "failed", "paused", "stale"):
-                sends.add_metric([name], getattr(k, name, 0))
+        k = source.send_totals()
+        if k is not None:
+            for name, n in (("sent", k.sent), ("retried", k.retried), ("failed", k.failed),
+                            ("paused", k.paused), ("stale", k.stale)):
+                sends.add_metric([name], n)
             for code, n in sorted(k.errors.items()):
                 errors.add_metric([code, "send"], n)
-        channel = getattr(app, "_channel", None)
-        for code, n in sorted(getattr(channel, "webhook_errors", {}).items()):
-            errors.add_metric([code, "webhook"], n)
+        channel = source.channel
+        own: dict[str, Family] = {"bridge_channel_errors": errors}
+        extra: list[Family] = []
+        for metric in channel.metrics():
+            family = own.get(metric.name)
+            if family is None:
+                family = _family(metric)
+                own[metric.name] = family
+                extra.append(family)
+            for labels, value in metric.samples.items():
+                family.add_metric(list(labels), value)
         yield sends
         yield errors
-
-        if channel is not None:
-            yield GaugeMetricFamily("bridge_channel_paused", "1 while the channel is paused",
-                                    value=1 if channel.paused else 0)
-            uniq = getattr(channel, "unique_recipients", None)
-            if uniq is not None:
-                yield GaugeMetricFamily("bridge_unique_recipients",
-                                        "Template recipients in the last 24 h", value=uniq())
+        yield GaugeMetricFamily("bridge_channel_paused", "1 while the channel is paused",
+                                value=1 if channel.paused else 0)
+        yield from extra
 
         inb = CounterMetricFamily("bridge_inbound", "Inbound messages since start, by effect",
                                   labels=["effect"])
-        for effect, n in sorted(getattr(app.inbound, "counts", {}).items()):
+        for effect, n in sorted(source.inbound_effects().items()):
             inb.add_metric([effect], n)
         yield inb
 
-        wh = CounterMetricFamily("bridge_webhook_requests", "Webhook POSTs by result",
-                                 labels=["result"])
-        for result, n in sorted(self.m.webhook.items()):
-            wh.add_metric([result], n)
-        yield wh
+
+def _family(metric: Metric) -> CounterMetricFamily | GaugeMetricFamily:
+    """An empty Prometheus family for a channel's metric (samples added by the caller)."""
+    if metric.kind == "counter":
+        return CounterMetricFamily(metric.name, metric.help, labels=list(metric.labels))
+    return GaugeMetricFamily(metric.name, metric.help, labels=list(metric.labels))

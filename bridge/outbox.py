@@ -359,7 +359,7 @@ class Dispatcher:
                 self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
             c.sent += 1
             if d.subscriber_id is not None:
-                if not getattr(self.channel, "receipts", False):
+                if not self.channel.receipts:
                     self._reached.append(d.subscriber_id)  # accepted = reached (no receipts)
             elif d.notice_id is None:
                 self._scrub_after_flush = True  # a reply to a non-subscriber: its number leaves

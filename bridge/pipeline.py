@@ -12,7 +12,6 @@ a mail at all).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import re
@@ -26,7 +25,7 @@ from bridge.core import incidents as core_incidents
 from bridge.core.mail import MailError, parse_mail
 from bridge.core.models import OutageReport, ParsedMail
 from bridge.core.render import Rendered, Renderer, fallback_from_subject
-from bridge.core.report import extract_report
+from bridge.core.report import ReportRules, extract_report
 from bridge.core.senders import authorise
 from bridge.store import Store, StoreError
 from bridge.templates import template_loader
@@ -61,42 +60,38 @@ class Preview:
     text: str | None = None
 
 
-class _Analysis:
-    """The pure part of processing one mail: parse_mail, then extract_report, each run once
-    with its result or error kept (re-raised where processing asks for it), so that it can
-    run in a worker thread ahead of the store work on the event loop."""
+@dataclass(frozen=True)
+class Analysis:
+    """One mail read by the core: :func:`parse_mail`, then :func:`extract_report`, each
+    with its result or its error. ``mail`` is None when the bytes are not a readable mail
+    (``mail_error`` says why); ``report`` is None when extraction failed (``report_error``:
+    the exception, a bug, which processing sends to review)."""
 
-    def __init__(self, data: bytes, parser_cfg):
-        self._data = data
-        self._cfg = parser_cfg
-        self._mail: tuple | None = None
-        self._report: tuple | None = None
+    mail: ParsedMail | None
+    report: OutageReport | None = None
+    mail_error: MailError | None = None
+    report_error: Exception | None = None
 
-    def mail(self) -> ParsedMail:
-        if self._mail is None:
-            try:
-                self._mail = (parse_mail(self._data, tz=self._cfg.timezone), None)
-            except MailError as e:
-                self._mail = (None, e)
-        value, error = self._mail
-        if error is not None:
-            raise error
-        return value
+    @property
+    def error_text(self) -> str | None:
+        """``Type: message`` of the extraction error, or None."""
+        e = self.report_error
+        return f"{type(e).__name__}: {e}" if e is not None else None
 
-    def report(self) -> OutageReport:
-        if self._report is None:
-            try:
-                self._report = (extract_report(self.mail(), self._cfg), None)
-            except Exception as e:  # processing decides (review), on the event loop
-                self._report = (None, e)
-        value, error = self._report
-        if error is not None:
-            raise error
-        return value
 
-    def compute(self) -> None:
-        with contextlib.suppress(Exception):
-            self.report()
+def analyse(data: bytes, rules: ReportRules) -> Analysis:
+    """The one way a mail is read: by processing, ``bridge preview`` and the review queue.
+
+    Pure and possibly slow (MIME walk, HTML to text, report extraction): the daemon runs it
+    in a worker thread. Never raises for the mail's content; see :class:`Analysis`."""
+    try:
+        mail = parse_mail(data, tz=rules.timezone)
+    except MailError as e:
+        return Analysis(None, mail_error=e)
+    try:
+        return Analysis(mail, extract_report(mail, rules))
+    except Exception as e:  # noqa: BLE001 - processing decides (review), with the error
+        return Analysis(mail, report_error=e)
 
 
 def make_renderer(cfg: Config) -> Renderer:
@@ -115,19 +110,6 @@ class Pipeline:
         self.outcomes: dict[str, int] = {}  # for metrics
 
     # -- analysis without side effects ----------------------------------------------------------
-    def analyse(self, data: bytes) -> tuple[ParsedMail, OutageReport]:
-        mail = parse_mail(data, tz=self.cfg.parser.timezone)
-        return mail, extract_report(mail, self.cfg.parser)
-
-    def analyse_for_review(self, data: bytes) -> tuple[ParsedMail, OutageReport | None, str | None]:
-        """Like :meth:`analyse`, but a failing report extraction (the bug that may have sent
-        the mail to review) gives no report and the error instead of raising."""
-        mail = parse_mail(data, tz=self.cfg.parser.timezone)
-        try:
-            return mail, extract_report(mail, self.cfg.parser), None
-        except Exception as e:
-            return mail, None, f"{type(e).__name__}: {e}"
-
     def preview(self, data: bytes) -> "Preview":
         """What processing would decide for this mail, and the exact notice text; stores and
         sends nothing.
@@ -137,17 +119,15 @@ class Pipeline:
         its own: it cannot know earlier mails, so a repeat is previewed as new (ingest would
         say ``duplicate``) and an update is rendered without the incident's previous report.
         """
-        try:
-            mail = parse_mail(data, tz=self.cfg.parser.timezone)
-        except MailError as e:
-            return Preview("rejected", f"not a readable mail: {e}")
-        verdict = authorise(mail, self.cfg.senders)
+        a = analyse(data, self.cfg.parser)
+        if a.mail is None:
+            return Preview("rejected", f"not a readable mail: {a.mail_error}")
+        verdict = authorise(a.mail, self.cfg.senders)
         if not verdict.allowed:
             return Preview("rejected", verdict.reason)
-        try:
-            report = extract_report(mail, self.cfg.parser)
-        except Exception as e:  # processing sends such a mail to review
-            return Preview("review", f"could not be processed ({type(e).__name__}: {e})")
+        report = a.report
+        if report is None:  # processing sends such a mail to review
+            return Preview("review", f"could not be processed ({a.error_text})")
         decision = core_incidents.decide(report, None)
         if decision.action != "notice":
             return Preview("review", decision.reason)
@@ -175,11 +155,10 @@ class Pipeline:
         stored = self.store.mails.get(mail_id)
         analysis = None
         if stored is not None and not stored.outcome:
-            analysis = _Analysis(stored.data or b"", self.cfg.parser)
-            await asyncio.to_thread(analysis.compute)
+            analysis = await asyncio.to_thread(analyse, stored.data or b"", self.cfg.parser)
         return self.process(mail_id, analysis)
 
-    def process(self, mail_id: int, analysis: "_Analysis | None" = None) -> Outcome:
+    def process(self, mail_id: int, analysis: Analysis | None = None) -> Outcome:
         faults.point("process-mail")
         try:
             result = self._process(mail_id, analysis)
@@ -206,17 +185,16 @@ class Pipeline:
             self.on_queued()
         return result
 
-    def _process(self, mail_id: int, analysis: "_Analysis | None" = None) -> Outcome:
+    def _process(self, mail_id: int, analysis: Analysis | None = None) -> Outcome:
         stored = self.store.mails.get(mail_id)
         if stored is None:
             return Outcome(mail_id, "rejected", "no such mail")
         if stored.outcome:
             return self._done_meanwhile(mail_id) or Outcome(mail_id, stored.outcome, "")
-        a = analysis or _Analysis(stored.data or b"", self.cfg.parser)
-        try:
-            mail = a.mail()
-        except MailError as e:
-            return self._finish(mail_id, "rejected", f"not a readable mail: {e}")
+        a = analysis or analyse(stored.data or b"", self.cfg.parser)
+        mail = a.mail
+        if mail is None:
+            return self._finish(mail_id, "rejected", f"not a readable mail: {a.mail_error}")
 
         verdict = authorise(mail, self.cfg.senders)
         if not verdict.allowed:
@@ -230,7 +208,10 @@ class Pipeline:
         if self.store.mails.seen_before(mail_id, None, stored.sha256):
             return self._finish(mail_id, "duplicate", "same bytes as an earlier mail")
 
-        report = a.report()
+        report = a.report
+        if report is None:
+            assert a.report_error is not None
+            raise a.report_error  # process() logs it and sends the mail to review
         source = self.cfg.senders.source
         with self.store.tx():
             done = self._done_meanwhile(mail_id)
@@ -321,8 +302,18 @@ class Pipeline:
                                                     Rendered]:
         """For ``bridge review show``: the mail, its report (or the extraction error) and the
         exact notice approve would send."""
-        mail, report, error = self.analyse_for_review(data)
+        mail, report, error = self._for_review(data)
         return mail, report, error, self.review_notice(mail, report)
+
+    def _for_review(self, data: bytes) -> tuple[ParsedMail, OutageReport | None, str | None]:
+        """:func:`analyse` for the review queue: the mail (raises MailError when it is not
+        readable), its report or None, and the extraction error (the bug that may have sent
+        the mail to review)."""
+        a = analyse(data, self.cfg.parser)
+        if a.mail is None:
+            assert a.mail_error is not None
+            raise a.mail_error
+        return a.mail, a.report, a.error_text
 
     def approve(self, review_id: int) -> Outcome:
         """Send a reviewed mail as :meth:`review_notice` renders it (the fallback template,
@@ -332,7 +323,7 @@ class Pipeline:
             stored = self.store.mails.get(rv["raw_mail_id"])
             if stored is None or stored.data is None:
                 raise LookupError(f"the mail of review item {review_id} is no longer stored")
-            mail, report, error = self.analyse_for_review(stored.data)
+            mail, report, error = self._for_review(stored.data)
             if error:
                 log.warning("review %d: no report from the mail (%s); sending the fallback text",
                             review_id, error)

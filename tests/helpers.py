@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bridge.channels.base import Outgoing, SendResult
+from bridge.channels.base import BaseChannel, Outgoing, SendResult
 from bridge.config import DispatchConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ DISPATCH = DispatchConfig(rate=1000, concurrency=8, max_attempts=3, backoff_base
                           backoff_max=0.05, poll_interval=0.02, max_age_hours=1)
 
 
-class Scripted:
+class Scripted(BaseChannel):
     """A channel answering from a per-recipient script of SendResults (then OK), after a
     latency; it records each message in ``calls`` and its monotonic send time in ``times``."""
 

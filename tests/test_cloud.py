@@ -354,7 +354,10 @@ async def test_unique_recipient_cap_defers_the_rest(fake, make_app, caplog):
 
 
 def test_cap_stale_conflict_is_reported_by_bridge_check(tmp_path):
+    import dataclasses
+
     from bridge.channels.cloud import cap_stale_conflict, check
+    from bridge.checks import ChannelChecks
     from bridge.pipeline import make_renderer
 
     assert cap_stale_conflict(250, 12) and "never get that notice" in cap_stale_conflict(250, 12)
@@ -362,11 +365,12 @@ def test_cap_stale_conflict_is_reported_by_bridge_check(tmp_path):
     assert cap_stale_conflict(250, None) is None
     cfg = load(cloud_config(tmp_path, "http://127.0.0.1:9"))  # defaults: cap 250, 12 h
     renderer = make_renderer(cfg)
-    problems = check(cfg.channel.settings, renderer, sample_reports(), dispatch=cfg.dispatch)
+    problems = check(cfg.channel.settings, ChannelChecks(cfg, renderer))
     found = [p for p in problems if p.startswith("channel.cloud.unique_cap:0: warning:")]
     assert len(found) == 1 and "dispatch.max_age_hours = 12" in found[0], problems
-    assert not any("unique_cap" in p for p in check(cfg.channel.settings, renderer,
-                                                       sample_reports()))
+    day = dataclasses.replace(cfg, dispatch=dataclasses.replace(cfg.dispatch, max_age_hours=24))
+    assert not any("unique_cap" in p for p in check(cfg.channel.settings,
+                                                       ChannelChecks(day, renderer)))
 
 
 def test_bridge_check_warns_about_the_cap_and_still_passes(tmp_path, monkeypatch, capsys):
@@ -385,7 +389,7 @@ async def test_cap_deferral_says_how_many_until_when_and_that_they_go_stale(fake
     dispatch.max_age_hours (12 h): the warning says so plainly, and when the dispatcher
     drops them as stale the channel says why."""
     app = make_app(fake.base_url, cloud_extra="unique_cap = 3")
-    app.channel.max_age_hours = app.cfg.dispatch.max_age_hours  # as App passes it (extra)
+    assert app.channel.cap.max_age_hours == app.cfg.dispatch.max_age_hours  # from the port
     for i in range(6):
         subscribe(app, f"+3165555000{i}", 72)
     nid = queue_notice(app)
@@ -399,26 +403,26 @@ async def test_cap_deferral_says_how_many_until_when_and_that_they_go_stale(fake
         assert f"notice {nid}: up to 3 recipients" in w and "deferred until about" in w
         assert "dropped as stale after dispatch.max_age_hours = 12 h" in w
         assert "will not get this notice" in w and "dispatch.max_age_hours = 24" in w
-        assert app.channel.check_cap_stale() == 0  # nothing stale yet
+        assert app.channel.cap.check_stale() == 0  # nothing stale yet
 
         # 13 hours later: the dispatcher drops them as stale; the channel says why.
         app.store.db.execute("UPDATE deliveries SET created_at = created_at - 13 * 3600")
         app.dispatcher._expire()
         assert states(app) == {"sent": 3, "stale": 3}
         caplog.clear()
-        assert app.channel.check_cap_stale() == 3
+        assert app.channel.cap.check_stale() == 3
         lines = [r.getMessage() for r in caplog.records]
         assert any(f"notice {nid}: 3 deliveries deferred by the unique-recipient cap" in m
                    and "dropped as stale" in m and "did not get this notice" in m
                    for m in lines), lines
-        assert app.channel.check_cap_stale() == 0  # said once; the notice is done
-        assert app.channel._cap_deferred == {}
+        assert app.channel.cap.check_stale() == 0  # said once; the notice is done
+        assert app.channel.cap.deferred == {}
     await close(app)
 
 
 async def test_cap_deferral_within_max_age_continues_then(fake, make_app, caplog):
     app = make_app(fake.base_url, cloud_extra="unique_cap = 3")
-    app.channel.max_age_hours = 48.0
+    app.channel.cap.max_age_hours = 48.0
     for i in range(4):
         subscribe(app, f"+3165555000{i}", 72)
     queue_notice(app)

@@ -201,3 +201,29 @@ def test_config_keys():
         _config({"authserv_id": 5})
     with pytest.raises(ConfigError, match="senders.require_dmarc_pass"):
         _config({"require_dmarc_pass": "yes"})
+
+
+def test_config_defaults_are_the_dataclass_defaults(tmp_path):
+    """Each default is written once, on the dataclass field: a config that leaves every
+    key out gets exactly the dataclasses' defaults, typed tables included."""
+    from bridge.channels.cloud import CloudSettings
+    from bridge.config import (DispatchConfig, InboundConfig, RenderConfig, SmtpConfig,
+                               StoreConfig, parse)
+    from bridge.core.inbound import DEFAULT_KEYWORDS
+    from bridge.core.models import Organisation
+    from bridge.core.report import ReportRules
+    from bridge.web import WebSettings
+
+    cfg = parse({"channel": {"type": "cloud", "cloud": {"phone_number_id": "1"}}, "web": {}},
+                tmp_path / "config.toml")
+    assert cfg.organisation == Organisation()
+    assert cfg.store.retention_days == StoreConfig.retention_days
+    assert cfg.smtp == SmtpConfig()
+    assert (cfg.render.max_length, cfg.render.time_limit) == (RenderConfig.max_length,
+                                                              RenderConfig.time_limit)
+    assert cfg.dispatch == DispatchConfig()
+    assert cfg.inbound == InboundConfig()
+    assert cfg.channel.settings == CloudSettings(phone_number_id="1")
+    assert cfg.web == WebSettings() and cfg.imap is None
+    assert cfg.parts() == {"web": cfg.web}
+    assert isinstance(cfg.parser, ReportRules) and cfg.keywords == DEFAULT_KEYWORDS

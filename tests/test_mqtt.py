@@ -20,13 +20,15 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from channel_port import StubPort
 from daemon import Daemon, bridge, wait_for
 from helpers import MAILS, write_config
 from mosquitto import Mosquitto
 
-from bridge.channels.base import ChannelContext, Outgoing
+from bridge.channels.base import Outgoing
 from bridge.channels.mqtt import MqttChannel, MqttSettings, Skip, parse_config, parse_inbound
 from bridge.config import ConfigError, Section, load
+from bridge.port import NoticeProgress
 
 SAMPLES = Path("/work/shared/samples/whatsapp")
 INBOUND_SAMPLE = {
@@ -184,7 +186,7 @@ def test_config_defaults_and_validation(tmp_path):
 def test_password_comes_from_the_environment(tmp_path, monkeypatch):
     s = parse_config(Section({"username": "bridge", "password_env": "TEST_MQTT_PW"},
                              "channel.mqtt"), tmp_path)
-    ch = MqttChannel(s, ChannelContext(inbound=None))
+    ch = MqttChannel(s, StubPort())
 
     async def build():
         return ch._client()
@@ -283,7 +285,7 @@ async def stop_task(task: asyncio.Task) -> None:
 
 
 async def test_paused_until_connected_and_when_broker_is_gone(broker):
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=None))
+    ch = MqttChannel(channel_settings(broker), StubPort())
     out = Outgoing(1, "+31612345678", "x", "notice", notice_id=1)
     assert ch.paused and "not connected" in ch.paused
     r = await ch.send(out)
@@ -305,7 +307,7 @@ async def test_paused_until_connected_and_when_broker_is_gone(broker):
 
 
 async def test_unaddressable_recipients_fail_permanently(broker):
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=None))
+    ch = MqttChannel(channel_settings(broker), StubPort())
     r = await ch.send(Outgoing(1, "user:abc123", "x", "notice"))
     assert r.status == "failed"
     r = await ch.send(Outgoing(2, "+3161234", "x", "notice"))
@@ -318,7 +320,7 @@ async def test_garbage_payloads_are_skipped_and_logged_masked(broker, caplog):
     async def sink(m):
         got.append(m)
 
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=sink))
+    ch = MqttChannel(channel_settings(broker), StubPort(sink))
     task = asyncio.create_task(ch.run())
     try:
         await until(lambda: ch.paused is None, what="connected")
@@ -354,7 +356,7 @@ async def test_inbound_is_acknowledged_only_after_commit(broker):
         calls.append(m)
         await hang.wait()  # never commits
 
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=stuck))
+    ch = MqttChannel(channel_settings(broker), StubPort(stuck))
     task = asyncio.create_task(ch.run())
     await until(lambda: ch.paused is None, what="connected")
     await asyncio.to_thread(publish, broker, "whatsapp/message/31612345678@c.us",
@@ -367,7 +369,7 @@ async def test_inbound_is_acknowledged_only_after_commit(broker):
     async def ok(m):
         done.append(m)
 
-    ch2 = MqttChannel(channel_settings(broker), ChannelContext(inbound=ok))
+    ch2 = MqttChannel(channel_settings(broker), StubPort(ok))
     task2 = asyncio.create_task(ch2.run())
     try:
         await until(lambda: done, what="the redelivered message")
@@ -383,7 +385,7 @@ async def test_inbound_is_acknowledged_only_after_commit(broker):
     async def record(m):
         again.append(m)
 
-    ch3 = MqttChannel(channel_settings(broker), ChannelContext(inbound=record))
+    ch3 = MqttChannel(channel_settings(broker), StubPort(record))
     task3 = asyncio.create_task(ch3.run())
     try:
         await until(lambda: ch3.paused is None, what="connected")
@@ -401,7 +403,7 @@ async def test_failed_inbound_handling_is_retried_through_redelivery(broker):
         if len(calls) == 1:
             raise RuntimeError("database is locked")
 
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=flaky))
+    ch = MqttChannel(channel_settings(broker), StubPort(flaky))
     task = asyncio.create_task(ch.run())
     try:
         await until(lambda: ch.paused is None, what="connected")
@@ -418,7 +420,7 @@ async def test_qos0_inbound_published_while_the_bridge_was_away_is_handled(broke
     """whatsapp-web-to-mqtt publishes at QoS 0; with queue_qos0_messages true (the test
     broker's config, docs/mqtt.md) the broker keeps such a message for the bridge's
     persistent session while the bridge is down."""
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=None))
+    ch = MqttChannel(channel_settings(broker), StubPort())
     task = asyncio.create_task(ch.run())
     await until(lambda: ch.paused is None, what="connected (session created)")
     await stop_task(task)  # the bridge is away
@@ -431,7 +433,7 @@ async def test_qos0_inbound_published_while_the_bridge_was_away_is_handled(broke
         got.append(m)
 
     caplog.set_level(logging.WARNING, logger="bridge.channels.mqtt")
-    ch2 = MqttChannel(channel_settings(broker), ChannelContext(inbound=record))
+    ch2 = MqttChannel(channel_settings(broker), StubPort(record))
     task2 = asyncio.create_task(ch2.run())
     try:
         await until(lambda: got, what="the QoS 0 message published while the bridge was away")
@@ -453,7 +455,7 @@ async def test_failed_qos0_inbound_handling_is_retried_in_place(broker):
         if len(calls) <= 2:
             raise RuntimeError("database is locked")
 
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=flaky))
+    ch = MqttChannel(channel_settings(broker), StubPort(flaky))
     ch.inbound_retry_delay = 0.01
     task = asyncio.create_task(ch.run())
     try:
@@ -473,7 +475,7 @@ async def test_qos0_gateway_gets_sends_published_while_it_was_offline(broker):
     was offline reaches it when it comes back, because of queue_qos0_messages true."""
     gw = await asyncio.to_thread(Collector, broker, "whatsapp/send/#", "test-gateway-qos0", 0)
     await asyncio.to_thread(gw.close)  # the gateway goes away; its session stays
-    ch = MqttChannel(channel_settings(broker), ChannelContext(inbound=None))
+    ch = MqttChannel(channel_settings(broker), StubPort())
     task = asyncio.create_task(ch.run())
     try:
         await until(lambda: ch.paused is None, what="connected")
@@ -491,15 +493,9 @@ async def test_qos0_gateway_gets_sends_published_while_it_was_offline(broker):
 
 
 def test_long_fanout_warning_with_eta(caplog):
-    class Deliveries:
-        def notice_counts(self, notice_id):
-            return {"pending": 1000, "sent": 5}
-
-    class Store:
-        deliveries = Deliveries()
-
     s = MqttSettings()  # 1 msg/s + up to 1 s jitter: 1.5 s a message on average
-    ch = MqttChannel(s, ChannelContext(inbound=None, store=Store()))
+    ch = MqttChannel(s, StubPort(progress={7: NoticeProgress(waiting=1000, stale=0,
+                                                               created_at=0.0)}))
     assert ch.fanout_eta(1000) == pytest.approx(1500)
     caplog.set_level(logging.WARNING, logger="bridge.channels.mqtt")
     ch._fanout_check(Outgoing(1, "+31612345678", "x", "notice", notice_id=7))
@@ -510,8 +506,8 @@ def test_long_fanout_warning_with_eta(caplog):
     assert "ban" in warnings[0]
 
     caplog.clear()
-    small = MqttChannel(s, ChannelContext(inbound=None, store=type("S", (), {
-        "deliveries": type("D", (), {"notice_counts": lambda self, n: {"pending": 10}})()})()))
+    small = MqttChannel(s, StubPort(progress={8: NoticeProgress(waiting=10, stale=0,
+                                                                  created_at=0.0)}))
     small._fanout_check(Outgoing(1, "+31612345678", "x", "notice", notice_id=8))
     assert caplog.records == []
 
@@ -634,7 +630,7 @@ async def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
             "password_env": "TEST_MQTT_PW", "tls": True, "tls_ca_file": str(certs["cafile"]),
             "reconnect_min": 0.05, "reconnect_max": 0.2, "jitter": 0}, "channel.mqtt"), tmp_path)
         assert s.tls and s.tls_ca_file == certs["cafile"]
-        ch = MqttChannel(s, ChannelContext(inbound=None))
+        ch = MqttChannel(s, StubPort())
         task = asyncio.create_task(ch.run())
         try:
             await until(lambda: ch.last_error, what="a refused login")
@@ -652,7 +648,7 @@ async def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
         s2 = parse_config(Section({"port": b.port, "client_id": "bridge-tls2", "tls": True,
                                    "username": "bridge", "password_env": "TEST_MQTT_PW",
                                    "reconnect_min": 0.05}, "channel.mqtt"), tmp_path)
-        ch2 = MqttChannel(s2, ChannelContext(inbound=None))
+        ch2 = MqttChannel(s2, StubPort())
         task2 = asyncio.create_task(ch2.run())
         try:
             await until(lambda: ch2.last_error, what="a refused certificate")

@@ -1,7 +1,8 @@
 """The web part: Cloud API webhook (signatures, inbound, statuses), /healthz, /metrics.
 
 Real objects: bridge.app.App with a config in tmp_path, bridge.web's server on a free
-loopback port, the fake Graph API for the sends whose statuses come back.
+loopback port (the webhook is the Cloud channel's, bridge.channels.cloud.webhook), the
+fake Graph API for the sends whose statuses come back.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from helpers import write_config
 from test_cloud import IN, TOKEN_ENV, cloud_config, drain, queue_notice, subscribe
 
 from bridge.app import App
+from bridge.channels.base import BaseChannel, HttpRequest, HttpResponse, Metric, Route
+from bridge.channels.cloud import parse_webhook, signature_ok
 from bridge.config import load
-from bridge.web import parse_webhook, signature_ok
 
 SAMPLES = Path("/work/shared/samples/whatsapp")
 SECRET = "app-secret-ééé"
@@ -107,7 +109,7 @@ async def web(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_VERIFY_TOKEN", VERIFY)
     monkeypatch.setenv("TEST_APP_SECRET", SECRET)
     app = App(load(cloud_config(tmp_path, fake.base_url, extra=WEB)))
-    server = web_mod.build(app.cfg.extra["web"], app)
+    server = web_mod.build(app.cfg.web, app)
     task = asyncio.create_task(server.run(asyncio.Event()))
     await asyncio.wait_for(server.started.wait(), 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
@@ -335,7 +337,7 @@ def test_webhook_needs_its_secrets(tmp_path, monkeypatch):
     app = App(load(cloud_config(tmp_path, "http://127.0.0.1:9", extra=WEB)))
     try:
         with pytest.raises(ConfigError, match="TEST_APP_SECRET"):
-            web_mod.build(app.cfg.extra["web"], app)
+            web_mod.build(app.cfg.web, app)
     finally:
         app.store.close()
 
@@ -413,7 +415,7 @@ async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path
 
     port = free_port()
     app = App(load(write_config(tmp_path, extra=f"[web]\nport = {port}\nwebhook = false\n")))
-    server = build(app.cfg.extra["web"], app)
+    server = build(app.cfg.web, app)
     try:
         await server.start()
         with socket.socket() as s:  # bound before run() is called
@@ -430,3 +432,118 @@ async def test_the_web_server_binds_in_start_and_serves_after_a_restart(tmp_path
     finally:
         await server.stop()
         app.store.close()
+
+
+# -- the web server knows channels only by their declared hooks -------------------------------------
+async def test_without_the_cloud_channel_there_is_no_webhook_and_no_secret_is_needed(
+        tmp_path, monkeypatch):
+    from bridge import web as web_mod
+    from bridge.checks import secret_refs
+    from helpers import write_config
+
+    monkeypatch.delenv("TEST_VERIFY_TOKEN", raising=False)
+    monkeypatch.delenv("TEST_APP_SECRET", raising=False)
+    app = App(load(write_config(tmp_path, extra=WEB)))  # console channel, webhook = true
+    assert not [r for r in secret_refs(app.cfg) if r.key.startswith("web.")]
+    server = web_mod.build(app.cfg.web, app)  # no ConfigError: nothing needs the secrets
+    task = asyncio.create_task(server.run(asyncio.Event()))
+    try:
+        await asyncio.wait_for(server.started.wait(), 5)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert (await client.get("/webhook")).status_code == 404
+            assert (await client.post("/webhook", content=b"{}")).status_code == 404
+            assert (await client.get("/healthz")).status_code == 200
+            metrics = (await client.get("/metrics")).text
+        assert "bridge_channel_paused 0.0" in metrics
+        assert "bridge_webhook_requests" not in metrics and "bridge_unique_recipients" not in metrics
+        assert server.describe()["webhook"] is False
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await app.channel.close()
+        app.store.close()
+
+
+class _HookChannel(BaseChannel):
+    """A channel (BaseChannel defaults) contributing one route and two metric families."""
+
+    name = "hook"
+
+    def __init__(self):
+        self.options = None
+
+    def routes(self, options):
+        self.options = options
+
+        async def echo(req: HttpRequest) -> HttpResponse:
+            if req.query.get("fail"):
+                raise RuntimeError("boom")
+            return HttpResponse(202, json.dumps({
+                "method": req.method, "path": req.path, "q": req.query.get("q"),
+                "sig": req.headers.get("x-sig"), "body": req.body.decode()}),
+                "application/json")
+
+        return [Route("POST", "/hook", echo)]
+
+    def metrics(self):
+        return [Metric("bridge_channel_errors", "x", "counter", ("code", "source"),
+                       {("42", "hook"): 2}),
+                Metric("bridge_hook_things", "Things", "gauge", (), {(): 5})]
+
+
+class _Status:
+    """A StatusPort without an App."""
+
+    def __init__(self, channel):
+        from bridge.port import Health
+
+        self.channel = channel
+        self.send_listeners = []
+        self._health = Health(store_ok=True, paused=None, channel={"type": "hook"},
+                              queue_depth=0, uptime_s=1.0)
+
+    def health(self):
+        return self._health
+
+    def store_counts(self):
+        from bridge.store import StoreCounts
+
+        return StoreCounts(notices=3, deliveries={("hook", "sent"): 7}, queue_depth=0,
+                           subscribers=2)
+
+    def mail_outcomes(self):
+        return {"queued": 1}
+
+    def inbound_effects(self):
+        return {}
+
+    def send_totals(self):
+        return None
+
+
+async def test_a_channels_routes_and_metrics_are_mounted_as_declared():
+    from bridge.web import WebServer, WebSettings
+
+    channel = _HookChannel()
+    server = WebServer(WebSettings(port=0, webhook=False, verify_token_env="V"), _Status(channel))
+    assert channel.options.webhook is False and channel.options.verify_token_env == "V"
+    task = asyncio.create_task(server.run(asyncio.Event()))
+    try:
+        await asyncio.wait_for(server.started.wait(), 5)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            r = await client.post("/hook", params={"q": "é"}, content="rå".encode(),
+                                  headers={"X-Sig": "s1"})
+            assert r.status_code == 202 and r.headers["content-type"].startswith("application/json")
+            assert r.json() == {"method": "POST", "path": "/hook", "q": "é", "sig": "s1",
+                                "body": "rå"}
+            assert (await client.post("/hook", params={"fail": "1"})).status_code == 500
+            assert (await client.get("/hook")).status_code == 405
+            text = (await client.get("/metrics")).text
+        assert 'bridge_channel_errors_total{code="42",source="hook"} 2.0' in text
+        assert "bridge_hook_things 5.0" in text
+        assert 'bridge_deliveries{channel="hook",state="sent"} 7.0' in text
+        assert 'bridge_mails_total{outcome="queued"} 1.0' in text
+        assert server.requests == 2 and server.describe()["webhook"] is True
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

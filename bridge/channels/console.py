@@ -7,16 +7,17 @@ when ``outbox_file`` is set appends one JSON line per message:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
-from bridge.channels.base import ChannelContext, Outgoing, SendResult
-from bridge.config import Section
+from bridge.channels.base import BaseChannel, Outgoing, SendResult
+from bridge.config import Section, SettingsTable
 from bridge.core.phone import mask
+from bridge.port import ChannelPort, CheckPort
 
 
 @dataclass(frozen=True)
@@ -29,26 +30,22 @@ class ConsoleSettings:
 def parse_config(sec: Section, base: Path) -> ConsoleSettings:
     s = ConsoleSettings(
         outbox_file=sec.path("outbox_file", None, base),
-        show_numbers=sec.bool("show_numbers", False),
-        quiet=sec.bool("quiet", False),
+        show_numbers=sec.bool("show_numbers", ConsoleSettings.show_numbers),
+        quiet=sec.bool("quiet", ConsoleSettings.quiet),
     )
     sec.done()
     return s
 
 
-class ConsoleChannel:
-    name = "console"
-    max_rate = None
-    min_interval = 0.0
-    jitter = 0.0
-    wants_window = False
-    paused = None
+class ConsoleChannel(BaseChannel):
+    """Inbound messages come via ``bridge inbound``; nothing to keep up (``run`` idles)."""
 
-    def __init__(self, settings: ConsoleSettings, ctx: ChannelContext):
+    name = "console"
+
+    def __init__(self, settings: ConsoleSettings):
         self.settings = settings
-        self.ctx = ctx
         self.sent = 0
-        self._file = None
+        self._file: TextIO | None = None
         if settings.outbox_file:
             settings.outbox_file.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(settings.outbox_file, "a", encoding="utf-8")
@@ -70,18 +67,21 @@ class ConsoleChannel:
         self.sent += 1
         return SendResult.ok(f"console-{msg.delivery_id}")
 
-    async def run(self) -> None:
-        # Nothing to keep up; inbound messages come via `bridge inbound`.
-        await asyncio.Event().wait()
-
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, object]:
         return {"type": "console", "state": "ready", "sent": self.sent}
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._file:
             self._file.close()
             self._file = None
 
 
-def create(settings: ConsoleSettings, ctx: ChannelContext) -> ConsoleChannel:
-    return ConsoleChannel(settings, ctx)
+def create(settings: SettingsTable, port: ChannelPort) -> ConsoleChannel:
+    if not isinstance(settings, ConsoleSettings):
+        raise TypeError(f"console channel: expected ConsoleSettings, got {type(settings).__name__}")
+    return ConsoleChannel(settings)
+
+
+def check(settings: SettingsTable, port: CheckPort) -> list[str]:
+    """Nothing to check beyond the config."""
+    return []

@@ -56,11 +56,12 @@ from typing import Any
 import aiomqtt
 from aiomqtt import MqttError
 
-from bridge.channels.base import ChannelContext, Outgoing, SendResult
-from bridge.config import ConfigError, Section, secret
+from bridge.channels.base import BaseChannel, Outgoing, SendResult
+from bridge.config import ConfigError, Section, SettingsTable, secret
 from bridge.core.models import InboundMessage
 from bridge.core.phone import PhoneError, chat_id, from_chat_id, mask, mask_text
 from bridge.logs import eta
+from bridge.port import ChannelPort, CheckPort, StoreUnavailable
 
 log = logging.getLogger("bridge.channels.mqtt")
 
@@ -264,15 +265,14 @@ class _Conn:
     since: float
 
 
-class MqttChannel:
+class MqttChannel(BaseChannel):
     name = "mqtt"
-    wants_window = False
     inbound_attempts = 5  # tries to handle one inbound message before it is dropped
     inbound_retry_delay = 0.5  # first wait (doubling) for a retry in place (QoS 0)
 
-    def __init__(self, settings: MqttSettings, ctx: ChannelContext):
+    def __init__(self, settings: MqttSettings, port: ChannelPort):
         self.settings = settings
-        self.ctx = ctx
+        self._port = port
         self.max_rate: float | None = settings.max_rate
         self.jitter = settings.jitter
         self.min_interval = settings.min_interval
@@ -305,7 +305,7 @@ class MqttChannel:
     def paused(self) -> str | None:
         return None if self.connected else self._why
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, object]:
         return {
             "type": "mqtt",
             "state": "connected" if self.connected else "disconnected",
@@ -387,15 +387,14 @@ class MqttChannel:
         self._fanouts[nid] = None
         while len(self._fanouts) > 256:
             self._fanouts.popitem(last=False)
-        deliveries = getattr(self.ctx.store, "deliveries", None)
-        if deliveries is None:
-            return
         try:
-            counts = deliveries.notice_counts(nid)
-        except Exception as e:  # noqa: BLE001 - a warning must never stop a send
+            progress = self._port.notice_progress(nid)
+        except StoreUnavailable as e:  # a warning must never stop a send
             log.debug("mqtt: no fan-out size for notice %s: %s", nid, e)
             return
-        remaining = counts.get("pending", 0) + counts.get("sending", 0)
+        if progress is None:
+            return
+        remaining = progress.waiting
         seconds = self.fanout_eta(remaining)
         if seconds <= limit:
             return
@@ -554,7 +553,7 @@ class MqttChannel:
         redeliverable = conn.manual_ack and message.qos > 0
         while True:
             try:
-                await self.ctx.inbound(parsed)
+                await self._port.inbound(parsed)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001
@@ -607,5 +606,12 @@ def _describe(e: BaseException) -> str:
     return text
 
 
-def create(settings: MqttSettings, ctx: ChannelContext) -> MqttChannel:
-    return MqttChannel(settings, ctx)
+def create(settings: SettingsTable, port: ChannelPort) -> MqttChannel:
+    if not isinstance(settings, MqttSettings):
+        raise TypeError(f"mqtt channel: expected MqttSettings, got {type(settings).__name__}")
+    return MqttChannel(settings, port)
+
+
+def check(settings: SettingsTable, port: CheckPort) -> list[str]:
+    """Nothing to check beyond the config (the broker is reached only by the daemon)."""
+    return []

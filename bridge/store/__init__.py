@@ -13,9 +13,11 @@ from bridge.store.db import Database, StoreError, now
 from bridge.store.deliveries import Deliveries, Delivery
 from bridge.store.incidents import Incidents
 from bridge.store.mails import Mails, RawMail, StoredMail
+from bridge.store.stats import StoreCounts, read_counts
 from bridge.store.subscribers import Subscriber, Subscribers
 
-__all__ = ["Store", "StoreError", "RawMail", "StoredMail", "Delivery", "Subscriber", "now"]
+__all__ = ["Store", "StoreError", "RawMail", "StoredMail", "Delivery", "Subscriber", "StoreCounts",
+           "now"]
 
 
 class State:
@@ -52,6 +54,11 @@ class Store:
 
     def tx(self, *, durable: bool = False):
         return self.db.tx(durable=durable)
+
+    def read_counts(self) -> StoreCounts:
+        """Counts for metrics over a read-only connection of their own (slow on a large
+        history: call it in a worker thread), see :mod:`bridge.store.stats`."""
+        return read_counts(self.db.path)
 
     def purge_steps(self, retention_days: float) -> Iterator[dict[str, int]]:
         """Retention: drop raw mails and finished deliveries older than the limit, and

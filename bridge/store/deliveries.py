@@ -250,6 +250,20 @@ class Deliveries:
             " WHERE state = 'pending') + (SELECT count(*) FROM deliveries"
             " INDEXED BY deliveries_sending WHERE state = 'sending')") or 0
 
+    def waiting_ids(self, due_by: float | None = None) -> set[int]:
+        """Ids of deliveries not yet handled (pending or being sent), optionally only those
+        due by ``due_by`` (epoch seconds)."""
+        sql = "SELECT id FROM deliveries WHERE state IN ('pending','sending')"
+        rows = (self.db.execute(sql + " AND due_at <= ?", (due_by,)) if due_by is not None
+                else self.db.execute(sql))
+        return {r[0] for r in rows}
+
+    def waiting_for(self, subscriber_id: int) -> int:
+        """How many messages wait (pending or being sent) for one subscriber."""
+        return self.db.scalar(
+            "SELECT count(*) FROM deliveries WHERE subscriber_id=?"
+            " AND state IN ('pending','sending')", (subscriber_id,)) or 0
+
     def notice_counts(self, notice_id: int) -> dict[str, int]:
         """A notice's deliveries by state (scans the notice's rows: for reports, not loops)."""
         return {r[0]: r[1] for r in self.db.execute(

@@ -152,6 +152,12 @@ class Subscribers:
         p = hmac.new(prev, msg, hashlib.sha256).digest()[:16] if prev else None
         return h, p
 
+    def keyed_hash(self, purpose: str, length: float, value: str) -> tuple[bytes, bytes | None]:
+        """``value`` hashed under the current and the previous key of ``purpose``'s epochs
+        of ``length`` seconds (16 bytes each; previous None when that key is gone), for
+        state kept outside these tables (e.g. the Cloud API's unique-recipient window)."""
+        return self._digests(purpose, length, value)
+
     def _remember(self, table: str, purpose: str, length: float, ttl: float, *parts: str) -> bool:
         """True (and remembered) when no unexpired entry exists for ``parts``."""
         h, p = self._digests(purpose, length, *parts)

@@ -1,0 +1,203 @@
+"""Meta's Graph API over HTTP: the client, its answers, and the error classes.
+
+Sending: ``POST {base_url}/{api_version}/{phone_number_id}/messages`` with a bearer token,
+over one shared ``httpx.AsyncClient`` (HTTP/1.1, keep-alive) whose transport is aiohttp's
+client (``httpx_aiohttp.AiohttpTransport``). Every answer is reduced to a :class:`Reply`;
+errors are classified by Meta's ``error.code`` (never the HTTP status), see :func:`classify`
+and https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from bridge import __version__
+from bridge.channels.cloud.settings import CloudSettings, TemplateMap
+
+# -- error classes (by error.code) ------------------------------------------------------------
+TRANSIENT = frozenset({130429, 131000, 131016, 131057, 1, 2, 4, 80007})
+PAIR_RATE = 131056  # too many messages to one recipient
+UNDELIVERABLE = 131026
+REENGAGE = 131047  # more than 24 h since the recipient wrote: only a template may go
+TEMPLATE = frozenset({132000, 132001, 132012, 132018})
+PAUSE = frozenset({190, 0, 3, 10, 368, 131031})
+
+ErrorClass = Literal["transient", "pair_rate", "unreachable", "reengage", "template", "pause",
+                     "permanent"]
+
+
+def classify(code: int | None) -> ErrorClass:
+    """The class of a Graph API / webhook error code.
+
+    transient (try again later), pair_rate (back off per recipient), unreachable (not a
+    WhatsApp user), reengage (outside the 24-hour window), template (the template is
+    rejected), pause (token or account policy: nothing can be sent); anything else
+    (including no code) is "permanent" for that message.
+    """
+    if code in TRANSIENT:
+        return "transient"
+    if code == PAIR_RATE:
+        return "pair_rate"
+    if code == UNDELIVERABLE:
+        return "unreachable"
+    if code == REENGAGE:
+        return "reengage"
+    if code in TEMPLATE:
+        return "template"
+    if code in PAUSE:
+        return "pause"
+    return "permanent"
+
+
+@dataclass
+class Reply:
+    """One Graph API answer, reduced to what we act on: a message id (``wamid``; "" when
+    accepted without one), or Meta's error ``code`` and ``title``, or ``network`` trouble
+    (timeouts, connection errors, 5xx without an error body: worth a retry)."""
+
+    wamid: str | None = None
+    code: int | None = None
+    title: str = ""
+    http: int = 0
+    network: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None and self.network is None and 200 <= self.http < 300
+
+
+# -- payloads -----------------------------------------------------------------------------------
+def addressee(to: str) -> dict[str, str]:
+    if to.startswith("user:"):
+        return {"recipient": to[5:]}  # a business-scoped user id (BSUID)
+    return {"to": to if to.startswith("+") else "+" + to}
+
+
+def text_payload(to: str, text: str) -> dict[str, object]:
+    return {"messaging_product": "whatsapp", "recipient_type": "individual",
+            **addressee(to), "type": "text", "text": {"preview_url": False, "body": text}}
+
+
+def template_payload(to: str, tm: TemplateMap, params: list[str]) -> dict[str, object]:
+    template: dict[str, object] = {"name": tm.name, "language": {"code": tm.language}}
+    if params:
+        template["components"] = [{"type": "body", "parameters": [
+            {"type": "text", "text": p} for p in params]}]
+    return {"messaging_product": "whatsapp", "recipient_type": "individual",
+            **addressee(to), "type": "template", "template": template}
+
+
+# -- the token ------------------------------------------------------------------------------------
+class Token:
+    """The access token, from ``token_file`` (re-read at most once a second, so a renewed
+    token is picked up without a restart) or the ``token_env`` environment variable."""
+
+    def __init__(self, settings: CloudSettings):
+        self._settings = settings
+        self._cached: str | None = None
+        self._read_at = -1e9
+
+    def get(self) -> str | None:
+        s = self._settings
+        if s.token_file:
+            t = time.monotonic()
+            if t - self._read_at > 1.0:
+                self._read_at = t
+                try:
+                    self._cached = s.token_file.read_text().strip() or None
+                except OSError:
+                    self._cached = None
+            return self._cached
+        return os.environ.get(s.token_env) or None
+
+    def missing(self) -> str:
+        """Why there is no token, for the pause reason."""
+        s = self._settings
+        where = f"file {s.token_file}" if s.token_file else f"environment variable {s.token_env}"
+        return f"token: {where} is not set"
+
+
+# -- the client -----------------------------------------------------------------------------------
+def _transport(max_connections: int) -> AiohttpTransport:
+    """httpx's API over aiohttp's HTTP/1.1 client (keep-alive, at most ``max_connections``).
+
+    httpx's own transport (httpcore) costs about 2 CPU s per 1,000 requests here, which
+    caps a fan-out near 500/s on one core; aiohttp's client does the same work for a
+    fraction of that (docs/cloud-api.md, benchmark).
+    """
+    limits = httpx.Limits(max_connections=max_connections,
+                          max_keepalive_connections=max_connections, keepalive_expiry=30.0)
+    return AiohttpTransport(limits=limits)
+
+
+class GraphClient:
+    """The Graph API calls the channel makes; never raises for network or API errors."""
+
+    def __init__(self, settings: CloudSettings):
+        self._settings = settings
+        self._client: httpx.AsyncClient | None = None
+        self._messages_url = httpx.URL(settings.messages_url)  # parsed once, not per send
+        self.requests = 0
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            s = self._settings
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(s.timeout, connect=min(5.0, s.timeout)),
+                transport=_transport(s.max_connections),
+                headers={"User-Agent": f"storingsbridge/{__version__}"},
+            )
+        return self._client
+
+    async def send_message(self, token: str, payload: dict[str, object]) -> Reply:
+        """``POST .../messages``."""
+        return await self._call("POST", self._messages_url, token, payload)
+
+    async def probe(self, token: str) -> Reply:
+        """One cheap authenticated ``GET`` of the phone number (``?fields=id``)."""
+        return await self._call("GET", self._settings.probe_url + "?fields=id", token)
+
+    async def _call(self, method: str, url: str | httpx.URL, token: str,
+                    payload: dict[str, object] | None = None) -> Reply:
+        self.requests += 1
+        try:
+            r = await self._http().request(method, url, json=payload,
+                                           headers={"Authorization": f"Bearer {token}"})
+        except httpx.TimeoutException as e:
+            return Reply(network=f"timeout ({type(e).__name__})")
+        except (httpx.HTTPError, aiohttp.ClientError) as e:  # the latter: any httpx_aiohttp
+            return Reply(network=f"{type(e).__name__}: {e}")  # does not map
+        try:
+            data = r.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return Reply(http=r.status_code,
+                         network=None if r.status_code < 500 else f"HTTP {r.status_code}",
+                         title=f"HTTP {r.status_code} without JSON")
+        err = data.get("error")
+        if isinstance(err, dict):
+            code = err.get("code")
+            title = str(err.get("error_user_title") or err.get("message") or err.get("type") or "")
+            return Reply(code=code if isinstance(code, int) else None, title=title,
+                         http=r.status_code)
+        if r.status_code >= 400:
+            return Reply(http=r.status_code, title=f"HTTP {r.status_code}",
+                         network=f"HTTP {r.status_code}" if r.status_code >= 500 else None)
+        wamid = None
+        msgs = data.get("messages")
+        if isinstance(msgs, list) and msgs and isinstance(msgs[0], dict):
+            wamid = msgs[0].get("id")
+        return Reply(wamid=wamid or "", http=r.status_code)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
