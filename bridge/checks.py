@@ -128,6 +128,10 @@ def check_all(cfg: Config) -> list[str]:
         return [f"{cfg.render.templates_dir}:0: templates folder not found"]
     renderer = make_renderer(cfg)
     problems += renderer.check(sample_reports())
+    if "mail_out" in cfg.extra or (cfg.render.templates_dir / "mail").is_dir():
+        from bridge.mailout.texts import MailTexts
+
+        problems += MailTexts(renderer).check()  # receipts and alerts (templates/mail/)
     mod = channel_module(cfg.channel.type)
     check = getattr(mod, "check", None)
     if check:

@@ -213,6 +213,12 @@ class Config:
 OPTIONAL_PARTS: dict[str, str] = {
     "imap": "bridge.intake.imap:parse_config",
     "web": "bridge.web:parse_config",
+    "mail_out": "bridge.mailout:parse_config",
+}
+# Checks of an optional part against the rest of the config, once all of it is read:
+# name -> "module:function" taking (settings, Config) and raising ConfigError.
+OPTIONAL_CHECKS: dict[str, str] = {
+    "mail_out": "bridge.mailout:validate",
 }
 
 
@@ -398,7 +404,7 @@ def parse(data: dict, path: Path) -> Config:
     lg.done()
     top.done()
 
-    return Config(
+    cfg = Config(
         path=path,
         base_dir=base,
         organisation=organisation,
@@ -414,6 +420,10 @@ def parse(data: dict, path: Path) -> Config:
         log_level=level,
         extra=extra,
     )
+    for name, spec in OPTIONAL_CHECKS.items():
+        if name in extra:
+            _load_callable(spec)(extra[name], cfg)
+    return cfg
 
 
 def load(path: str | Path) -> Config:
