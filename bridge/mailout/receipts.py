@@ -37,6 +37,9 @@ _AUTO_SUBJECT = re.compile(
     r"|out of (the )?office|afwezigheidsbericht|afwezig|niet aanwezig|abwesenheitsnotiz"
     r"|automatische antwort|r[ée]ponse automatique|auto:)", re.IGNORECASE)
 _SUPPRESS = {"all", "oof", "autoreply"}  # X-Auto-Response-Suppress values that cover us
+# A report (RFC 6522), or a bare delivery/disposition/feedback report as the whole mail
+_REPORTS = ("multipart/report", "message/delivery-status", "message/disposition-notification",
+            "message/feedback-report")
 
 
 def automatic_reason(h: MailHeaders, envelope_from: str | None) -> str | None:
@@ -47,7 +50,7 @@ def automatic_reason(h: MailHeaders, envelope_from: str | None) -> str | None:
     """
     if h.auto_submitted and h.auto_submitted.split(";")[0].strip().lower() != "no":
         return f"it is an automatic mail (Auto-Submitted: {h.auto_submitted})"
-    if h.content_type == "multipart/report" or h.content_type.startswith("message/"):
+    if h.content_type in _REPORTS:
         kind = {"delivery-status": "a delivery status notification (DSN)",
                 "disposition-notification": "a read receipt (MDN)"}.get(
             h.report_type or h.content_type.partition("/")[2],

@@ -224,7 +224,7 @@ class MailOutPart:
         if not e.recipients or e.failed / e.recipients <= share:
             return
         facts = {"id": e.notice_id, "abonnees": e.recipients, "mislukt": e.failed,
-                 "aandeel": round(100.0 * e.failed / e.recipients, 1),
+                 "aandeel": percent(e.failed / e.recipients),
                  "redenen": [{"reden": mask_text(r), "aantal": n} for r, n in e.failures]}
         self._apply(*rules.occurred(self.states, "fanout", facts, e.at, self.policy))
 
@@ -291,11 +291,16 @@ class MailOutPart:
         elif a.key == "fanout":
             self.back.queue_alert("alert_fanout.j2", {
                 "meldingen": list(a.events),
-                "grens": round(100.0 * self.settings.fanout_failure_share, 1)})
+                "grens": percent(self.settings.fanout_failure_share)})
         elif a.key == "stopping":
             facts = a.events[0] if a.events else {}
             self.back.queue_alert("alert_stopping.j2", {
                 "reden": facts.get("reden", ""), "sinds": utc(facts.get("sinds"))})
+
+
+def percent(share: float) -> str:
+    """A share as a Dutch percentage without the sign: 0.218 -> "21,8", 0.5 -> "50"."""
+    return f"{100.0 * share:.1f}".rstrip("0").rstrip(".").replace(".", ",")
 
 
 def _duration(seconds: float) -> str:

@@ -66,8 +66,8 @@ def _sample_contexts() -> dict[str, list[dict[str, Any]]]:
         "alert_review.j2": [{"items": [{**review, "link": l}], "nieuw": 1, "wachttijd": 30}
                             for l in ("https://bridge.example.nl/console/review/7", "")],
         "alert_fanout.j2": [{"meldingen": [{"id": 12, "abonnees": 1834, "mislukt": 400,
-                                            "aandeel": 21.8, "redenen": reasons}],
-                             "grens": 10.0}],
+                                            "aandeel": "21,8", "redenen": reasons}],
+                             "grens": "10"}],
         "alert_stopping.j2": [{"reden": "task dispatcher keeps crashing: OSError: disk I/O error",
                                "sinds": t}],
         "test.j2": [{"relay": "smtp.example.nl:587 (starttls, AUTH as bridge)", "tijd": t}],
