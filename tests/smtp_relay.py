@@ -41,7 +41,8 @@ class Received:
 
     @property
     def message(self) -> email.message.EmailMessage:
-        return email.message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(  # type: ignore[return-value]
+            self.data, policy=policy.default)
 
     @property
     def body(self) -> str:

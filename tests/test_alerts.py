@@ -40,7 +40,8 @@ def mails(*steps):
         else:
             states, alerts = rules.tick(states, now, W)
         out.append([(a.key, a.kind) for a in alerts])
-        states = rules.from_json(json.loads(json.dumps(rules.to_json(states))))  # survives a restart
+        # what the store keeps: the states survive a restart
+        states = rules.from_json(json.loads(json.dumps(rules.to_json(states))))
     return out, states
 
 
@@ -372,3 +373,28 @@ async def test_a_daemon_stopping_with_a_silent_relay_waits_at_most_stop_wait(tmp
         assert store.mailout.counts() == {"pending": 1}  # kept: it goes after the restart
     finally:
         store.close()
+
+
+async def test_the_stop_alert_goes_even_when_the_store_cannot_take_it(tmp_path, monkeypatch):
+    import sqlite3
+
+    relay = SmtpRelay().start()
+    app = app_with_relay(tmp_path, relay)
+    app.restart_delay = lambda n: 0.0
+
+    def full(mail, due_at=None):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def upkeep_crashing(stop):
+        monkeypatch.setattr(app.store.mailout, "enqueue", full)
+        raise OSError("database or disk is full")
+
+    monkeypatch.setattr(app, "_upkeep", upkeep_crashing)
+    try:
+        code = await asyncio.wait_for(app.run(), 20)
+    finally:
+        relay.stop()
+    assert code == 1
+    [alert] = relay.messages
+    assert str(alert.message["Subject"]) == "Storingsbridge CBG Connect: de dienst is gestopt"
+    assert "database or disk is full" in alert.body

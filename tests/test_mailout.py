@@ -79,7 +79,7 @@ def test_never_from_or_to_an_intake_address(tmp_path):
                        ("operators", '["Storingen-Bridge@cbgconnect.example"]'),
                        ("receipts_copy_to", '"storingen-bridge@cbgconnect.example"')):
         table = f'[mail_out]\nhost = "h"\nfrom = "bridge@cbgconnect.example"\n{key} = {value}\n'
-        path.write_text(text + table.replace(f'from = "bridge@cbgconnect.example"\n', "")
+        path.write_text(text + table.replace('from = "bridge@cbgconnect.example"\n', "")
                         if key == "from" else text + table)
         with pytest.raises(ConfigError, match=f"mail_out.{key}: .* an address the bridge takes"):
             load(path)
@@ -290,7 +290,7 @@ def test_mail_test_without_mail_out_or_with_a_bad_address(tmp_path):
 def test_check_renders_the_mail_templates_with_line_numbers(tmp_path):
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
-    cfg = write_config(tmp_path, extra=f'[mail_out]\nhost = "h"\nfrom = "a@b.nl"\n'
+    cfg = write_config(tmp_path, extra='[mail_out]\nhost = "h"\nfrom = "a@b.nl"\n'
                                        'username = "u"\npassword_env = "BRIDGE_T_NOT_SET"\n')
     cfg.write_text(cfg.read_text().replace(str(TEMPLATES), str(templates)))
     assert bridge(cfg, "check", check=False).stdout.count("BRIDGE_T_NOT_SET is not set") == 1

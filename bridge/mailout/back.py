@@ -73,7 +73,7 @@ class MailBack:
             events.subscribe(ReviewDecided, self.review_decided)
             events.subscribe(FanOutEnded, self.fan_out_ended)
 
-    # -- identity -------------------------------------------------------------------------------
+    # -- identity ----------------------------------------------------------------------------
     @property
     def key(self) -> bytes:
         if self._key is None:
@@ -95,7 +95,7 @@ class MailBack:
         self.skipped[why] = self.skipped.get(why, 0) + 1
         log.info("mail-out: %s: no receipt: %s", what, why)
 
-    # -- receipts -------------------------------------------------------------------------------
+    # -- receipts ----------------------------------------------------------------------------
     def mail_processed(self, e: MailProcessed) -> None:
         """The first receipt for a processed mail, when someone should get one."""
         s = self.settings
@@ -125,7 +125,8 @@ class MailBack:
             if rv is None:
                 log.error("mail-out: mail %d is in review but has no review item", e.mail_id)
                 return
-            ctx["controle"] = {"id": rv["id"], "reden": rv["reason"], "sinds": utc(rv["created_at"])}
+            ctx["controle"] = {"id": rv["id"], "reden": rv["reason"],
+                               "sinds": utc(rv["created_at"])}
             ctx["link"] = review_link(s.console_url, rv["id"])
         if e.outcome == "queued" and ctx["melding"] is None:
             return
@@ -171,7 +172,7 @@ class MailBack:
         self._queue_receipt("followup", f"failures:{e.notice_id}", mail_id, thread,
                             "followup_failures.j2", ctx)
 
-    # -- building blocks ----------------------------------------------------------------------------
+    # -- building blocks ---------------------------------------------------------------------
     def _context(self, mail_id: int, subject: str, received_at: float | None, reason: str,
                  ticket: str | None) -> dict[str, Any]:
         return {"org": self.org, "onderwerp": subject, "ontvangen": utc(received_at),
@@ -229,8 +230,11 @@ class MailBack:
         return queued
 
     # -- alerts (the daemon's part decides when) ------------------------------------------------
-    def queue_alert(self, template: str, ctx: dict, dedupe_key: str | None = None) -> int | None:
-        """Queue an alert to every operator (none configured: logged only)."""
+    def queue_alert(self, template: str, ctx: dict, dedupe_key: str | None = None,
+                    keep: Callable[[QueuedMail], None] | None = None) -> int | None:
+        """Queue an alert to every operator (none configured: logged only). When the store
+        cannot take it and ``keep`` is given, the composed mail goes to ``keep`` instead
+        (the daemon's stop alert: the store failing is a usual reason to stop)."""
         s = self.settings
         subject, body = self.texts.letter(template, {"org": self.org, **ctx})
         if not s.operators:
@@ -240,9 +244,19 @@ class MailBack:
         letter = Letter(from_addr=s.from_addr, from_name=s.from_name or self.org.name,
                         to=s.operators, subject=subject, body=body, message_id=message_id,
                         date=datetime.now(timezone.utc), auto_submitted="auto-generated")
-        queued = self.store.mailout.enqueue(QueuedMail(
-            kind="alert", sender=self.envelope_sender, recipients=s.operators,
-            message_id=message_id, data=compose(letter), dedupe_key=dedupe_key))
+        mail = QueuedMail(kind="alert", sender=self.envelope_sender, recipients=s.operators,
+                          message_id=message_id, data=compose(letter), dedupe_key=dedupe_key)
+        try:
+            queued = self.store.mailout.enqueue(mail)
+        except Exception as e:
+            if keep is None:
+                raise
+            log.error("mail-out: the store cannot take the alert (%s); kept in memory: %s",
+                      e, subject)
+            keep(mail)
+            if self.on_queued:
+                self.on_queued()
+            return None
         if queued is not None:
             log.warning("mail-out: alert queued to %s: %s", ", ".join(s.operators), subject)
             if self.on_queued:

@@ -31,7 +31,7 @@ from bridge.mailout import alerts as rules
 from bridge.mailout.back import MailBack, review_link, utc
 from bridge.mailout.relay import Relay, RelayAnswer, RelayError
 from bridge.mailout.settings import MailOutSettings
-from bridge.store.mailout import OutMail
+from bridge.store.mailout import OutMail, QueuedMail
 
 log = logging.getLogger("bridge.mailout")
 
@@ -67,9 +67,11 @@ class MailOutPart:
         self.states = rules.from_json(saved)
         self._wake = asyncio.Event()
         back.on_queued = self._wake.set
+        _ = back.key  # read now: a store failing later must not hold back the stop alert
         self.sent = 0
         self.failed = 0
         self.last_error: str | None = None
+        self._unsaved: list[QueuedMail] = []  # alerts the store could not take
         self._review_checked = 0.0
         self._review_items: dict[str, dict] = {}
         ev = app.events
@@ -78,14 +80,14 @@ class MailOutPart:
         ev.subscribe(FanOutEnded, self._fan_out_ended)
         ev.subscribe(DaemonStopping, self._daemon_stopping)
 
-    # -- status ---------------------------------------------------------------------------------
+    # -- status ------------------------------------------------------------------------------
     def describe(self) -> dict:
         counts = self.store.mailout.counts()
         return {"relay": self.settings.describe_relay(), "waiting": counts.get("pending", 0),
                 "sent": self.sent, "failed": self.failed, "last_error": self.last_error,
                 "alerts": ",".join(k for k, c in sorted(self.states.items()) if c.active) or "none"}
 
-    # -- the task ---------------------------------------------------------------------------------
+    # -- the task ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         log.info("mail-out: via %s; receipts %s; alerts to %s",
                  self.settings.describe_relay(),
@@ -125,26 +127,46 @@ class MailOutPart:
             await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _flush_at_stop(self, under_way: asyncio.Future | None) -> None:
-        """Finish the send under way and send what is due, for at most ``stop_wait`` s."""
+        """Finish the send under way, send the alerts the store could not take, then what
+        is due in the queue: for at most ``stop_wait`` seconds in all."""
         try:
             async with asyncio.timeout(self.settings.stop_wait):
                 if under_way is not None:
                     await under_way
+                await self._send_unsaved()
                 while self.store.mailout.due(1):
                     if not await self._send_due():
                         break
         except TimeoutError:
             pass
+        except Exception as e:  # e.g. the store failing: the reason we stop
+            log.error("mail-out: stopping: %s", e)
         finally:
             if under_way is not None and not under_way.done():
                 under_way.cancel()
                 await asyncio.gather(under_way, return_exceptions=True)
-        left = self.store.mailout.counts().get("pending", 0)
-        if left:
-            log.warning("mail-out: stopping with %d mails queued; they go after the restart",
-                        left)
+        with contextlib.suppress(Exception):
+            left = self.store.mailout.counts().get("pending", 0)
+            if left:
+                log.warning("mail-out: stopping with %d mails queued; they go after the"
+                            " restart", left)
+        for m in self._unsaved:
+            log.error("mail-out: alert to %s not sent (the store could not keep it either)",
+                      ", ".join(m.recipients))
 
-    # -- sending ------------------------------------------------------------------------------------
+    async def _send_unsaved(self) -> None:
+        while self._unsaved:
+            m = self._unsaved[0]
+            answer = await self.relay.send_now(m.sender, m.recipients, m.data)
+            if not answer.ok:
+                log.error("mail-out: alert to %s not sent: %s", ", ".join(m.recipients),
+                          answer.text)
+                return
+            self._unsaved.pop(0)
+            self.sent += 1
+            log.info("mail-out: alert to %s sent: %s", ", ".join(m.recipients), answer.text)
+
+    # -- sending -----------------------------------------------------------------------------
     async def _send_due(self) -> bool:
         """Send one batch of due mails; True when every mail of a full batch went (more
         may be due)."""
@@ -212,7 +234,7 @@ class MailOutPart:
                     self.settings.describe_relay(), answer.text, waiting,
                     eta((nxt or time.time()) - time.time()))
 
-    # -- alerts -------------------------------------------------------------------------------------
+    # -- alerts ------------------------------------------------------------------------------
     def _channel_paused(self, e: ChannelPaused) -> None:
         self._observe("channel", True, (e.reason,), e.at)
 
@@ -295,7 +317,8 @@ class MailOutPart:
         elif a.key == "stopping":
             facts = a.events[0] if a.events else {}
             self.back.queue_alert("alert_stopping.j2", {
-                "reden": facts.get("reden", ""), "sinds": utc(facts.get("sinds"))})
+                "reden": facts.get("reden", ""), "sinds": utc(facts.get("sinds"))},
+                keep=self._unsaved.append)
 
 
 def percent(share: float) -> str:

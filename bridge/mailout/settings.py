@@ -115,8 +115,9 @@ def validate(s: MailOutSettings, cfg: Any) -> None:
     imap = cfg.extra.get("imap")
     if imap is not None and "@" in imap.user:
         intake.add(imap.user.lower())
+    copy = (s.receipts_copy_to,) if s.receipts_copy_to else ()
     for key, addresses in (("from", (s.from_addr,)), ("operators", s.operators),
-                           ("receipts_copy_to", (s.receipts_copy_to,) if s.receipts_copy_to else ())):
+                           ("receipts_copy_to", copy)):
         for a in addresses:
             if a in intake:
                 raise ConfigError(f"mail_out.{key}: {a} is an address the bridge takes mail at"

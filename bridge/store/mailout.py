@@ -69,7 +69,8 @@ class MailOut:
             return int(cur.lastrowid) if cur.rowcount else None
 
     def queued_before(self, dedupe_key: str) -> bool:
-        return self.db.scalar("SELECT 1 FROM mail_out WHERE dedupe_key=?", (dedupe_key,)) is not None
+        return self.db.scalar("SELECT 1 FROM mail_out WHERE dedupe_key=?",
+                              (dedupe_key,)) is not None
 
     def count_since(self, limit_key: str, since: float) -> int:
         """Mails queued for ``limit_key`` (a recipient) since ``since`` (rate limit)."""
