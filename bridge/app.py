@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from bridge.channels.base import Channel, SendResult
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
+from bridge.events import DaemonStopping, EventBus
 from bridge.inbound import InboundHandler
 from bridge.mailroom import Mailroom
 from bridge.outbox import Counters, Dispatcher
@@ -64,9 +65,12 @@ class App:
         self.store = Store.open(cfg.store.path)
         self.renderer = make_renderer(cfg)
         self.mail_event = asyncio.Event()
+        # bridge.events: what happened, for mail back, the console and health
+        self.events = EventBus()
         # bridge.port.IntakePort for the intakes: durable commit, then the processor wakes
         self.mailroom = Mailroom(self.store, on_stored=self.mail_stored)
-        self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
+        self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher,
+                                 events=self.events)
         self.inbound = InboundHandler(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
         # bridge.port.ChannelPort for the channel: inbound messages, receipts, its state
         self.switchboard = Switchboard(
@@ -82,6 +86,14 @@ class App:
         # Called as listener(delivery, SendResult, latency_seconds) after each successful
         # send (e.g. the metrics of bridge.web).
         self.send_listeners: list[Callable[[Delivery, SendResult, float], None]] = []
+        # Mail back queues receipts in every process (a review approved with the CLI too);
+        # the daemon's [mail_out] part sends them (bridge.mailout).
+        self.mailback = None
+        if cfg.mail_out is not None:
+            from bridge.mailout.back import MailBack
+
+            self.mailback = MailBack(cfg.mail_out, cfg, self.store, self.renderer,
+                                     self.events)
 
     # -- lazily built parts (one-shot CLI commands need only some) ----------------------------------
     @property
@@ -96,7 +108,7 @@ class App:
         if self._dispatcher is None:
             self._dispatcher = Dispatcher(self.cfg.dispatch, self.store, self.channel,
                                           on_unreachable=self.inbound.unreachable,
-                                          on_sent=self._on_sent)
+                                          on_sent=self._on_sent, events=self.events)
         return self._dispatcher
 
     def wake_dispatcher(self) -> None:
@@ -202,6 +214,7 @@ class App:
             log.warning("bridge: %s again; still finishing sends under way", sig.name)
             return
         log.info("bridge: %s received; stopping intake, finishing sends under way", sig.name)
+        self.events.publish(DaemonStopping(reason=sig.name))
         stop.set()
 
     async def _supervise(self, name: str, factory: Callable[[], Awaitable[Any]],
@@ -223,6 +236,7 @@ class App:
                     # way. Stop the way SIGTERM does, and exit 1 afterwards.
                     self.fatal = f"task {name} keeps crashing: {type(e).__name__}: {e}"
                     log.critical("bridge: %s; stopping", self.fatal)
+                    self.events.publish(DaemonStopping(reason=self.fatal, fatal=True))
                     stop.set()
                     return
                 if stop.is_set():

@@ -151,6 +151,10 @@ def check_all(cfg: Config) -> list[str]:
         return [f"{cfg.render.templates_dir}:0: templates folder not found"]
     renderer = make_renderer(cfg)
     problems += renderer.check(sample_reports())
+    if cfg.mail_out is not None or (cfg.render.templates_dir / "mail").is_dir():
+        from bridge.mailout.texts import MailTexts
+
+        problems += MailTexts(renderer).check()  # receipts and alerts (templates/mail/)
     mod = channel_module(cfg.channel.type)
     problems += mod.check(cfg.channel.settings, ChannelChecks(cfg, renderer))
     return problems

@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("number", metavar="NUMBER")
     s.add_argument("text", metavar="TEXT")
     s.add_argument("--id", dest="message_id", metavar="MESSAGE_ID")
+
+    s = sub.add_parser("mail", parents=[common], help="mail back ([mail_out])")
+    msub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = msub.add_parser("test", parents=[common],
+                        help="send a test mail through the relay; one line with its answer")
+    a.add_argument("address", metavar="ADDRESS")
     return p
 
 
@@ -403,6 +409,32 @@ def cmd_inbound(cfg, args) -> int:
     return 0
 
 
+def cmd_mail(cfg, args) -> int:
+    """``bridge mail test ADDRESS``: exit 0 and ``ADDRESS via RELAY: 250 ...`` when the relay
+    took the test mail; else exit 1 with the step that failed and the relay's answer."""
+    from bridge.mailout import send_test
+    from bridge.pipeline import make_renderer
+    from bridge.store import Store
+
+    settings = cfg.mail_out
+    if settings is None:
+        raise CliError("mail back is off: add a [mail_out] table (docs/mailout.md)")
+    address = args.address.strip()
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain or any(c in address for c in " <>,;\""):
+        raise CliError(f"not a mail address: {args.address!r}")
+    store = Store.open(cfg.store.path)
+    try:
+        key = store.mailout.message_id_key()
+    finally:
+        store.close()
+    ok, line = send_test(cfg, settings, address, make_renderer(cfg), key)
+    if not ok:
+        raise CliError(f"not sent: {line}")
+    print(f"sent: {line}")
+    return 0
+
+
 def _ts(t: float | None) -> str:
     if not t:
         return "-"
@@ -419,4 +451,5 @@ COMMANDS = {
     "subscribers": cmd_subscribers,
     "review": cmd_review,
     "inbound": cmd_inbound,
+    "mail": cmd_mail,
 }

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from bridge.core.inbound import Keywords
     from bridge.core.report import ReportRules
     from bridge.intake.imap import ImapSettings
+    from bridge.mailout.settings import MailOutSettings
     from bridge.web import WebSettings
 
 T = TypeVar("T")
@@ -225,10 +226,12 @@ class Config:
     # optional parts, None when their table is absent (see OPTIONAL_PARTS)
     imap: ImapSettings | None = None
     web: WebSettings | None = None
+    mail_out: MailOutSettings | None = None
 
     def parts(self) -> dict[str, SettingsTable]:
         """The optional parts configured, by name (in OPTIONAL_PARTS order)."""
-        found: dict[str, SettingsTable | None] = {"imap": self.imap, "web": self.web}
+        found: dict[str, SettingsTable | None] = {"imap": self.imap, "web": self.web,
+                                                    "mail_out": self.mail_out}
         return {name: found[name] for name in OPTIONAL_PARTS if found[name] is not None}
 
 
@@ -238,6 +241,12 @@ class Config:
 OPTIONAL_PARTS: dict[str, str] = {
     "imap": "bridge.intake.imap:parse_config",
     "web": "bridge.web:parse_config",
+    "mail_out": "bridge.mailout:parse_config",
+}
+# Checks of an optional part against the rest of the config, once all of it is read:
+# name -> "module:function" taking (settings, Config) and raising ConfigError.
+OPTIONAL_CHECKS: dict[str, str] = {
+    "mail_out": "bridge.mailout:validate",
 }
 
 
@@ -430,7 +439,7 @@ def parse(data: dict, path: Path) -> Config:
     lg.done()
     top.done()
 
-    return Config(
+    cfg = Config(
         path=path,
         base_dir=base,
         organisation=organisation,
@@ -446,7 +455,12 @@ def parse(data: dict, path: Path) -> Config:
         log_level=level,
         imap=parts.get("imap"),
         web=parts.get("web"),
+        mail_out=parts.get("mail_out"),
     )
+    for name, spec in OPTIONAL_CHECKS.items():
+        if name in parts:
+            _load_callable(spec)(parts[name], cfg)
+    return cfg
 
 
 def load(path: str | Path) -> Config:

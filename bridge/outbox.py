@@ -32,7 +32,8 @@ from typing import Callable
 
 from bridge.channels.base import Channel, Outgoing, SendResult
 from bridge.config import DispatchConfig
-from bridge.core.phone import mask
+from bridge.core.phone import mask, mask_text
+from bridge.events import ChannelPaused, ChannelResumed, EventBus, FanOutEnded
 from bridge.logs import eta
 from bridge.store import Delivery, Store
 
@@ -94,7 +95,8 @@ class _Progress:
 class Dispatcher:
     def __init__(self, cfg: DispatchConfig, store: Store, channel: Channel, *,
                  on_unreachable: Callable[[int, int], None] | None = None,
-                 on_sent: Callable[[Delivery, SendResult, float], None] | None = None):
+                 on_sent: Callable[[Delivery, SendResult, float], None] | None = None,
+                 events: EventBus | None = None):
         self.cfg = cfg
         self.store = store
         self.channel = channel
@@ -125,6 +127,9 @@ class Dispatcher:
         self._sent: list[tuple[str | None, int]] = []
         self._reached: list[int] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+        # bridge.events: fan-out ends, and the channel's pause state as this loop sees it
+        self.events = events
+        self._paused_seen: tuple[str, float] | None = None  # (reason, since)
 
     # -- ownership ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -194,7 +199,9 @@ class Dispatcher:
             if now - last_expire > 30:
                 last_expire = now
                 self._expire()
-            ready = not self.channel.paused
+            paused = self.channel.paused
+            self._note_paused(paused)
+            ready = not paused
             batch = self.store.deliveries.claim(self._claim_size) if ready else []
             if not batch:
                 self._maybe_scrub()
@@ -470,11 +477,35 @@ class Dispatcher:
                 log.info("dispatch: notice %d: fan-out finished, %d/%d in %.1f s", d.notice_id,
                          p.done, p.total, t - p.started)
             del self._progress[d.notice_id]
+            self._fan_out_ended(d.notice_id, p.total, t - p.started)
         elif p.total >= 100 and t - p.last_log >= self.cfg.progress_every:
             p.last_log = t
             rate = p.done / max(t - p.started, 1e-6)
             log.info("dispatch: notice %d: %d/%d done, %.0f/s, ETA %s", d.notice_id, p.done,
                      p.total, rate, eta((p.total - p.done) / max(rate, 1e-6)))
+
+    def _fan_out_ended(self, notice_id: int, total: int, seconds: float) -> None:
+        if self.events is None:
+            return
+        failures = tuple((mask_text(r), n) for r, n in self.store.deliveries.failures(notice_id))
+        self.events.publish(FanOutEnded(notice_id=notice_id, recipients=total,
+                                        failed=sum(n for _, n in failures), failures=failures,
+                                        seconds=seconds))
+
+    def _note_paused(self, paused: str | None) -> None:
+        """Publish the channel's pause and resume as this loop sees them change."""
+        seen = self._paused_seen
+        if self.events is None or bool(paused) == bool(seen):
+            return
+        name = self.channel.name
+        if paused:
+            self._paused_seen = (paused, time.time())
+            self.events.publish(ChannelPaused(channel=name, reason=paused))
+        else:
+            self._paused_seen = None
+            was, since = seen  # type: ignore[misc]
+            self.events.publish(ChannelResumed(channel=name, was=was,
+                                               paused_for=time.time() - since))
 
     def _expire(self) -> None:
         n = self.store.deliveries.expire(time.time() - self.cfg.max_age_hours * 3600)

@@ -27,6 +27,7 @@ from bridge.core.models import OutageReport, ParsedMail
 from bridge.core.render import Rendered, Renderer, fallback_from_subject
 from bridge.core.report import ReportRules, extract_report
 from bridge.core.senders import authorise
+from bridge.events import EventBus, MailProcessed, ReviewDecided
 from bridge.store import Store, StoreError
 from bridge.templates import template_loader
 
@@ -102,11 +103,12 @@ def make_renderer(cfg: Config) -> Renderer:
 
 class Pipeline:
     def __init__(self, cfg: Config, store: Store, renderer: Renderer,
-                 on_queued: Callable[[], None] | None = None):
+                 on_queued: Callable[[], None] | None = None, events: EventBus | None = None):
         self.cfg = cfg
         self.store = store
         self.renderer = renderer
         self.on_queued = on_queued
+        self.events = events  # MailProcessed and ReviewDecided are published here
         self.outcomes: dict[str, int] = {}  # for metrics
 
     # -- analysis without side effects ----------------------------------------------------------
@@ -183,6 +185,11 @@ class Pipeline:
         log.log(level, "mail %d: %s: %s%s", mail_id, result.outcome, result.reason, extra)
         if result.queued and not result.earlier and self.on_queued:
             self.on_queued()
+        if self.events and not result.earlier:
+            self.events.publish(MailProcessed(
+                mail_id=mail_id, outcome=result.outcome, reason=result.reason,
+                incident_id=result.incident_id, notice_id=result.notice_id,
+                recipients=result.queued, ticket=result.ticket))
         return result
 
     def _process(self, mail_id: int, analysis: Analysis | None = None) -> Outcome:
@@ -339,6 +346,10 @@ class Pipeline:
         log.info("review %d approved: notice %d to %d subscribers", review_id, notice_id, queued)
         if self.on_queued:
             self.on_queued()
+        if self.events:
+            self.events.publish(ReviewDecided(review_id=review_id, mail_id=stored.id,
+                                              decision="approved", notice_id=notice_id,
+                                              recipients=queued))
         return Outcome(stored.id, "queued", f"approved in review {review_id}", None, notice_id,
                        queued, report.ticket if report else None)
 
@@ -349,6 +360,9 @@ class Pipeline:
             self.store.mails.set_outcome(rv["raw_mail_id"], "rejected",
                                          f"rejected in review {review_id}")
         log.info("review %d rejected", review_id)
+        if self.events:
+            self.events.publish(ReviewDecided(review_id=review_id, mail_id=rv["raw_mail_id"],
+                                              decision="rejected"))
 
 
 _SALUTATIONS = ("beste", "geachte", "hallo", "dear", "hi")

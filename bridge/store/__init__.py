@@ -2,6 +2,7 @@
 
     store = Store.open(path)
     store.mails / store.incidents / store.deliveries / store.subscribers / store.state
+    store.mailout (the mail-out queue of bridge.mailout)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Iterator
 from bridge.store.db import Database, StoreError, now
 from bridge.store.deliveries import Deliveries, Delivery
 from bridge.store.incidents import Incidents
+from bridge.store.mailout import MailOut
 from bridge.store.mails import Mails, RawMail, StoredMail
 from bridge.store.stats import StoreCounts, read_counts
 from bridge.store.subscribers import Subscriber, Subscribers
@@ -47,6 +49,7 @@ class Store:
         self.deliveries = Deliveries(db)
         self.subscribers = Subscribers(db)
         self.state = State(db)
+        self.mailout = MailOut(db)
 
     @classmethod
     def open(cls, path: Path) -> "Store":
@@ -66,7 +69,9 @@ class Store:
         (the daemon lets other work run in between)."""
         cutoff = now() - retention_days * 86400
         out = {"raw_mails": 0, "deliveries": 0, "hashes": self.subscribers.purge_hashes()}
-        for name, step in (("raw_mails", self.mails.purge), ("deliveries", self.deliveries.purge)):
+        out["mail_out"] = 0
+        for name, step in (("raw_mails", self.mails.purge), ("deliveries", self.deliveries.purge),
+                           ("mail_out", self.mailout.purge)):
             while n := step(cutoff):
                 out[name] += n
                 yield out

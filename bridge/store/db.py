@@ -145,6 +145,34 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN user_id TEXT;
     CREATE UNIQUE INDEX subscribers_user_id ON subscribers(user_id) WHERE user_id IS NOT NULL;
     """,
+    # 5: mail back (bridge.mailout): the persistent queue of receipts to forwarders and
+    # alerts to operators, and a notice's failures by reason without a history scan
+    """
+    CREATE TABLE mail_out (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,              -- receipt, followup, alert
+        dedupe_key TEXT UNIQUE,          -- what it is about (e.g. receipt:17): one mail each
+        limit_key TEXT,                  -- the rate-limited recipient (receipts), else NULL
+        raw_mail_id INTEGER,             -- the mail a receipt answers
+        sender TEXT NOT NULL,            -- envelope sender ('' = the null reverse-path)
+        recipients TEXT NOT NULL,        -- envelope recipients, JSON list
+        message_id TEXT NOT NULL,        -- our Message-ID, without angle brackets
+        thread TEXT,                     -- JSON: how a follow-up threads (receipts)
+        data BLOB,                       -- the RFC 5322 message; NULL once finished
+        state TEXT NOT NULL DEFAULT 'pending',   -- pending, sent, failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT,                      -- the last failure (relay answer or network error)
+        response TEXT                    -- the relay's answer to the message, once sent
+    );
+    CREATE INDEX mail_out_due ON mail_out(due_at, id) WHERE state = 'pending';
+    CREATE INDEX mail_out_limit ON mail_out(limit_key, created_at) WHERE limit_key IS NOT NULL;
+    CREATE INDEX mail_out_raw_mail ON mail_out(raw_mail_id) WHERE raw_mail_id IS NOT NULL;
+    CREATE INDEX mail_out_finished ON mail_out(finished_at) WHERE finished_at IS NOT NULL;
+    CREATE INDEX deliveries_notice_failed ON deliveries(notice_id) WHERE state = 'failed';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

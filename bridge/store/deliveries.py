@@ -285,3 +285,11 @@ class Deliveries:
                 "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
                 " WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)",
                 (finished_before, limit)).rowcount
+
+    def failures(self, notice_id: int) -> list[tuple[str, int]]:
+        """``[(reason, count)]`` of a notice's deliveries that failed for good, most frequent
+        first (by the partial index on failed deliveries: cheap at any history size)."""
+        return [(r[0] or "failed", r[1]) for r in self.db.execute(
+            "SELECT error, count(*) AS n FROM deliveries INDEXED BY deliveries_notice_failed"
+            " WHERE notice_id=? AND state='failed' GROUP BY error ORDER BY n DESC, error",
+            (notice_id,))]
