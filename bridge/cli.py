@@ -267,6 +267,10 @@ def cmd_status(cfg, args) -> int:
         "mails": st.mails.counts(),
         "daemon": app.daemon_status(),
     }
+    # Wishes to stop from an id that matched no subscriber: the person got a reply; an
+    # operator may have to remove them by hand (their WARNING log lines say when).
+    unmatched, unmatched_at = st.subscribers.unmatched_optouts()
+    doc["unmatched_optouts"] = {"count": unmatched, "last_at": unmatched_at}
     if args.json:
         print(json.dumps(doc, ensure_ascii=False, default=str))
         return 0
@@ -275,6 +279,8 @@ def cmd_status(cfg, args) -> int:
     print("deliveries:      " + (", ".join(f"{k} {v}" for k, v in sorted(doc["deliveries"].items()))
                                  or "none"))
     print(f"review queue:    {doc['review_queue']}")
+    print(f"unmatched opt-outs: {unmatched}" + (f" (last {_ts(unmatched_at)}; see the WARNING"
+                                               " lines of bridge.inbound)" if unmatched else ""))
     print("mails:           " + (", ".join(f"{k} {v}" for k, v in sorted(doc["mails"].items()))
                                  or "none"))
     daemon = doc["daemon"]
@@ -293,9 +299,15 @@ _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _recipient(raw: str) -> str:
-    """A number in any usual form as E.164, or ``user:<business-scoped id>``; else CliError."""
-    from bridge.core.phone import PhoneError, normalise
+    """A number in any usual form as E.164, ``user:<business-scoped id>``, or a linked id
+    (``lid:<digits>`` or ``<digits>@lid``); else CliError."""
+    from bridge.core.phone import PhoneError, normalise, sender_id
 
+    if raw.startswith("lid:") or raw.lower().endswith("@lid"):
+        try:
+            return sender_id(raw[4:] + "@lid" if raw.startswith("lid:") else raw)
+        except PhoneError:
+            raise CliError("not a valid linked id: give lid:<digits> or <digits>@lid") from None
     if raw.startswith("user:"):
         if not _USER_ID.fullmatch(raw[5:]):
             raise CliError("not a valid user id: after 'user:' give the business-scoped id,"
@@ -331,8 +343,10 @@ def cmd_subscribers(cfg, args) -> int:
         pending = app.store.db.scalar(
             "SELECT count(*) FROM deliveries WHERE subscriber_id=? AND state IN ('pending','sending')",
             (s.id,))
-        doc = {"number": s.number, "channel": s.channel, "consent_at": _ts(s.consent_at),
-               "consent_message_id": s.consent_ref, "last_message_at": _ts(s.last_inbound_at),
+        doc = {"number": s.number, "ids": ", ".join(s.ids), "channel": s.channel,
+               "consent_at": _ts(s.consent_at), "consent_message_id": s.consent_ref,
+               "consent_wording": s.consent_wording or "-",
+               "consent_note": s.consent_note or "-", "last_message_at": _ts(s.last_inbound_at),
                "unreachable_reports_in_a_row": s.unreachable, "pending_messages": pending}
         for k, v in doc.items():
             print(f"{k}: {v}")
