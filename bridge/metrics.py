@@ -21,6 +21,8 @@ Metrics:
 - ``bridge_webhook_requests_total{result}`` webhook POSTs by result (ok, forbidden, bad, error)
 - ``bridge_unique_recipients`` template recipients in the last 24 h (Cloud API cap)
 - ``bridge_subscribers`` subscribers
+- ``bridge_unmatched_optouts_total`` wishes to stop from an id that matched no subscriber
+  (store; the WARNING lines of bridge.inbound say when)
 """
 
 from __future__ import annotations
@@ -54,9 +56,18 @@ def store_snapshot(path: Path) -> dict:
                 "SELECT channel, state, count(*) FROM deliveries GROUP BY channel, state")},
             "depth": one("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'sending')"),
             "subscribers": one("SELECT count(*) FROM subscribers"),
+            "unmatched_optouts": _unmatched(conn),
         }
     finally:
         conn.close()
+
+
+def _unmatched(conn: sqlite3.Connection) -> int:
+    """Opt-outs from ids that matched no subscriber (bridge.store.subscribers)."""
+    import json
+
+    row = conn.execute("SELECT value FROM state WHERE key='inbound:unmatched_optouts'").fetchone()
+    return int(json.loads(row[0]).get("count", 0)) if row else 0
 
 
 class Metrics:
@@ -125,6 +136,10 @@ class _AppCollector:
                                     value=depth)
         if subscribers is not None:
             yield GaugeMetricFamily("bridge_subscribers", "Subscribers", value=subscribers)
+        if snap.get("unmatched_optouts") is not None:
+            yield CounterMetricFamily("bridge_unmatched_optouts", "Wishes to stop from an id"
+                                      " that matched no subscriber (the person got a reply)",
+                                      value=snap["unmatched_optouts"])
 
         d = getattr(app, "_dispatcher", None)
         sends = CounterMetricFamily("bridge_sends", "Dispatcher results since start",
