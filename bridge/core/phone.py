@@ -51,7 +51,10 @@ _MAX_DIGITS = 15  # E.164 maximum
 
 
 class PhoneError(ValueError):
-    """A string is not a usable phone number. The message names the input masked."""
+    """A string is not a usable phone number. The message names the input masked;
+    ``why`` says what is wrong without naming it ("not a valid number", "empty")."""
+
+    why: str = "not a valid phone number"
 
 
 def _country_code_len(digits: str) -> int:
@@ -64,7 +67,9 @@ def _country_code_len(digits: str) -> int:
 
 def _fail(raw: str, why: str) -> PhoneError:
     shown = _mask_digits(raw.strip(), 3) if raw.strip() else "''"
-    return PhoneError(f"not a valid phone number: {shown!s} ({why})")
+    e = PhoneError(f"not a valid phone number: {shown!s} ({why})")
+    e.why = why
+    return e
 
 
 def normalise(raw: str, region: str = "NL") -> str:
