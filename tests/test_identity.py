@@ -249,3 +249,51 @@ async def test_unmatched_stop_reply_warning_and_metric(app, caplog):
     m = Metrics(app)
     text = (await m.render()).decode()
     assert "bridge_unmatched_optouts_total 2.0" in text
+
+
+def test_migration_moves_the_business_scoped_ids_into_subscriber_ids(tmp_path):
+    """A store from before (schema 4, user_id column) keeps every subscriber and id."""
+    import sqlite3
+
+    from bridge.store import Store
+    from bridge.store.db import MIGRATIONS, _split_sql
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:4]:
+        for stmt in _split_sql(script):
+            conn.execute(stmt)
+    conn.execute("PRAGMA user_version=4")
+    conn.execute("INSERT INTO subscribers (number, channel, consent_at, consent_ref, user_id)"
+                 " VALUES ('+31612345678', 'cloud', 1.0, 'wamid.a', 'NL.1')")
+    conn.execute("INSERT INTO subscribers (number, channel, consent_at, consent_ref, user_id)"
+                 " VALUES ('user:NL.2', 'cloud', 2.0, 'wamid.b', NULL)")
+    conn.close()
+    store = Store.open(path)
+    try:
+        a = store.subscribers.get("user:NL.1")
+        assert (a.number, set(a.ids), a.user_id) == ("+31612345678", {"+31612345678", "user:NL.1"},
+                                                      "NL.1")
+        assert store.subscribers.get("user:NL.2").ids == ("user:NL.2",)
+        cols = [r[1] for r in store.db.execute("PRAGMA table_info(subscribers)")]
+        assert "user_id" not in cols and "consent_wording" in cols
+    finally:
+        store.close()
+
+
+def test_number_change_to_a_number_that_is_already_subscribed_keeps_one_subscription(app, tmp_path):
+    subs = app.store.subscribers
+    subs.add("+31611110501", "cloud", "wamid.old", at=1000.0)
+    subs.add("+31611110502", "cloud", "wamid.new", at=2000.0)
+    app.pipeline.process(app.store.mails.add(
+        RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))
+    ev = IdentityChange(channel="cloud", kind="number", old=("+31611110501",),
+                        new=("+31611110502",), event_id="wamid.sys9",
+                        received_at=datetime.now(timezone.utc))
+    assert app.inbound.identity_change(ev).effect == "identity_moved"
+    assert subs.count() == 1
+    sub = subs.get("+31611110502")
+    assert sub.ids == ("+31611110502",) and sub.consent_ref == "wamid.old"
+    rows = app.store.db.execute("SELECT to_addr FROM deliveries WHERE state='pending'").fetchall()
+    assert [r[0] for r in rows] == ["+31611110502"]  # the notice goes once, to the new number
+    assert b"31611110501" not in db_bytes(tmp_path)
