@@ -398,9 +398,9 @@ def cmd_import(cfg, args) -> int:
     a log), a summary; exit 0 when every line was added or already there, 1 when some were
     invalid (the valid ones are added all the same)."""
     from bridge.core.importing import NumberListError
-    from bridge.importer import eta, import_list
+    from bridge.importer import WELCOME_NEEDS_TEMPLATE, eta, import_list
 
-    if args.welcome and cfg.channel.type == "cloud":
+    if args.welcome and cfg.channel.type in WELCOME_NEEDS_TEMPLATE:
         raise CliError("--welcome: on the Cloud API a first message to people who have not "
                        "written must be an approved template, and the Cloud channel has no "
                        "welcome template yet (docs/operations.md); import without --welcome")
@@ -421,14 +421,12 @@ def cmd_import(cfg, args) -> int:
     out = []
     for o in result.outcomes:
         what = "would be added" if args.dry_run and o.result == "added" else o.result
-        detail = o.detail
-        if o.result == "added" and detail:
-            detail = f"warning: {detail}"
-        out.append(f"line {o.line.line}: {o.line.raw}: {what}" + (f": {detail}" if
-                                                                   o.result == "invalid" else
-                                                                   f" ({detail})" if detail
-                                                                   else ""))
-    sys.stdout.write("\n".join(out) + ("\n" if out else ""))
+        if o.result == "invalid":
+            what += f": {o.detail}"
+        elif o.detail:  # a warning, or "same number as line N"
+            what += f" (warning: {o.detail})" if o.result == "added" else f" ({o.detail})"
+        out.append(f"line {o.line.line}: {o.line.raw}: {what}\n")
+    sys.stdout.write("".join(out))
     added, there, invalid = (result.count(r) for r in ("added", "already subscribed", "invalid"))
     lead = "dry run, nothing changed: would add" if args.dry_run else "added"
     print(f"{lead} {added}, already subscribed {there}, invalid {invalid}"

@@ -18,9 +18,16 @@ from pathlib import Path
 from bridge.core.importing import ImportLine, read_numbers
 from bridge.core.replies import builtin_reply, with_stop_hint
 
-__all__ = ["Outcome", "ImportResult", "import_list", "welcome_interval", "WELCOME"]
+__all__ = ["Outcome", "ImportResult", "import_list", "welcome_interval", "WELCOME",
+           "WELCOME_NEEDS_TEMPLATE"]
 
 WELCOME = "welcome"  # the reply template (templates/replies/welcome.j2)
+# The hook for the Cloud API: there a first, business-initiated message (outside the
+# 24-hour service window) must be an approved template (Meta, "Send messages"). Welcome
+# deliveries are stored with reply_name "welcome"; once the outbox hands that name to the
+# channel (Outgoing) and the Cloud channel maps it to a configured template, "cloud"
+# leaves this set and `--welcome` works there too. Until then it is refused on these.
+WELCOME_NEEDS_TEMPLATE = frozenset({"cloud"})
 WORDING = "import by the operator (bridge subscribers import)"
 
 
