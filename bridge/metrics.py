@@ -23,6 +23,9 @@ Metrics:
 - and the channel's own; the Cloud API's: ``bridge_webhook_requests_total{result}``
   webhook POSTs by result (ok, forbidden, bad, error), ``bridge_unique_recipients``
   template recipients in the last 24 h (the cap)
+- ``bridge_subscribers`` subscribers
+- ``bridge_unmatched_optouts_total`` wishes to stop from an id that matched no subscriber
+  (store; the WARNING lines of bridge.inbound say when)
 """
 
 from __future__ import annotations
@@ -105,6 +108,9 @@ class _Collector:
             yield GaugeMetricFamily("bridge_queue_depth", "Deliveries waiting or being sent",
                                     value=snap.queue_depth)
             yield GaugeMetricFamily("bridge_subscribers", "Subscribers", value=snap.subscribers)
+            yield CounterMetricFamily("bridge_unmatched_optouts", "Wishes to stop from an id"
+                                      " that matched no subscriber (the person got a reply)",
+                                      value=snap.unmatched_optouts)
 
         sends = CounterMetricFamily("bridge_sends", "Dispatcher results since start",
                                     labels=["result"])

@@ -16,6 +16,7 @@ from bridge.core.inbound import (
 )
 
 S, U, H, O = "subscribe", "unsubscribe", "help", "other"
+C, Y = "confirm_stop", "yes"
 
 # (message, expected class). Each row is its own test; ids are the row numbers plus a
 # short form of the message so a failure names the message.
@@ -48,8 +49,10 @@ CASES: list[tuple[str, str]] = [
     ("inschrijven", S),
     ("Abonneren!", S),
     ("subscribe", S),
-    ("ja graag", S),
-    ("Ja graag 😊", S),
+    # a bare "ja graag" answers the bridge's last question; it never subscribes on its own
+    # (bridge/inbound.py decides what it answers)
+    ("ja graag", Y),
+    ("Ja graag 😊", Y),
     ("hallo, aanmelden", S),
     ("ik wil me aanmelden", S),
     ("Kan ik me aanmelden voor de storingsberichten?", S),
@@ -145,7 +148,7 @@ CASES: list[tuple[str, str]] = [
     ("👍", O),
     ("🙂🙂", O),
     ("ok", O),
-    ("ja", O),
+    ("ja", Y),
     ("nee", O),
     ("", O),
     ("   ", O),
@@ -181,7 +184,7 @@ def test_classify(text, expected):
 
 def test_table_is_big_and_covers_every_class():
     assert len(CASES) >= 80
-    assert {e for _, e in CASES} == {S, U, H, O}
+    assert {e for _, e in CASES} == {S, U, H, O, Y}
     assert len(LONG_OTHER.split()) > MAX_WORDS and len(LONG_SUBSCRIBE.split()) > MAX_WORDS
 
 
@@ -240,7 +243,11 @@ def test_config_list_replaces_default():
     assert kw.subscribe_words == DEFAULT_KEYWORDS.subscribe_words
     assert classify("klaar", kw) == U
     assert classify("Klaar!", kw) == U
-    assert classify("stop", kw) == O  # the default list is gone, not extended
+    # the default list is gone, not extended: "stop" is no keyword any more, only a stop
+    # verb in the person's own words, which gets the question (not an unsubscription)
+    assert classify("stop", kw) == C
+    assert classify("stop", keywords_from_config(
+        {"unsubscribe_words": ["klaar"], "stop_verbs": ["ophouden"]})) == O
     assert classify("menu", kw) == H
     assert classify("help", kw) == O
     # the phrases still apply

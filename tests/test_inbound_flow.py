@@ -237,3 +237,106 @@ def test_reply_to_a_non_subscriber_keeps_no_message_id(tmp_path):
     row = app.store.db.one("SELECT * FROM deliveries WHERE id=?", (did,))
     assert row["state"] == "sent" and row["provider_id"] is None and row["to_addr"] is None
     app.store.close()
+
+
+# -- consent that proves itself; questions a bare "ja" answers (issue 12) ----------------------------
+def _msg(text, mid, sender=NUMBER):
+    from bridge.core.models import InboundMessage
+
+    return InboundMessage(channel="console", sender=sender, text=text, message_id=mid,
+                          received_at=datetime.now(timezone.utc))
+
+
+def test_bare_ja_without_a_question_gets_the_help_reply_then_ja_subscribes(app):
+    first = app.inbound.handle(_msg("Ja graag", "j1"))
+    assert (first.kind, first.effect) == ("yes", "help")
+    assert '"Ja ik wil storingsberichten van CBG Connect ontvangen."' in first.reply
+    assert app.store.subscribers.count() == 0  # a bare "ja graag" no longer subscribes
+    second = app.inbound.handle(_msg("ja", "j2"))
+    assert second.effect == "subscribed"
+    sub = app.store.subscribers.get(NUMBER)
+    assert sub.consent_ref == "j2"
+    assert sub.consent_wording == "answer 'ja' to the question of the help reply"
+    # the question was answered: another "ja" answers nothing (the help reply, which
+    # went out a moment ago, is not sent twice within the window)
+    assert app.inbound.handle(_msg("ja", "j3")).effect == "help_suppressed"
+    assert app.store.subscribers.count() == 1
+
+
+def test_ja_after_the_opt_out_question_unsubscribes(app):
+    app.inbound.handle(_msg("aanmelden", "k1"))
+    q = app.inbound.handle(_msg("Hou op!", "k2"))
+    assert q.effect == "confirm_stop"
+    assert q.reply.startswith("Wil je geen storingsberichten meer? Stuur STOP.")
+    assert app.store.subscribers.count() == 1  # not on a guess
+    assert app.inbound.handle(_msg("ja graag", "k3")).effect == "unsubscribed"
+    assert app.store.subscribers.count() == 0
+
+
+def test_the_last_question_counts_and_expires_after_24_hours(app, monkeypatch):
+    import bridge.store.hashes as hashes
+
+    app.inbound.handle(_msg("aanmelden", "q1"))
+    app.inbound.handle(_msg("help", "q2"))  # asks "Aanmelden?"
+    app.inbound.handle(_msg("dit is spam", "q3"))  # then asks "Wil je geen ... meer?"
+    assert app.inbound.handle(_msg("ja", "q4")).effect == "unsubscribed"  # the last one
+
+    other = "+31622222222"
+    app.inbound.handle(_msg("aanmelden", "q5", sender=other))
+    app.inbound.handle(_msg("dit is spam", "q6", sender=other))
+    later = hashes.now() + 24 * 3600 + 60
+    monkeypatch.setattr(hashes, "now", lambda: later)
+    r = app.inbound.handle(_msg("ja", "q7", sender=other))
+    assert r.effect.startswith("help") and app.store.subscribers.count() == 1  # expired
+
+
+def test_a_question_is_kept_only_as_a_keyed_hash(tmp_path, app):
+    app.inbound.handle(_msg("verkeerd nummer", "h1"))  # a stranger: confirm question
+    assert app.store.db.scalar("SELECT count(*) FROM questions") == 1
+    d = app.dispatcher
+    d.acquire()
+    import asyncio
+
+    asyncio.run(d.drain())
+    d.release()
+    app.store.db.scrub()
+    data = b"".join(f.read_bytes() for f in tmp_path.glob("bridge.db*"))
+    assert b"31612345678" not in data and b"0612345678" not in data
+
+
+def test_consent_proof_names_the_wording_and_the_message_id(tmp_path):
+    cfg = write_config(tmp_path)
+    inbound(cfg, "Hallo! Ja ik wil storingsberichten van CBG Connect ontvangen 👍", msg_id="wamid.P1")
+    inbound(cfg, "Aanmelden", number="0622222222", msg_id="wamid.P2")
+    shown = bridge(cfg, "subscribers", "show", NUMBER).stdout
+    assert "consent_message_id: wamid.P1" in shown
+    assert ("consent_wording: wording 'ja ik wil storingsberichten van cbg connect ontvangen'"
+            in shown), shown
+    shown = bridge(cfg, "subscribers", "show", "0622222222").stdout
+    assert "consent_message_id: wamid.P2" in shown and "keyword 'aanmelden'" in shown
+
+
+def test_every_reply_to_a_message_that_is_not_a_keyword_says_how_to_stop(tmp_path, app):
+    for i, text in enumerate(["mijn internet doet het niet", "verkeerd nummer", "ja",
+                              "🎤", "niet meer sturen aub"]):
+        r = app.inbound.handle(_msg(text, f"s{i}", sender=f"+3161111111{i}"))
+        assert r.reply and "STOP" in r.reply, (text, r)
+    # also when an operator's template forgets it
+    import shutil
+
+    from helpers import TEMPLATES
+    from bridge.app import App
+    from bridge.config import load
+
+    own = tmp_path / "own-templates"
+    shutil.copytree(TEMPLATES, own)
+    (own / "replies" / "support.j2").write_text("Mail {{ org.support_email }}.\n")
+    (tmp_path / "b").mkdir()
+    path = write_config(tmp_path / "b")
+    path.write_text(path.read_text().replace(str(TEMPLATES), str(own)))
+    other = App(load(path))
+    try:
+        r = other.inbound.handle(_msg("mijn tv doet raar", "t1", sender="+31655555555"))
+        assert r.reply == "Mail support@cbgconnect.nl.\nGeen storingsberichten meer? Stuur STOP."
+    finally:
+        other.store.close()

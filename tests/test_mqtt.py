@@ -240,7 +240,9 @@ def test_parse_inbound_sample():
     (json.dumps({**INBOUND_SAMPLE, "id": {}}).encode(), True),
     (json.dumps({**INBOUND_SAMPLE, "fromMe": True}).encode(), False),
     (json.dumps({**INBOUND_SAMPLE, "id": {**INBOUND_SAMPLE["id"], "fromMe": True}}).encode(), False),
-    (json.dumps({**INBOUND_SAMPLE, "type": "image"}).encode(), False),
+    # an image (captioned or not) is a message now (issue 12, w03); events are not
+    (json.dumps({**INBOUND_SAMPLE, "type": "revoked"}).encode(), False),
+    (json.dumps({**INBOUND_SAMPLE, "type": "reaction"}).encode(), False),
     (json.dumps({**INBOUND_SAMPLE, "from": "120363025555555555@g.us"}).encode(), False),
     (json.dumps({**INBOUND_SAMPLE, "isStatus": True, "from": "status@broadcast"}).encode(), False),
 ])
@@ -330,7 +332,7 @@ async def test_garbage_payloads_are_skipped_and_logged_masked(broker, caplog):
             b"garbage, not JSON",
             json.dumps({k: v for k, v in INBOUND_SAMPLE.items() if k != "body"}).encode(),
             wwebjs("31687654321", "from me", "A1", fromMe=True),
-            wwebjs("31687654321", "", "A2", type="image", hasMedia=True),
+            wwebjs("31687654321", "", "A2", type="e2e_notification"),
             wwebjs("31687654321", "aanmelden", "A3"),  # the only real one, last
         ]:
             await asyncio.to_thread(publish, broker, topic, payload)
@@ -341,7 +343,7 @@ async def test_garbage_payloads_are_skipped_and_logged_masked(broker, caplog):
         assert ch.skipped == 4 and ch.handled == 1
         text = "\n".join(r.getMessage() for r in caplog.records)
         assert text.count("skipped") == 4, text
-        assert "not JSON" in text and "fromMe" in text and "'image'" in text
+        assert "not JSON" in text and "fromMe" in text and "'e2e_notification'" in text
         assert "31687654321" not in text and "87654321" not in text  # numbers masked
     finally:
         await stop_task(task)

@@ -153,18 +153,104 @@ class Organisation:
     timezone: str = "Europe/Amsterdam"
 
 
-InboundClass = Literal["subscribe", "unsubscribe", "help", "other"]
+# What an inbound message asks for (see bridge.core.inbound.interpret):
+# - subscribe / unsubscribe: a clear wish (a keyword, the opt-in sentence, an opt-out in
+#   the person's own words);
+# - confirm_stop: probably a wish to stop, not certain: answered with the question
+#   "Wil je geen storingsberichten meer? Stuur STOP.";
+# - yes: a bare "ja" / "ja graag": the answer to the last question the bridge asked;
+# - help: a request for help or a question about subscribing;
+# - other: anything else (outage reports, thanks, chit-chat).
+InboundClass = Literal["subscribe", "unsubscribe", "confirm_stop", "yes", "help", "other"]
+
+# What kind of message a person sent. Only "text" and "media" carry text (a media
+# message's caption); the others get the help reply.
+MessageKind = Literal["text", "media", "voice", "contact", "location", "other"]
+
+# The kinds of ids WhatsApp gives one person, each written with its own prefix:
+# - "number": E.164, "+31612345678";
+# - "bsuid": the Cloud API's business-scoped user id, "user:NL.1502576394655843";
+# - "lid": whatsapp-web.js's linked id (a chat id ending in "@lid"), "lid:140000000001101".
+IdKind = Literal["number", "bsuid", "lid"]
 
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """One message a person sent to the business number, on any channel."""
+    """One message a person sent to the business number, on any channel.
+
+    ``sender`` is the id to answer (E.164 "+31612345678", "user:<business-scoped id>" when
+    the number is hidden, "lid:<digits>" for a whatsapp-web.js @lid sender);
+    ``alternates`` are other ids the channel gave for the same person with this message
+    (a number beside a BSUID, a number beside an @lid id). Every id in :attr:`ids` is
+    linked to the subscriber the message matches.
+    """
 
     channel: str
-    sender: str  # E.164 ("+31612345678") or "user:<business-scoped id>" when hidden
-    text: str
+    sender: str
+    text: str  # the text, or the caption of a media message; "" when it has none
     message_id: str
     received_at: datetime  # UTC
     # The channel's business-scoped user id (Cloud API BSUID) when it gives one besides
     # (or instead of) the number: the same person may later write with only this id.
     user_id: str | None = None
+    alternates: tuple[str, ...] = ()
+    kind: MessageKind = "text"
+    media_type: str | None = None  # e.g. "image/jpeg", "ptt", "vcard": for logs only
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every id of the sender in this message, ``sender`` first, without repeats."""
+        out = [self.sender, *self.alternates]
+        if self.user_id:
+            out.append("user:" + self.user_id)
+        return tuple(dict.fromkeys(i for i in out if i))
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """WhatsApp says that one person's id changed.
+
+    - ``kind == "number"``: a Cloud API ``system`` message of type ``user_changed_number``
+      (the person moved their WhatsApp account to a new phone number);
+    - ``kind == "user_id"``: type ``user_changed_user_id`` (a new business-scoped id).
+
+    ``old`` are the ids that no longer belong to the person (they are erased), ``new``
+    the ids the person has now (the first one is where messages go from now on). An id in
+    both lists is kept. Source: Meta, WhatsApp Cloud API webhooks reference, messages
+    object, ``system`` (``wa_id`` is the new number, ``user_id`` / ``previous_user_id``
+    the business-scoped ids).
+    """
+
+    channel: str
+    kind: Literal["number", "user_id"]
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    event_id: str  # the system message's id (deduplicated like a message id)
+    received_at: datetime  # UTC
+
+
+@dataclass(frozen=True)
+class IdPairing:
+    """Two or more ids of one person seen together outside a message, e.g. a Cloud API
+    status webhook with ``recipient_id`` (the number) and ``recipient_user_id`` (BSUID).
+    Linked to the subscriber that holds any of them; nothing is stored for a person who is
+    not subscribed."""
+
+    channel: str
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What :func:`bridge.core.inbound.interpret` read in one message.
+
+    ``wording`` is the part of the message that decided, normalised (lower case, no
+    punctuation), e.g. "ja ik wil storingsberichten van cbg connect ontvangen" or
+    "aanmelden": stored as the proof of consent of a subscription. ``keyword`` is True
+    when the message was one of the explicit keywords (STOP, aanmelden, START, help, ...)
+    rather than free wording.
+    """
+
+    kind: InboundClass
+    wording: str = ""
+    keyword: bool = False

@@ -9,6 +9,12 @@ work). Nothing here does I/O.
 * :func:`mask` shortens one number or sender id for display: "+316****5678".
 * :func:`mask_text` masks every number-looking run in free text; the logging
   formatter runs every line through it, so no log line carries a full number.
+* Ids of a person: besides the number, WhatsApp may give a business-scoped user id
+  (Cloud API BSUID, written "user:<id>") or a linked id (whatsapp-web.js "<digits>@lid",
+  written "lid:<digits>"). :func:`id_kind`, :func:`sender_id` and :func:`chat_id` handle
+  all three.
+* :func:`whatsapp_capable` says whether a number's type can have WhatsApp at all
+  (0800/0900 cannot) for numbers an operator adds or imports.
 """
 
 from __future__ import annotations
@@ -19,22 +25,36 @@ import phonenumbers
 
 __all__ = [
     "PhoneError",
+    "USER_PREFIX",
+    "LID_PREFIX",
     "normalise",
     "mask",
     "mask_text",
     "chat_id",
     "from_chat_id",
+    "sender_id",
+    "id_kind",
+    "preferred_address",
+    "whatsapp_capable",
     "national_forms",
 ]
 
+USER_PREFIX = "user:"  # a business-scoped user id (Cloud API BSUID)
+LID_PREFIX = "lid:"  # a whatsapp-web.js linked id (chat id "<digits>@lid")
+
 # Suffixes WhatsApp libraries put behind the digits of a person's chat id.
 _CHAT_SUFFIXES = ("@c.us", "@s.whatsapp.net")
+_LID_SUFFIX = "@lid"
+_LID_DIGITS = re.compile(r"[0-9]{5,25}")
 _SEPARATORS = re.compile(r"[\s\-./()\u00a0\u2010-\u2015]+")
 _MAX_DIGITS = 15  # E.164 maximum
 
 
 class PhoneError(ValueError):
-    """A string is not a usable phone number. The message names the input masked."""
+    """A string is not a usable phone number. The message names the input masked;
+    ``why`` says what is wrong without naming it ("not a valid number", "empty")."""
+
+    why: str = "not a valid phone number"
 
 
 def _country_code_len(digits: str) -> int:
@@ -47,7 +67,9 @@ def _country_code_len(digits: str) -> int:
 
 def _fail(raw: str, why: str) -> PhoneError:
     shown = _mask_digits(raw.strip(), 3) if raw.strip() else "''"
-    return PhoneError(f"not a valid phone number: {shown!s} ({why})")
+    e = PhoneError(f"not a valid phone number: {shown!s} ({why})")
+    e.why = why
+    return e
 
 
 def normalise(raw: str, region: str = "NL") -> str:
@@ -140,18 +162,23 @@ def mask(e164: str) -> str:
 
     "+31612345678" -> "+316****5678" (country code and the first digit after it, then
     the last four). Shorter numbers hide at least a third of their digits. A chat id keeps
-    its suffix ("316****5678@c.us"); a business-scoped sender "user:<id>" keeps the first
-    three characters of the id ("user:abc…"); anything else goes through
+    its suffix ("316****5678@c.us"); a business-scoped sender "user:<id>" and a linked id
+    "lid:<digits>" keep the first three characters of the id ("user:abc…", "lid:140…"),
+    an "@lid" chat id likewise ("140…@lid"); anything else goes through
     :func:`mask_text` and, when that finds no number, keeps at most its first 3
     characters.
     """
     s = (e164 or "").strip()
     if not s:
         return ""
-    if s.startswith("user:"):
-        ident = s[5:]
-        keep = min(3, len(ident) // 2)
-        return "user:" + ident[:keep] + "…"
+    for prefix in (USER_PREFIX, LID_PREFIX):
+        if s.startswith(prefix):
+            ident = s[len(prefix):]
+            keep = min(3, len(ident) // 2)
+            return prefix + ident[:keep] + "…"
+    if s.lower().endswith(_LID_SUFFIX) and s[: -len(_LID_SUFFIX)].isdigit():
+        body = s[: -len(_LID_SUFFIX)]
+        return body[: min(3, len(body) // 2)] + "…" + _LID_SUFFIX
     if s.startswith("+") and s[1:].isdigit():
         return _mask_digits(s, _intl_lead(s[1:]))
     low = s.lower()
@@ -180,11 +207,12 @@ _CANDIDATE = re.compile(
         \d
         (?:(?:[ \-]|[ ]?\(0\)[ ]?)?\d){6,40}
     )
-    (?P<suffix>@(?:c\.us|s\.whatsapp\.net))?
+    (?P<suffix>@(?:c\.us|s\.whatsapp\.net|lid))?
     (?![A-Za-z0-9]|[.,]\d)
     """,
     re.VERBOSE | re.ASCII,
 )
+_LID_ID = re.compile(r"(?<![A-Za-z0-9])lid:([0-9]{5,25})(?![0-9])")
 _GROUP_SPLIT = re.compile(r"([ \-]|[ ]?\(0\)[ ]?)")
 
 
@@ -219,6 +247,10 @@ def _mask_match(m: re.Match) -> str:
     prefix = m.group("plus") or ""
     parts = _GROUP_SPLIT.split(num[len(prefix):])
     groups, seps = parts[0::2], parts[1::2]
+    if suffix == _LID_SUFFIX:  # a linked id is no number: keep only its first three digits
+        digits = "".join(groups)
+        if not seps and not prefix and len(digits) >= 5:
+            return digits[:3] + "…" + suffix
     if suffix:  # a chat id is international whatever its shape
         digits = "".join(groups)
         if 7 <= len(digits) <= 15 and not seps and not prefix:
@@ -250,16 +282,59 @@ def mask_text(text: str) -> str:
     ("06-12345678", "06 1234 5678", "020 123 4567"), separated runs of 11-15 digits, and
     WhatsApp chat ids ("31612345678@c.us"). Left alone: dates and times
     ("2026-11-28 09:42:00", "28-11-2026"), decimals, numbers glued to letters
-    ("INC000123456789"), and short counts.
+    ("INC000123456789"), and short counts. A linked id ("lid:140000000001101",
+    "140000000001101@lid") keeps its first three digits.
     """
     if not text or not any(c.isdigit() for c in text):
         return text
+    if LID_PREFIX in text:
+        text = _LID_ID.sub(lambda m: LID_PREFIX + m.group(1)[:3] + "…", text)
     return _CANDIDATE.sub(_mask_match, text)
 
 
-def chat_id(e164: str) -> str:
-    """The whatsapp-web.js chat id of a number: "+31612345678" -> "31612345678@c.us"."""
-    return normalise(e164)[1:] + "@c.us"
+def chat_id(address: str) -> str:
+    """The whatsapp-web.js chat id of an address: "+31612345678" -> "31612345678@c.us",
+    "lid:140000000001101" -> "140000000001101@lid". Raises :class:`PhoneError` for
+    anything else (a "user:" id cannot be addressed through whatsapp-web.js)."""
+    if address.startswith(LID_PREFIX):
+        digits = address[len(LID_PREFIX):]
+        if not _LID_DIGITS.fullmatch(digits):
+            raise PhoneError(f"not a linked id: {mask(address)}")
+        return digits + _LID_SUFFIX
+    return normalise(address)[1:] + "@c.us"
+
+
+def sender_id(cid: str) -> str:
+    """The id of a person's chat id as the bridge writes it: "31612345678@c.us" ->
+    "+31612345678", "140000000001101@lid" -> "lid:140000000001101". Raises
+    :class:`PhoneError` for group ids, broadcasts and anything that is not a person's."""
+    low = (cid or "").strip().lower()
+    if low.endswith(_LID_SUFFIX):
+        digits = low[: -len(_LID_SUFFIX)]
+        if not _LID_DIGITS.fullmatch(digits):
+            raise PhoneError(f"not a linked id of a person: {mask(cid or '')!s}")
+        return LID_PREFIX + digits
+    return from_chat_id(cid)
+
+
+def id_kind(ident: str) -> str:
+    """"bsuid" for "user:<id>", "lid" for "lid:<digits>", else "number"
+    (:data:`bridge.core.models.IdKind`)."""
+    if ident.startswith(USER_PREFIX):
+        return "bsuid"
+    if ident.startswith(LID_PREFIX):
+        return "lid"
+    return "number"
+
+
+_ADDRESS_ORDER = {"number": 0, "bsuid": 1, "lid": 2}
+
+
+def preferred_address(ids) -> str | None:
+    """Of one person's ids, the one to send to: the number (every channel can reach it),
+    else the business-scoped id (Cloud API), else the linked id (the linked phone)."""
+    best = sorted((i for i in ids if i), key=lambda i: _ADDRESS_ORDER[id_kind(i)])
+    return best[0] if best else None
 
 
 def from_chat_id(cid: str) -> str:
@@ -272,6 +347,41 @@ def from_chat_id(cid: str) -> str:
     if not low.endswith(_CHAT_SUFFIXES):
         raise PhoneError(f"not a WhatsApp chat id of a person: {mask(cid or '')!s}")
     return normalise(cid.strip())
+
+
+# Number types (phonenumbers.PhoneNumberType) that cannot have a WhatsApp account: they
+# cannot receive the SMS or call that registers one.
+_REFUSED_TYPES = {
+    phonenumbers.PhoneNumberType.TOLL_FREE: "a toll-free number (such as 0800)",
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number (such as 0900, 0906, 0909)",
+    phonenumbers.PhoneNumberType.SHARED_COST: "a shared-cost number",
+    phonenumbers.PhoneNumberType.PAGER: "a pager number",
+    phonenumbers.PhoneNumberType.VOICEMAIL: "a voicemail access number",
+}
+_MOBILE_TYPES = {phonenumbers.PhoneNumberType.MOBILE,
+                 phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+def whatsapp_capable(e164: str) -> tuple[str, str]:
+    """Whether a valid E.164 number can have WhatsApp, by its type in the numbering plan.
+
+    Returns ``("ok", "")`` for mobile numbers; ``("warn", why)`` for fixed-line, VoIP,
+    company (UAN, such as Dutch 088) and personal numbers, which can run WhatsApp
+    Business, so they are accepted with a warning; ``("refuse", why)`` for toll-free,
+    premium-rate, shared-cost, pager and voicemail numbers, which cannot have WhatsApp.
+    """
+    num = phonenumbers.parse(e164, None)
+    kind = phonenumbers.number_type(num)
+    if kind in _REFUSED_TYPES:
+        return "refuse", f"{_REFUSED_TYPES[kind]} cannot have WhatsApp"
+    if kind in _MOBILE_TYPES:
+        return "ok", ""
+    what = {phonenumbers.PhoneNumberType.FIXED_LINE: "a fixed-line number",
+            phonenumbers.PhoneNumberType.VOIP: "a VoIP number",
+            phonenumbers.PhoneNumberType.UAN: "a company number",
+            phonenumbers.PhoneNumberType.PERSONAL_NUMBER: "a personal number"}.get(
+        kind, "a number of unknown type")
+    return "warn", f"{what}: it gets the messages only if it has WhatsApp (Business)"
 
 
 def national_forms(e164: str) -> set[str]:

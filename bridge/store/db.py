@@ -173,6 +173,32 @@ MIGRATIONS: list[str] = [
     CREATE INDEX mail_out_finished ON mail_out(finished_at) WHERE finished_at IS NOT NULL;
     CREATE INDEX deliveries_notice_failed ON deliveries(notice_id) WHERE state = 'failed';
     """,
+    # 6: a subscriber is a person known by several ids (issue 12): the number, the Cloud
+    # API's business-scoped user id, whatsapp-web.js's @lid id, one row each, all erased
+    # with the person (the user_id column moves here); the consent proof says which
+    # wording (and, for an import, the operator's reason); the question the bridge last
+    # asked a sender ("ja" answers it) is kept only as a keyed hash that expires
+    """
+    CREATE TABLE subscriber_ids (
+        id TEXT PRIMARY KEY,             -- "+31612345678", "user:<BSUID>", "lid:<digits>"
+        subscriber_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,              -- number, bsuid, lid
+        linked_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX subscriber_ids_subscriber ON subscriber_ids(subscriber_id);
+    INSERT INTO subscriber_ids (id, subscriber_id, kind, linked_at)
+        SELECT number, id, CASE WHEN number LIKE 'user:%' THEN 'bsuid' ELSE 'number' END,
+               consent_at FROM subscribers;
+    INSERT OR IGNORE INTO subscriber_ids (id, subscriber_id, kind, linked_at)
+        SELECT 'user:' || user_id, id, 'bsuid', consent_at FROM subscribers
+        WHERE user_id IS NOT NULL;
+    DROP INDEX subscribers_user_id;
+    ALTER TABLE subscribers DROP COLUMN user_id;
+    ALTER TABLE subscribers ADD COLUMN consent_wording TEXT;  -- e.g. keyword "aanmelden"
+    ALTER TABLE subscribers ADD COLUMN consent_note TEXT;     -- e.g. the import's --reason
+    CREATE TABLE questions (key BLOB PRIMARY KEY, question TEXT NOT NULL,
+                            expires_at REAL NOT NULL) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

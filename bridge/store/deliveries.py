@@ -77,6 +77,20 @@ class Deliveries:
         )
         return int(cur.lastrowid)
 
+    def add_paced_replies(self, rows: list[tuple[int, str]], *, channel: str, text: str,
+                          name: str, start: float, interval: float) -> int:
+        """Queue one reply ``text`` (template ``name``) per (subscriber id, address) in
+        ``rows``, the n-th due at ``start + n * interval`` seconds, so a long list trickles
+        out behind the notices instead of in front of them (the outbox sends by due time).
+        Each counts as created when it is due: ``dispatch.max_age_hours`` applies from then.
+        Returns how many were queued."""
+        self.db.conn.executemany(
+            "INSERT INTO deliveries (subscriber_id, to_addr, channel, reply, reply_name, state,"
+            " due_at, created_at) VALUES (?,?,?,?,?,'pending',?,?)",
+            [(sid, addr, channel, text, name, start + n * interval, start + n * interval)
+             for n, (sid, addr) in enumerate(rows)])
+        return len(rows)
+
     # -- dispatching ----------------------------------------------------------------------------
     def reset_inflight(self, exclude: Collection[int] = ()) -> int:
         """After a crash: sends that were under way go back to pending (sent at most once more).

@@ -7,9 +7,12 @@ not block the writer) keeps it off the daemon's connection and event loop.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bridge.store.subscribers import UNMATCHED_KEY
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class StoreCounts:
     deliveries: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, state) -> n
     queue_depth: int = 0  # deliveries waiting or being sent
     subscribers: int = 0
+    unmatched_optouts: int = 0  # wishes to stop from an id that matched no subscriber
 
 
 def read_counts(path: Path) -> StoreCounts:
@@ -35,6 +39,13 @@ def read_counts(path: Path) -> StoreCounts:
             queue_depth=one("SELECT count(*) FROM deliveries"
                             " WHERE state IN ('pending', 'sending')"),
             subscribers=one("SELECT count(*) FROM subscribers"),
+            unmatched_optouts=_unmatched_optouts(conn),
         )
     finally:
         conn.close()
+
+
+def _unmatched_optouts(conn: sqlite3.Connection) -> int:
+    """Opt-outs from ids that matched no subscriber (kept by bridge.store.subscribers)."""
+    row = conn.execute("SELECT value FROM state WHERE key=?", (UNMATCHED_KEY,)).fetchone()
+    return int(json.loads(row[0]).get("count", 0)) if row else 0

@@ -1,108 +1,299 @@
-"""Subscribers, and the keyed hashes that stand in for numbers everywhere else.
+"""Subscribers: a person known by several ids, the proof of consent, erasure.
 
-A subscriber row holds only the number, the channel it came in on, and the proof of
-consent (time and inbound message id); where the channel gives one, also its business-scoped
-user id (the Cloud API's BSUID, which stands in for the number of users with a username). Removing a subscriber erases the number from the
-whole store: its pending deliveries are cancelled and its delivery history is anonymised.
+A subscriber row holds the address messages go to (``number``: the E.164 number when
+known, else the business-scoped "user:<id>", else "lid:<digits>"), the channel it came in
+on and the proof of consent (time, the inbound message id or the operator action, the
+wording that counted, an operator's note). ``subscriber_ids`` holds every id WhatsApp gave
+the same person (number, Cloud API BSUID, whatsapp-web.js @lid id), one row each; a
+message from any of them finds the subscriber. Ids are only ever stored for subscribers.
+
+Removing a subscriber erases every id of the person from the whole store: the rows are
+deleted, pending deliveries cancelled and the delivery history anonymised (the caller
+then truncates the WAL, :meth:`bridge.store.db.Database.scrub`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import json
 from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
+from bridge.core.phone import USER_PREFIX, id_kind, mask, preferred_address
 from bridge.store.db import Database, now
+from bridge.store.hashes import KeyedHashes
+
+UNMATCHED_KEY = "inbound:unmatched_optouts"  # state: {"count": n, "last_at": t}
+_CHUNK = 500  # ids per "IN (...)" query
 
 
 @dataclass(frozen=True)
 class Subscriber:
     id: int
-    number: str
+    number: str  # where messages go: E.164, "user:<id>" or "lid:<digits>"
     channel: str
     consent_at: float
-    consent_ref: str
+    consent_ref: str  # the inbound message id, "cli:<action>" or "import:<file>"
     last_inbound_at: float | None
     unreachable: int
-    user_id: str | None = None  # the channel's business-scoped id, where it gives one
+    consent_wording: str | None = None  # the words that counted, e.g. keyword "aanmelden"
+    consent_note: str | None = None  # e.g. the operator's --reason of an import
+    ids: tuple[str, ...] = ()  # every id of the person, ``number`` among them
+
+    @property
+    def user_id(self) -> str | None:
+        """The business-scoped user id (Cloud API BSUID) without "user:", if known."""
+        for i in self.ids:
+            if i.startswith(USER_PREFIX):
+                return i[len(USER_PREFIX):]
+        return None
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 class Subscribers:
     def __init__(self, db: Database):
         self.db = db
-        self._keys: dict[str, bytes] = {}
+        self.hashes = KeyedHashes(db)
 
-    # -- the list ---------------------------------------------------------------------------
-    def get(self, number: str, user_id: str | None = None) -> Subscriber | None:
-        """The subscriber with this number (E.164 or "user:<id>"), else the one whose
-        business-scoped id is ``user_id`` (or the id in a "user:<id>" number)."""
-        row = self.db.one("SELECT * FROM subscribers WHERE number=?", (number,))
-        if row is None:
-            uid = user_id or (number[5:] if number.startswith("user:") else None)
-            if uid:
-                row = self.db.one("SELECT * FROM subscribers WHERE user_id=? OR number=?",
-                                  (uid, "user:" + uid))
-        return Subscriber(**dict(row)) if row else None
-
-    def link(self, subscriber_id: int, user_id: str | None) -> None:
-        """Remember a subscriber's business-scoped id (kept: the first one seen)."""
-        if user_id:
-            self.db.execute(
-                "UPDATE subscribers SET user_id=? WHERE id=? AND user_id IS NULL AND NOT EXISTS"
-                " (SELECT 1 FROM subscribers WHERE user_id=?)", (user_id, subscriber_id, user_id))
+    # -- looking people up ----------------------------------------------------------------
+    def _load(self, row) -> Subscriber:
+        ids = tuple(r[0] for r in self.db.execute(
+            "SELECT id FROM subscriber_ids WHERE subscriber_id=? ORDER BY linked_at, id",
+            (row["id"],)))
+        return Subscriber(**dict(row), ids=ids)
 
     def by_id(self, subscriber_id: int) -> Subscriber | None:
         row = self.db.one("SELECT * FROM subscribers WHERE id=?", (subscriber_id,))
-        return Subscriber(**dict(row)) if row else None
+        return self._load(row) if row else None
 
-    def add(self, number: str, channel: str, consent_ref: str,
-            at: float | None = None, user_id: str | None = None) -> tuple[Subscriber, bool]:
-        """Add a subscriber; returns (subscriber, created). An existing one is left as is
-        (found by number or business-scoped id)."""
-        with self.db.tx():
-            existing = self.get(number, user_id)
-            if existing:
-                return existing, False
-            t = at or now()
-            last = None if consent_ref.startswith("cli:") else t
-            cur = self.db.execute(
-                "INSERT INTO subscribers (number, channel, consent_at, consent_ref,"
-                " last_inbound_at, user_id) VALUES (?,?,?,?,?,?)",
-                (number, channel, t, consent_ref, last, user_id))
-            return Subscriber(int(cur.lastrowid), number, channel, t, consent_ref, last, 0,
-                              user_id), True
+    def find(self, ids: Iterable[str]) -> Subscriber | None:
+        """The subscriber holding any of ``ids`` (the earliest consent when ids of one
+        person still sit with two subscribers: :meth:`link` merges them)."""
+        wanted = [i for i in dict.fromkeys(ids) if i]
+        if not wanted:
+            return None
+        row = self.db.one(
+            f"SELECT s.* FROM subscriber_ids i JOIN subscribers s ON s.id = i.subscriber_id"
+            f" WHERE i.id IN ({_marks(len(wanted))}) ORDER BY s.consent_at, s.id LIMIT 1",
+            tuple(wanted))
+        return self._load(row) if row else None
 
-    def remove(self, number: str, user_id: str | None = None) -> bool:
-        """Erase a subscriber (found as by :meth:`get`): delete the row, cancel pending
-        deliveries, anonymise history."""
-        with self.db.tx():
-            sub = self.get(number, user_id)
-            if not sub:
-                return False
-            self.db.execute(
-                "UPDATE deliveries SET state=CASE WHEN state IN ('pending','sending')"
-                " THEN 'cancelled' ELSE state END, finished_at=coalesce(finished_at, ?),"
-                " subscriber_id=NULL, to_addr=NULL, reply=NULL, provider_id=NULL, error=NULL"
-                " WHERE subscriber_id=?",
-                (now(), sub.id),
-            )
-            # Replies queued to this number outside a subscription (e.g. the STOP reply is
-            # added after this call, so it is not touched here).
-            self.db.execute(
-                "UPDATE deliveries SET state='cancelled', to_addr=NULL, reply=NULL, finished_at=?"
-                " WHERE to_addr IN (?, ?, ?) AND state='pending'",
-                (now(), number, sub.number, f"user:{sub.user_id}"))
-            self.db.execute("DELETE FROM subscribers WHERE id=?", (sub.id,))
-        return True
+    def get(self, number: str, user_id: str | None = None) -> Subscriber | None:
+        """The subscriber with this id (E.164, "user:<id>" or "lid:<digits>"), else the one
+        with the business-scoped id ``user_id`` (given without "user:")."""
+        return self.find((number, USER_PREFIX + user_id if user_id else ""))
 
     def count(self) -> int:
         return self.db.scalar("SELECT count(*) FROM subscribers") or 0
 
-    def iter(self):
-        for row in self.db.execute("SELECT * FROM subscribers ORDER BY id"):
-            yield Subscriber(**dict(row))
+    def iter(self) -> Iterator[Subscriber]:
+        ids: dict[int, list[str]] = {}
+        for sid, ident in self.db.execute(
+                "SELECT subscriber_id, id FROM subscriber_ids ORDER BY linked_at, id"):
+            ids.setdefault(sid, []).append(ident)
+        for row in self.db.execute("SELECT * FROM subscribers ORDER BY id").fetchall():
+            yield Subscriber(**dict(row), ids=tuple(ids.get(row["id"], ())))
 
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that belong to a subscriber (any kind)."""
+        out: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = tuple(ids[i:i + _CHUNK])
+            out.update(r[0] for r in self.db.execute(
+                f"SELECT id FROM subscriber_ids WHERE id IN ({_marks(len(chunk))})", chunk))
+        return out
+
+    # -- adding and linking -----------------------------------------------------------------
+    def add(self, number: str, channel: str, consent_ref: str, at: float | None = None,
+            user_id: str | None = None, *, ids: Iterable[str] = (),
+            wording: str | None = None, note: str | None = None) -> tuple[Subscriber, bool]:
+        """Subscribe the person with id ``number`` (and ``ids``, and the business-scoped
+        ``user_id``); returns (subscriber, created). A person already subscribed under any
+        of these ids is left as is (the caller links the new ids).
+
+        ``consent_ref`` is the inbound message id of the consent ("cli:..." or
+        "import:..." for an operator action), ``wording`` the words that counted."""
+        every = [i for i in dict.fromkeys(
+            (number, *ids, USER_PREFIX + user_id if user_id else "")) if i]
+        with self.db.tx():
+            existing = self.find(every)
+            if existing:
+                return existing, False
+            t = at or now()
+            last = None if consent_ref.startswith(("cli:", "import:")) else t
+            address = preferred_address(every) or number
+            cur = self.db.execute(
+                "INSERT INTO subscribers (number, channel, consent_at, consent_ref,"
+                " last_inbound_at, consent_wording, consent_note) VALUES (?,?,?,?,?,?,?)",
+                (address, channel, t, consent_ref, last, wording, note))
+            sid = int(cur.lastrowid)
+            self.db.conn.executemany(
+                "INSERT INTO subscriber_ids (id, subscriber_id, kind, linked_at)"
+                " VALUES (?,?,?,?)", [(i, sid, id_kind(i), t) for i in every])
+            return self.by_id(sid), True  # type: ignore[return-value]
+
+    def link(self, subscriber_id: int, ids: str | Iterable[str] | None) -> list[str]:
+        """Link ``ids`` (or one business-scoped id given without "user:", as before) to the
+        subscriber. An id that belongs to another subscriber means the two are one person:
+        they are merged (:meth:`merge`). Returns the ids that were new for the person."""
+        if ids is None:
+            return []
+        if isinstance(ids, str):
+            ids = [ids if ids.startswith(USER_PREFIX) else USER_PREFIX + ids]
+        wanted = [i for i in dict.fromkeys(ids) if i]
+        if not wanted:
+            return []
+        added: list[str] = []
+        with self.db.tx():
+            keep = subscriber_id
+            for ident in wanted:
+                owner = self.db.scalar("SELECT subscriber_id FROM subscriber_ids WHERE id=?",
+                                       (ident,))
+                if owner == keep:
+                    continue
+                if owner is None:
+                    self.db.execute("INSERT INTO subscriber_ids (id, subscriber_id, kind,"
+                                    " linked_at) VALUES (?,?,?,?)",
+                                    (ident, keep, id_kind(ident), now()))
+                    added.append(ident)
+                else:
+                    keep = self.merge(keep, owner)
+            self._set_address(keep)
+        return added
+
+    def merge(self, a: int, b: int) -> int:
+        """Two subscribers are one person: keep the one with the earlier consent, move the
+        other's ids and unsent deliveries to it (a notice both would get goes once), and
+        delete the other. Returns the id kept."""
+        rows = {r["id"]: r for r in self.db.execute(
+            "SELECT id, consent_at, last_inbound_at FROM subscribers WHERE id IN (?, ?)",
+            (a, b))}
+        if len(rows) < 2:
+            return a if a in rows else b
+        keep, gone = sorted((a, b), key=lambda i: (rows[i]["consent_at"], i))
+        t = now()
+        with self.db.tx():
+            self.db.execute("UPDATE subscriber_ids SET subscriber_id=? WHERE subscriber_id=?",
+                            (keep, gone))
+            self.db.execute(
+                "UPDATE deliveries SET state='cancelled', to_addr=NULL, reply=NULL,"
+                " subscriber_id=NULL, finished_at=? WHERE subscriber_id=? AND state='pending'"
+                " AND notice_id IN (SELECT notice_id FROM deliveries WHERE subscriber_id=?"
+                " AND notice_id IS NOT NULL)", (t, gone, keep))
+            self.db.execute("UPDATE deliveries SET subscriber_id=? WHERE subscriber_id=?",
+                            (keep, gone))
+            last = max(rows[keep]["last_inbound_at"] or 0, rows[gone]["last_inbound_at"] or 0)
+            self.db.execute("UPDATE subscribers SET last_inbound_at=? WHERE id=?",
+                            (last or None, keep))
+            self.db.execute("DELETE FROM subscribers WHERE id=?", (gone,))
+            self._set_address(keep)
+        return keep
+
+    def _set_address(self, subscriber_id: int) -> str | None:
+        """Point the subscriber's address, and its unsent deliveries, at the preferred of
+        its ids (the number once it is known)."""
+        ids = [r[0] for r in self.db.execute(
+            "SELECT id FROM subscriber_ids WHERE subscriber_id=?", (subscriber_id,))]
+        address = preferred_address(ids)
+        if address is None:
+            return None
+        old = self.db.scalar("SELECT number FROM subscribers WHERE id=?", (subscriber_id,))
+        if old != address:
+            self.db.execute("UPDATE subscribers SET number=? WHERE id=?", (address, subscriber_id))
+        self.db.execute("UPDATE deliveries SET to_addr=? WHERE subscriber_id=? AND state='pending'"
+                        " AND to_addr IS NOT ?", (address, subscriber_id, address))
+        return address
+
+    # -- identity changes and erasure -------------------------------------------------------
+    def move(self, subscriber_id: int, old: Sequence[str], new: Sequence[str]) -> Subscriber:
+        """The person's ids changed (a new number, a new business-scoped id): link ``new``,
+        erase ``old`` (ids in both stay). Unsent deliveries go to the new address; replies
+        queued to an old id outside the subscription are cancelled; an old id written in the
+        consent message id (a whatsapp-web.js id holds the number) is masked there."""
+        gone = [i for i in dict.fromkeys(old) if i and i not in new]
+        with self.db.tx():
+            keep = subscriber_id
+            if new:
+                self.link(keep, new)
+                keep = self.find(new).id  # type: ignore[union-attr]
+            for ident in gone:
+                self.db.execute("DELETE FROM subscriber_ids WHERE id=? AND subscriber_id=?",
+                                (ident, keep))
+            self._set_address(keep)
+            if gone:
+                self.db.execute(
+                    f"UPDATE deliveries SET state='cancelled', to_addr=NULL, reply=NULL,"
+                    f" finished_at=? WHERE subscriber_id IS NULL AND state='pending'"
+                    f" AND to_addr IN ({_marks(len(gone))})", (now(), *gone))
+                ref = self.db.scalar("SELECT consent_ref FROM subscribers WHERE id=?", (keep,))
+                masked = ref or ""
+                for ident in gone:
+                    core = ident.split(":", 1)[1] if ":" in ident else ident.lstrip("+")
+                    if core and core in masked:
+                        masked = masked.replace(core, mask(ident).split(":")[-1].lstrip("+"))
+                if masked != ref:
+                    self.db.execute("UPDATE subscribers SET consent_ref=? WHERE id=?",
+                                    (masked, keep))
+        return self.by_id(keep)  # type: ignore[return-value]
+
+    def remove(self, number: str, user_id: str | None = None, *,
+               ids: Iterable[str] = ()) -> bool:
+        """Erase the subscriber found by any of the ids (as :meth:`find`), with every id of
+        the person: delete the rows, cancel pending deliveries, anonymise history."""
+        every = [number, *ids] + ([USER_PREFIX + user_id] if user_id else [])
+        with self.db.tx():
+            sub = self.find(every)
+            if not sub:
+                return False
+            self.erase(sub, also=every)
+        return True
+
+    def erase(self, sub: Subscriber, also: Iterable[str] = ()) -> None:
+        """Erase ``sub`` and every id of the person (see :meth:`remove`)."""
+        addresses = sorted({*sub.ids, sub.number, *(a for a in also if a)})
+        t = now()
+        with self.db.tx():
+            self.db.execute(
+                "UPDATE deliveries SET state=CASE WHEN state IN ('pending','sending')"
+                " THEN 'cancelled' ELSE state END, finished_at=coalesce(finished_at, ?),"
+                " subscriber_id=NULL, to_addr=NULL, reply=NULL, provider_id=NULL, error=NULL"
+                " WHERE subscriber_id=?", (t, sub.id))
+            # Replies queued to the person outside the subscription (the STOP confirmation
+            # is added after this call, so it is not touched here).
+            self.db.execute(
+                f"UPDATE deliveries SET state='cancelled', to_addr=NULL, reply=NULL,"
+                f" finished_at=? WHERE to_addr IN ({_marks(len(addresses))})"
+                f" AND state='pending'", (t, *addresses))
+            self.db.execute("DELETE FROM subscriber_ids WHERE subscriber_id=?", (sub.id,))
+            self.db.execute("DELETE FROM subscribers WHERE id=?", (sub.id,))
+
+    # -- an operator's import ---------------------------------------------------------------
+    def import_numbers(self, numbers: Sequence[str], channel: str, consent_ref: str, *,
+                       wording: str, note: str | None = None,
+                       at: float | None = None) -> list[tuple[int, str]]:
+        """Subscribe each E.164 number of ``numbers`` that no subscriber holds yet, in one
+        durable transaction; returns (subscriber id, number) of those added, in order.
+        The consent proof of each is ``consent_ref`` ("import:<file>"), ``wording`` and
+        ``note`` (the operator's reason)."""
+        t = at or now()
+        with self.db.tx(durable=True):
+            held = self.existing(list(dict.fromkeys(numbers)))
+            fresh = [n for n in dict.fromkeys(numbers) if n not in held]
+            before = self.db.scalar("SELECT coalesce(max(id), 0) FROM subscribers")
+            self.db.conn.executemany(
+                "INSERT INTO subscribers (number, channel, consent_at, consent_ref,"
+                " last_inbound_at, consent_wording, consent_note) VALUES (?,?,?,?,NULL,?,?)",
+                [(n, channel, t, consent_ref, wording, note) for n in fresh])
+            self.db.execute(
+                "INSERT INTO subscriber_ids (id, subscriber_id, kind, linked_at)"
+                " SELECT number, id, 'number', consent_at FROM subscribers WHERE id > ?",
+                (before,))
+            return [(r[0], r[1]) for r in self.db.execute(
+                "SELECT id, number FROM subscribers WHERE id > ? ORDER BY id", (before,))]
+
+    # -- small state ------------------------------------------------------------------------
     def touch(self, number: str, at: float) -> None:
         """Remember the last inbound message time (the Cloud API's 24-hour window)."""
         self.db.execute(
@@ -120,76 +311,40 @@ class Subscribers:
         self.db.execute("UPDATE subscribers SET unreachable=0 WHERE id=? AND unreachable != 0",
                         (subscriber_id,))
 
-    # -- keyed hashes -----------------------------------------------------------------------
-    # Rate limits and inbound dedupe remember senders and message ids (which can contain
-    # the number) only as HMACs under a random key per time epoch. A key is deleted two
-    # epochs after its own, and with it any way to link an old hash to a number.
-    def _epoch_keys(self, purpose: str, length: float) -> tuple[bytes, bytes]:
-        """(key of the current epoch, key of the previous epoch)."""
-        length = max(int(length), 1)
-        epoch = int(now() // length)
-        out = []
-        for e in (epoch, epoch - 1):
-            name = f"key:{purpose}:{length}:{e}"
-            cached = self._keys.get(name)
-            if cached is None:
-                row = self.db.one("SELECT value FROM state WHERE key=?", (name,))
-                if row is None and e == epoch:
-                    with self.db.tx():
-                        self.db.execute("INSERT OR IGNORE INTO state (key, value) VALUES (?, ?)",
-                                        (name, secrets.token_hex(32)))
-                    row = self.db.one("SELECT value FROM state WHERE key=?", (name,))
-                cached = bytes.fromhex(row[0]) if row else b""
-                if row:
-                    self._keys[name] = cached
-            out.append(cached)
-        return out[0], out[1]
+    def count_unmatched_optout(self) -> int:
+        """One more opt-out from an id that matched no subscriber; returns the total."""
+        with self.db.tx():
+            count, _ = self.unmatched_optouts()
+            doc = {"count": count + 1, "last_at": now()}
+            self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                            (UNMATCHED_KEY, json.dumps(doc)))
+        return count + 1
 
-    def _digests(self, purpose: str, length: float, *parts: str) -> tuple[bytes, bytes | None]:
-        cur, prev = self._epoch_keys(purpose, length)
-        msg = "\x1f".join(parts).encode()
-        h = hmac.new(cur, msg, hashlib.sha256).digest()[:16]
-        p = hmac.new(prev, msg, hashlib.sha256).digest()[:16] if prev else None
-        return h, p
+    def unmatched_optouts(self) -> tuple[int, float | None]:
+        """(opt-outs that matched no subscriber since the store began, time of the last)."""
+        raw = self.db.scalar("SELECT value FROM state WHERE key=?", (UNMATCHED_KEY,))
+        if not raw:
+            return 0, None
+        doc = json.loads(raw)
+        return int(doc.get("count", 0)), doc.get("last_at")
 
+    # -- keyed hashes (bridge.store.hashes) ---------------------------------------------------
     def keyed_hash(self, purpose: str, length: float, value: str) -> tuple[bytes, bytes | None]:
         """``value`` hashed under the current and the previous key of ``purpose``'s epochs
         of ``length`` seconds (16 bytes each; previous None when that key is gone), for
         state kept outside these tables (e.g. the Cloud API's unique-recipient window)."""
-        return self._digests(purpose, length, value)
-
-    def _remember(self, table: str, purpose: str, length: float, ttl: float, *parts: str) -> bool:
-        """True (and remembered) when no unexpired entry exists for ``parts``."""
-        h, p = self._digests(purpose, length, *parts)
-        t = now()
-        with self.db.tx():
-            hit = self.db.one(
-                f"SELECT 1 FROM {table} WHERE key IN (?, ?) AND expires_at >= ?", (h, p or h, t))
-            if hit:
-                return False
-            self.db.execute(f"INSERT OR REPLACE INTO {table} (key, expires_at) VALUES (?, ?)",
-                            (h, t + ttl))
-        return True
+        return self.hashes.digests(purpose, length, value)
 
     def first_seen(self, channel: str, message_id: str, ttl: float) -> bool:
         """True the first time an inbound message id is seen (channels redeliver)."""
-        return self._remember("inbound_seen", "msg", ttl, ttl, channel, message_id)
+        return self.hashes.remember("inbound_seen", "msg", ttl, ttl, channel, message_id)
 
     def allow_reply(self, kind: str, sender: str, window: float) -> bool:
         """At most one ``kind`` reply per sender per window."""
         if window <= 0:
             return True
-        return self._remember("reply_limits", "reply", window, window, kind, sender)
+        return self.hashes.remember("reply_limits", "reply", window, window, kind, sender)
 
     def purge_hashes(self) -> int:
         """Delete expired hashes and the epoch keys no entry can still need."""
-        t = now()
-        with self.db.tx():
-            n = self.db.execute("DELETE FROM inbound_seen WHERE expires_at < ?", (t,)).rowcount
-            n += self.db.execute("DELETE FROM reply_limits WHERE expires_at < ?", (t,)).rowcount
-            for (name,) in self.db.execute("SELECT key FROM state WHERE key LIKE 'key:%'").fetchall():
-                _, _, length, epoch = name.split(":")
-                if int(epoch) < int(t // int(length)) - 1:
-                    self.db.execute("DELETE FROM state WHERE key=?", (name,))
-                    self._keys.pop(name, None)
-        return n
+        return self.hashes.purge()
