@@ -11,12 +11,15 @@ channel touches one new module only.
 
 from __future__ import annotations
 
+import codecs
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from bridge.core.automatic import DEFAULT_RULES as DEFAULT_AUTOMATIC
+from bridge.core.automatic import AutomaticRules
 from bridge.core.models import Organisation
 from bridge.core.senders import SenderRules
 
@@ -185,6 +188,14 @@ class InboundConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    """How mails are read ([mail]): the charsets detection chooses among when a body's
+    declared charset does not fit its bytes."""
+
+    charsets: tuple[str, ...] = ("utf-8", "windows-1252", "iso-8859-15", "utf-16")
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     type: str = "console"
     settings: Any = None  # the channel module's own frozen dataclass
@@ -206,6 +217,8 @@ class Config:
     keywords: Any  # bridge.core.inbound.Keywords
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)  # parsed optional parts: "imap", "web"
+    automatic: AutomaticRules = DEFAULT_AUTOMATIC  # [automatic]
+    mail: MailConfig = MailConfig()
 
 
 # Optional top-level parts parsed by their own modules: name -> "module:function".
@@ -373,6 +386,23 @@ def parse(data: dict, path: Path) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
+    from bridge.core import automatic as core_automatic
+
+    try:
+        automatic = core_automatic.rules_from_config(top.raw("automatic"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    ma = top.table("mail")
+    mail = MailConfig(charsets=ma.strs("charsets", MailConfig.charsets))
+    for cs in mail.charsets:
+        try:
+            codecs.lookup(cs)
+        except LookupError:
+            raise ma.fail("charsets", f"unknown charset {cs!r}") from None
+    if not mail.charsets:
+        raise ma.fail("charsets", "must list at least one charset")
+    ma.done()
+
     ch = top.table("channel")
     ctype = ch.str("type", "console")
     mod = channel_module(ctype)
@@ -413,6 +443,8 @@ def parse(data: dict, path: Path) -> Config:
         keywords=keywords,
         log_level=level,
         extra=extra,
+        automatic=automatic,
+        mail=mail,
     )
 
 

@@ -1,12 +1,14 @@
 """One mail's path through the core, and into the store as a notice with its deliveries.
 
-    stored raw mail -> core.mail -> core.senders -> core.report -> core.incidents
-        -> core.render -> store (incident + notice + deliveries, one transaction)
+    stored raw mail -> core.mail -> core.admission (automatic mail, senders, unreadable)
+        -> core.report (+ core.calendar) -> core.incidents -> core.render
+        -> store (incident + notice + deliveries, one transaction)
 
 Every mail ends with an outcome and a reason, in the store and in one log line:
 ``queued`` (a notice for every subscriber), ``duplicate`` (nothing new, or older than what
-was sent), ``review`` (a human decides) or ``rejected`` (not from an allowed sender, or not
-a mail at all).
+was sent), ``review`` (a human decides) or ``rejected`` (an automatic mail, not from an
+allowed sender, or not a mail at all). Where decoding the mail had to guess, the reason
+says so ("...; decoding: body charset guessed as utf-8 (declared iso-8859-1)").
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing import Callable
 from bridge import faults
 from bridge.config import Config
 from bridge.core import incidents as core_incidents
+from bridge.core.admission import admit
+from bridge.core.calendar import complete_report
 from bridge.core.mail import MailError, parse_mail
 from bridge.core.models import OutageReport, ParsedMail
 from bridge.core.render import Rendered, Renderer, fallback_from_subject
 from bridge.core.report import extract_report
-from bridge.core.senders import authorise
 from bridge.store import Store, StoreError
 
 log = logging.getLogger("bridge.pipeline")
@@ -60,21 +63,38 @@ class Preview:
     text: str | None = None
 
 
+def read_mail(data: bytes, cfg: Config) -> ParsedMail:
+    """parse_mail as configured: which forwards are followed (the sender rules) and the
+    charsets decoding may guess among."""
+    return parse_mail(data, tz=cfg.parser.timezone, senders=cfg.senders,
+                      charsets=cfg.mail.charsets)
+
+
+def read_report(mail: ParsedMail, cfg: Config) -> OutageReport:
+    """extract_report, with what the mail's iCalendar part adds (core.calendar)."""
+    return complete_report(extract_report(mail, cfg.parser), mail.calendar)
+
+
+def decoding_note(mail: ParsedMail) -> str:
+    """"; decoding: ..." for an outcome reason when decoding had to guess, else ""."""
+    return f"; decoding: {'; '.join(mail.notes)}" if mail.notes else ""
+
+
 class _Analysis:
-    """The pure part of processing one mail: parse_mail, then extract_report, each run once
+    """The pure part of processing one mail: read_mail, then read_report, each run once
     with its result or error kept (re-raised where processing asks for it), so that it can
     run in a worker thread ahead of the store work on the event loop."""
 
-    def __init__(self, data: bytes, parser_cfg):
+    def __init__(self, data: bytes, cfg: Config):
         self._data = data
-        self._cfg = parser_cfg
+        self._cfg = cfg
         self._mail: tuple | None = None
         self._report: tuple | None = None
 
     def mail(self) -> ParsedMail:
         if self._mail is None:
             try:
-                self._mail = (parse_mail(self._data, tz=self._cfg.timezone), None)
+                self._mail = (read_mail(self._data, self._cfg), None)
             except MailError as e:
                 self._mail = (None, e)
         value, error = self._mail
@@ -85,7 +105,7 @@ class _Analysis:
     def report(self) -> OutageReport:
         if self._report is None:
             try:
-                self._report = (extract_report(self.mail(), self._cfg), None)
+                self._report = (read_report(self.mail(), self._cfg), None)
             except Exception as e:  # processing decides (review), on the event loop
                 self._report = (None, e)
         value, error = self._report
@@ -114,15 +134,15 @@ class Pipeline:
 
     # -- analysis without side effects ----------------------------------------------------------
     def analyse(self, data: bytes) -> tuple[ParsedMail, OutageReport]:
-        mail = parse_mail(data, tz=self.cfg.parser.timezone)
-        return mail, extract_report(mail, self.cfg.parser)
+        mail = read_mail(data, self.cfg)
+        return mail, read_report(mail, self.cfg)
 
     def analyse_for_review(self, data: bytes) -> tuple[ParsedMail, OutageReport | None, str | None]:
         """Like :meth:`analyse`, but a failing report extraction (the bug that may have sent
         the mail to review) gives no report and the error instead of raising."""
-        mail = parse_mail(data, tz=self.cfg.parser.timezone)
+        mail = read_mail(data, self.cfg)
         try:
-            return mail, extract_report(mail, self.cfg.parser), None
+            return mail, read_report(mail, self.cfg), None
         except Exception as e:
             return mail, None, f"{type(e).__name__}: {e}"
 
@@ -130,32 +150,34 @@ class Pipeline:
         """What processing would decide for this mail, and the exact notice text; stores and
         sends nothing.
 
-        The same steps as :meth:`process`: a readable mail, the sender allow-list (with the
-        forward rules), the report, the review rule. Without the store it judges the mail on
+        The same steps as :meth:`process`: a readable mail, its admission (automatic mail,
+        the sender allow-list with the forward rules, a readable body), the report, the review
+        rule. Without the store it judges the mail on
         its own: it cannot know earlier mails, so a repeat is previewed as new (ingest would
         say ``duplicate``) and an update is rendered without the incident's previous report.
         """
         try:
-            mail = parse_mail(data, tz=self.cfg.parser.timezone)
+            mail = read_mail(data, self.cfg)
         except MailError as e:
             return Preview("rejected", f"not a readable mail: {e}")
-        verdict = authorise(mail, self.cfg.senders)
-        if not verdict.allowed:
-            return Preview("rejected", verdict.reason)
+        note = decoding_note(mail)
+        admission = admit(mail, self.cfg.senders, self.cfg.automatic)
+        if admission.outcome != "accept":
+            return Preview(admission.outcome, admission.reason + note)
         try:
-            report = extract_report(mail, self.cfg.parser)
+            report = read_report(mail, self.cfg)
         except Exception as e:  # processing sends such a mail to review
             return Preview("review", f"could not be processed ({type(e).__name__}: {e})")
         decision = core_incidents.decide(report, None)
         if decision.action != "notice":
-            return Preview("review", decision.reason)
+            return Preview("review", decision.reason + note)
         rendered = self.renderer.render_notice(report)
         reason = decision.reason
-        if verdict.forwarded_by:
-            reason += f" (forwarded by {verdict.forwarded_by})"
+        if admission.forwarded_by:
+            reason += f" (forwarded by {admission.forwarded_by})"
         if rendered.fallback:
             reason += f"; template {rendered.template} failed ({rendered.error}), built-in text"
-        return Preview("notice", reason, rendered.text)
+        return Preview("notice", reason + note, rendered.text)
 
     # -- processing -------------------------------------------------------------------------------
     def process_pending(self) -> list[Outcome]:
@@ -173,7 +195,7 @@ class Pipeline:
         stored = self.store.mails.get(mail_id)
         analysis = None
         if stored is not None and not stored.outcome:
-            analysis = _Analysis(stored.data or b"", self.cfg.parser)
+            analysis = _Analysis(stored.data or b"", self.cfg)
             await asyncio.to_thread(analysis.compute)
         return self.process(mail_id, analysis)
 
@@ -210,15 +232,17 @@ class Pipeline:
             return Outcome(mail_id, "rejected", "no such mail")
         if stored.outcome:
             return self._done_meanwhile(mail_id) or Outcome(mail_id, stored.outcome, "")
-        a = analysis or _Analysis(stored.data or b"", self.cfg.parser)
+        a = analysis or _Analysis(stored.data or b"", self.cfg)
         try:
             mail = a.mail()
         except MailError as e:
             return self._finish(mail_id, "rejected", f"not a readable mail: {e}")
 
-        verdict = authorise(mail, self.cfg.senders)
-        if not verdict.allowed:
-            return self._finish(mail_id, "rejected", verdict.reason)
+        # Rejections (automatic mail, senders) come before any incident or supersede work.
+        note = decoding_note(mail)
+        admission = admit(mail, self.cfg.senders, self.cfg.automatic)
+        if admission.outcome == "rejected":
+            return self._finish(mail_id, "rejected", admission.reason + note)
 
         for mid in {stored.message_id, mail.effective.message_id} - {None}:
             earlier = self.store.mails.seen_before(mail_id, mid, stored.sha256)
@@ -227,6 +251,13 @@ class Pipeline:
                                     f"same Message-ID or bytes as mail {earlier}")
         if self.store.mails.seen_before(mail_id, None, stored.sha256):
             return self._finish(mail_id, "duplicate", "same bytes as an earlier mail")
+        if admission.outcome == "review":  # no readable report, or a forwarder's own words
+            with self.store.tx():
+                done = self._done_meanwhile(mail_id)
+                if done:
+                    return done
+                self.store.mails.add_review(mail_id, admission.reason + note)
+                return self._finish(mail_id, "review", admission.reason + note)
 
         report = a.report()
         source = self.cfg.senders.source
@@ -237,8 +268,9 @@ class Pipeline:
             known = self.store.incidents.get(source, report.ticket) if report.ticket else None
             decision = core_incidents.decide(report, known)
             if decision.action == "review":
-                self.store.mails.add_review(mail_id, decision.reason)
-                return self._finish(mail_id, "review", decision.reason, ticket=report.ticket)
+                self.store.mails.add_review(mail_id, decision.reason + note)
+                return self._finish(mail_id, "review", decision.reason + note,
+                                    ticket=report.ticket)
             if decision.action in ("duplicate", "outdated"):
                 reason = decision.reason if decision.action == "duplicate" else f"outdated: {decision.reason}"
                 return self._finish(mail_id, "duplicate", reason,
@@ -255,10 +287,11 @@ class Pipeline:
                 report=report, fallback=rendered.fallback)
             queued, superseded = self.store.deliveries.fan_out(notice_id, incident_id)
             reason = decision.reason
-            if verdict.forwarded_by:
-                reason += f" (forwarded by {verdict.forwarded_by})"
+            if admission.forwarded_by:
+                reason += f" (forwarded by {admission.forwarded_by})"
             if superseded:
                 reason += f"; {superseded} older unsent deliveries superseded"
+            reason += note
             return self._finish(mail_id, "queued", reason, incident_id=incident_id,
                                 notice_id=notice_id, queued=queued, ticket=report.ticket)
 
