@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import email.parser
 import email.policy
 import email.utils
 import re
@@ -26,7 +27,8 @@ from bridge.core.report import parse_datetime
 from bridge.core.senders import SenderRules, listed
 from bridge.core.text import html_to_text, normalise_text
 
-__all__ = ["MailError", "parse_mail", "html_to_text", "normalise_text", "clean_subject"]
+__all__ = ["MailError", "parse_mail", "header_problem", "html_to_text", "normalise_text",
+           "clean_subject"]
 
 DEFAULT_TZ = "Europe/Amsterdam"
 
@@ -366,6 +368,7 @@ def _raw_header(msg: Message, name: str) -> str | None:
     return None
 
 
+_HEADER_BLOCK_MAX = 256 * 1024  # bytes of a mail read for its header block alone
 _HEADER_MAX = 2000  # longer headers are cut before parsing: the stdlib header parser is
 # super-linear (a 100k-character From: took over a minute)
 
@@ -650,3 +653,20 @@ def parse_mail(raw: bytes, *, tz: str = DEFAULT_TZ, senders: SenderRules | None 
     return ParsedMail(outer=outer, original=level.envelope,
                       forward=level.kind,  # type: ignore[arg-type]
                       forward_comment=level.comment, **common)
+
+
+def header_problem(raw: bytes) -> str | None:
+    """Why ``raw`` cannot be a mail the bridge accepts, judged from its header block alone
+    (for an SMTP answer at the end of DATA), or None: it has no From header, or more than
+    one (RFC 5322 3.6: exactly one; a second is a classic spoof)."""
+    try:
+        msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+            bytes(raw[:_HEADER_BLOCK_MAX]))
+        count = len(msg.get_all("From") or [])
+    except Exception:
+        count = 0
+    if count == 0:
+        return "no From header (RFC 5322 3.6 requires one)"
+    if count > 1:
+        return f"{count} From headers (RFC 5322 3.6 allows one)"
+    return None
