@@ -58,13 +58,13 @@ class AutomaticRules:
     precedence: tuple[str, ...] = ("auto_reply", "bulk", "junk")
     # header present (any value) -> kind (a key of KINDS)
     headers: tuple[tuple[str, str], ...] = (
-        ("x-autoreply", "out-of-office"),
-        ("x-autorespond", "out-of-office"),
-        ("x-autoresponder", "out-of-office"),
-        ("x-autoreply-from", "out-of-office"),
-        ("x-mail-autoreply", "out-of-office"),
-        ("x-failed-recipients", "bounce"),
-        ("x-ms-exchange-message-is-ndr", "bounce"),
+        ("X-Autoreply", "out-of-office"),
+        ("X-Autorespond", "out-of-office"),
+        ("X-Autoresponder", "out-of-office"),
+        ("X-Autoreply-From", "out-of-office"),
+        ("X-Mail-Autoreply", "out-of-office"),
+        ("X-Failed-Recipients", "bounce"),
+        ("X-MS-Exchange-Message-Is-Ndr", "bounce"),
     )
     # X-Auto-Response-Suppress on a reply (In-Reply-To, a reply subject, or Exchange's
     # X-MS-Exchange-Inbox-Rules-Loop) is an auto-reply
@@ -88,7 +88,7 @@ class AutomaticRules:
         "Bezorgingsstatusmelding", "Undeliverable:", "Undelivered:",
         "Undelivered Mail Returned to Sender", "Delivery Status Notification",
         "Delivery Failure", "Delivery has failed", "Mail delivery failed",
-        "Mail Delivery Failure", "Mail Delivery Subsystem", "Returned mail:", "Failure notice",
+        "Mail Delivery Failure", "Returned mail:", "Failure notice",
         "Nicht zustellbar:", "Unzustellbar:",
     )
 
@@ -107,11 +107,12 @@ class AutomaticMail:
 
     @property
     def reason(self) -> str:
-        """E.g. ``out-of-office reply (Auto-Submitted: auto-replied; subject 'Afwezig:')``."""
+        """E.g. ``out-of-office reply (Auto-Submitted: auto-replied; subject 'Afwezig:')``:
+        what the mail is, and the signals that say so."""
         what = KINDS[self.kind]
         if self.forwarded:
             what = f"a forwarded {what}"
-        return f"{what}, not a report ({'; '.join(self.signals)})"
+        return f"{what} ({'; '.join(self.signals)})"
 
 
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|antw|aw|sv)\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
@@ -156,7 +157,7 @@ def _signals(env: Envelope, rules: AutomaticRules, inline: bool) -> list[tuple[s
                           f"Precedence: {word}"))
         for name, kind in rules.headers:
             if env.header(name) is not None:
-                found.append((kind, f"header {_display(name)}"))
+                found.append((kind, f"header {name}"))
         if rules.auto_response_suppress_on_replies and env.header("x-auto-response-suppress"):
             reply = (env.header("in-reply-to") is not None
                      or env.header("x-ms-exchange-inbox-rules-loop") is not None
@@ -176,10 +177,6 @@ def _signals(env: Envelope, rules: AutomaticRules, inline: bool) -> list[tuple[s
         if phrase:
             found.append((kind, f"subject '{phrase}'"))
     return found
-
-
-def _display(name: str) -> str:
-    return "-".join(p[:1].upper() + p[1:] for p in name.split("-"))
 
 
 def detect(mail: ParsedMail, rules: AutomaticRules = DEFAULT_RULES) -> AutomaticMail | None:
@@ -234,7 +231,7 @@ def rules_from_config(d: dict | None) -> AutomaticRules:
                                      f" {', '.join(KINDS)}, got {kind!r}")
                 if not name.strip() or any(c.isspace() or c == ":" for c in name.strip()):
                     raise ValueError(f"{where}: not a header name: {name!r}")
-                items.append((name.strip().lower(), kind))
+                items.append((name.strip(), kind))
             kw[f.name] = tuple(items)
         elif isinstance(f.default, bool):
             if not isinstance(value, bool):
