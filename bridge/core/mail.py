@@ -1,10 +1,18 @@
-"""Raw mail bytes -> ParsedMail: headers, plain text of the body, forwards unwrapped.
+"""Raw mail bytes -> ParsedMail: headers, plain text of the report's body, forwards unwrapped.
 
-Pure: no I/O, no asyncio. Forgiving: any charset (also wrong or unknown declarations), HTML-only
-mails and HTML alternatives to a stub plain part (converted with html2text), forwards as
-``message/rfc822`` attachments and inline forwards in the shapes of Outlook (Dutch and English),
-Gmail, Apple Mail and Thunderbird (also its HTML header table), also nested and quoted with
-``> ``. Only input that is not a mail at all (empty bytes) raises :class:`MailError`.
+Pure: no I/O, no asyncio. Forgiving: any charset (also wrong or unknown declarations, decoded
+by core.mime with a note where it had to guess), HTML-only mails and an HTML alternative to a
+plain part that holds no report (converted by core.text), winmail.dat (TNEF), forwards as
+``message/rfc822``, ``*.eml`` or ``application/octet-stream`` attachments and inline forwards
+in the shapes of Outlook (Dutch and English), Gmail, Apple Mail and Thunderbird, also nested
+and quoted with ``> `` (core.forwards).
+
+Which forwards are followed depends on who sent the mail (``senders``): only a listed
+forwarder's mail is unwrapped, and a KPN mail, as received or forwarded, is read from its own
+text (quoted history below it left out). The mail inside a bounce or receipt
+(``multipart/report``) is never unwrapped. An iCalendar part gives ``calendar`` facts; a
+body with no readable text gives ``unreadable`` (why). Only input that is not a mail at all
+(empty bytes) raises :class:`MailError`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from zoneinfo import ZoneInfo
 from bridge.core import forwards, mime
 from bridge.core.calendar import read_calendar
 from bridge.core.models import CalendarFacts, Envelope, ParsedMail
+from bridge.core.parts import (Parts, bytes_message, decode_8bit, looks_like_mail, part_bytes,
+                               part_charset, raw_header, sort_parts)
 from bridge.core.report import parse_datetime
 from bridge.core.senders import SenderRules, listed
 from bridge.core.text import html_to_text, normalise_text
@@ -68,177 +78,13 @@ class _Ctx:
     notes: list[str] = field(default_factory=list)
 
 
-def _decode_8bit(data: bytes) -> str:
-    """8-bit header bytes (no charset to go by): utf-8, else windows-1252."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
-
-
-def _part_bytes(part: Message) -> bytes:
-    """A leaf part's body, transfer-decoded in full (core.mime.transfer_decode): base64 and
-    quoted-printable by core.mime (also with a sloppy Content-Transfer-Encoding value), the
-    8-bit bytes of other parts as they came."""
-    cte = mime.transfer_encoding(_raw_header(part, "Content-Transfer-Encoding"))
-    try:
-        if cte in ("base64", "quoted-printable", "x-uuencode"):
-            payload = part.get_payload()
-        else:
-            payload = part.get_payload(decode=True)
-    except Exception:
-        return b""
-    if not isinstance(payload, (str, bytes)):
-        return b""
-    return mime.transfer_decode(payload, cte) if isinstance(payload, str) else payload
-
-
-def _charset(part: Message) -> str | None:
-    try:
-        return part.get_content_charset()
-    except Exception:
-        return None
-
-
 def _part_text(part: Message, ctx: _Ctx) -> tuple[str, tuple[str, ...]]:
     """A text part as plain text (HTML converted), and the notes of its decoding."""
     notes: list[str] = []
-    text = mime.decode_text(_part_bytes(part), _charset(part), notes, "body", ctx.charsets)
+    text = mime.decode_text(part_bytes(part), part_charset(part), notes, "body", ctx.charsets)
     if part.get_content_type() == "text/html":
         return html_to_text(text), tuple(notes)
     return normalise_text(text), tuple(notes)
-
-
-def _filename(part: Message) -> str:
-    try:
-        return (part.get_filename() or "").strip()
-    except Exception:
-        return ""
-
-
-def _is_attachment(part: Message) -> bool:
-    try:
-        disp = (part.get_content_disposition() or "").lower()
-    except Exception:
-        disp = ""
-    return disp == "attachment" or (disp != "inline" and bool(_filename(part))
-                                    and part.get_content_type() not in ("text/plain",
-                                                                        "text/html"))
-
-
-# A header block at the start of bytes: "Name: value" lines (and folded continuations) up
-# to a blank line. Bounded: looks at the first 16 kB only.
-_HEADER_FIELD = re.compile(rb"^[!-9;-~]{1,76}:")
-
-
-def _looks_like_mail(data: bytes) -> bool:
-    """Whether bytes are an RFC 5322 message: a header block with a From field first."""
-    head = data[:16384].lstrip(b"\r\n")
-    block = re.split(rb"\r?\n\r?\n", head, maxsplit=1)[0]
-    lines = block.splitlines()
-    if not lines or not _HEADER_FIELD.match(lines[0]):
-        return False
-    if not all(_HEADER_FIELD.match(x) or x[:1] in (b" ", b"\t") for x in lines):
-        return False
-    return any(x[:5].lower() == b"from:" for x in lines)
-
-
-_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
-_CALENDAR_TYPES = ("text/calendar", "application/ics", "text/x-vcalendar")
-_SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
-
-
-@dataclass
-class _Parts:
-    """The leaf parts of one message's own MIME tree (attached messages not entered)."""
-
-    plain: list[Message] = field(default_factory=list)
-    html: list[Message] = field(default_factory=list)
-    calendars: list[Message] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)  # attached mails, in order
-    tnef: list[Message] = field(default_factory=list)
-    others: list[str] = field(default_factory=list)  # "image melding.png", ...
-    encrypted: str | None = None  # why the content is sealed, when it is
-    report_type: str | None = None
-
-
-def _inner_message(part: Message) -> Message | None:
-    payload = part.get_payload()
-    inner = payload[0] if isinstance(payload, list) and payload else None
-    return inner if isinstance(inner, Message) else None
-
-
-def _parts(msg: Message) -> _Parts:
-    """Sort ``msg``'s parts. A ``message/rfc822`` part, an attachment named ``*.eml`` and an
-    ``application/octet-stream`` attachment that holds a mail are attached mails, except in
-    a ``multipart/report``: the mail a bounce or receipt carries is no report (RFC 6522)."""
-    found = _Parts()
-
-    def walk(part: Message, in_report: bool, depth: int) -> None:
-        ctype = part.get_content_type()
-        name = _filename(part)
-        if ctype == "message/rfc822":
-            inner = _inner_message(part)
-            if inner is not None and not in_report:
-                found.messages.append(inner)
-            return
-        if ctype in ("message/delivery-status", "message/global-delivery-status"):
-            found.report_type = found.report_type or "delivery-status"
-            return
-        if ctype in ("message/disposition-notification",
-                     "message/global-disposition-notification"):
-            found.report_type = found.report_type or "disposition-notification"
-            return
-        if part.is_multipart():
-            if ctype == "multipart/report":
-                found.report_type = (str(part.get_param("report-type") or "").lower()
-                                     or found.report_type or "unknown")
-            if ctype == "multipart/encrypted":
-                protocol = str(part.get_param("protocol") or "").lower()
-                found.encrypted = ("the mail is encrypted (OpenPGP) and cannot be read"
-                                   if "pgp" in protocol else
-                                   "the mail is encrypted and cannot be read")
-                return
-            if depth < 50:
-                for sub in part.get_payload() or []:
-                    if isinstance(sub, Message):
-                        walk(sub, in_report or ctype == "multipart/report", depth + 1)
-            return
-        lname = name.lower()
-        if ctype in _SMIME_TYPES or lname.endswith(".p7m"):
-            smime = str(part.get_param("smime-type") or "").lower()
-            found.encrypted = ("the text is inside an S/MIME signature (opaque signed),"
-                               " which the bridge does not read" if smime == "signed-data"
-                               else "the mail is encrypted (S/MIME) and cannot be read")
-        elif ctype in _TNEF_TYPES or lname == "winmail.dat":
-            found.tnef.append(part)
-        elif ctype in _CALENDAR_TYPES or lname.endswith(".ics"):
-            found.calendars.append(part)
-        elif not in_report and (lname.endswith(".eml") or (
-                ctype == "application/octet-stream" and _is_attachment(part)
-                and _looks_like_mail(_part_bytes(part)))):
-            inner = _bytes_message(_part_bytes(part))
-            if inner is not None:
-                found.messages.append(inner)
-        elif ctype == "text/plain" and not _is_attachment(part):
-            found.plain.append(part)
-        elif ctype == "text/html" and not _is_attachment(part):
-            found.html.append(part)
-        else:
-            found.others.append(f"{ctype.split('/')[0]} {name or ctype}")
-
-    walk(msg, False, 0)
-    if (not msg.is_multipart() and not found.plain and not found.html
-            and msg.get_content_maintype() == "text" and not found.calendars):
-        found.plain.append(msg)  # e.g. text/x-unknown: read it as plain text
-    return found
-
-
-def _bytes_message(data: bytes) -> Message | None:
-    try:
-        return email.message_from_bytes(data, policy=email.policy.default)
-    except Exception:
-        return None
 
 
 # A line that looks like a report's "Label: value" (or html2text's "Label| value" table row);
@@ -265,7 +111,7 @@ def _first_text(parts: list[Message], ctx: _Ctx) -> tuple[str, tuple[str, ...]]:
     return "", ()
 
 
-def _body_text(parts: _Parts, ctx: _Ctx) -> tuple[str, tuple[str, ...]]:
+def _body_text(parts: Parts, ctx: _Ctx) -> tuple[str, tuple[str, ...]]:
     """The message's own body text and the notes of its decoding: the first non-empty
     text/plain part, else text/html as text.
 
@@ -313,17 +159,17 @@ _EMPTY = "the body is empty"
 
 
 def _read_body(msg: Message, ctx: _Ctx) -> _Body:
-    parts = _parts(msg)
+    parts = sort_parts(msg)
     text, notes = _body_text(parts, ctx)
     notes_list = list(notes)
     problem = None
     messages = list(parts.messages)
     if not text.strip():
         for part in parts.tnef:
-            tnef = mime.read_tnef(_part_bytes(part), notes_list)
+            tnef = mime.read_tnef(part_bytes(part), notes_list)
             for name, data in tnef.attachments:
-                if str(name).lower().endswith(".eml") or _looks_like_mail(data):
-                    inner = _bytes_message(data)
+                if str(name).lower().endswith(".eml") or looks_like_mail(data):
+                    inner = bytes_message(data)
                     if inner is not None:
                         messages.append(inner)
             if tnef.text or tnef.html:
@@ -333,7 +179,7 @@ def _read_body(msg: Message, ctx: _Ctx) -> _Body:
     calendar = None
     for part in parts.calendars:
         cal_notes: list[str] = []
-        calendar = read_calendar(mime.decode_text(_part_bytes(part), _charset(part), cal_notes,
+        calendar = read_calendar(mime.decode_text(part_bytes(part), part_charset(part), cal_notes,
                                                   "calendar", ctx.charsets), ctx.tz)
         if calendar is not None:
             notes_list.extend(cal_notes)
@@ -355,19 +201,6 @@ def _read_body(msg: Message, ctx: _Ctx) -> _Body:
 # Headers
 
 
-def _raw_header(msg: Message, name: str) -> str | None:
-    """The header as it was in the source, 8-bit bytes decoded (utf-8, else windows-1252)."""
-    for key, raw in getattr(msg, "_headers", []):
-        if key.lower() == name.lower():
-            raw = str(raw)
-            try:
-                data = raw.encode("utf-8", errors="surrogateescape")
-            except UnicodeEncodeError:
-                return raw
-            return _decode_8bit(data)
-    return None
-
-
 _HEADER_BLOCK_MAX = 256 * 1024  # bytes of a mail read for its header block alone
 _HEADER_MAX = 2000  # longer headers are cut before parsing: the stdlib header parser is
 # super-linear (a 100k-character From: took over a minute)
@@ -378,7 +211,7 @@ def _header(msg: Message, name: str, notes: list[str] | None = None) -> str:
     an encoded word undecoded (malformed: a blank inside, bad padding) or meets raw 8-bit
     bytes, the source value is decoded tolerantly (core.mime.decode_words); guesses are
     noted in ``notes``."""
-    raw = _raw_header(msg, name)
+    raw = raw_header(msg, name)
     if raw is None:
         return ""
     what = name.lower()
@@ -392,7 +225,7 @@ def _header(msg: Message, name: str, notes: list[str] | None = None) -> str:
     if "\ufffd" in text or ("=?" in text and mime.has_encoded_word(text)):
         if "=?" in raw:
             return mime.decode_words(raw, notes if notes is not None else [], what)
-        return raw  # raw 8-bit bytes in a header (no encoded words), decoded by _raw_header
+        return raw  # raw 8-bit bytes in a header (no encoded words), decoded by raw_header
     return text
 
 
@@ -460,7 +293,7 @@ def _auth_results(msg: Message) -> tuple[str, ...]:
             continue
         raw = str(raw)[:4 * _HEADER_MAX]
         try:
-            raw = _decode_8bit(raw.encode("utf-8", errors="surrogateescape"))
+            raw = decode_8bit(raw.encode("utf-8", errors="surrogateescape"))
         except UnicodeEncodeError:
             pass
         out.append(_collapse(raw))
@@ -484,7 +317,7 @@ def _header_fields(msg: Message) -> tuple[tuple[str, str], ...]:
         value = str(raw)[:_HEADER_FIELD_CHARS]
         if not value.isascii():
             try:
-                value = _decode_8bit(value.encode("utf-8", errors="surrogateescape"))
+                value = decode_8bit(value.encode("utf-8", errors="surrogateescape"))
             except UnicodeEncodeError:
                 pass
         out.append((str(key).strip().lower(), _collapse(value)))
