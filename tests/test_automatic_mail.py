@@ -184,3 +184,20 @@ def test_an_automatic_mail_after_a_report_leaves_its_notice_untouched(app, case)
     assert out.outcome == "rejected" and out.incident_id is None and out.notice_id is None
     assert app.store.deliveries.counts() == before
     assert app.store.mails.outcome(second)["reason"] == out.reason
+
+
+def test_a_bounce_forwarded_by_support_is_a_forwarded_bounce():
+    raw = (b"From: Support CBG Connect <support@cbgconnect.example>\nTo: x@cbgconnect.example\n"
+           b"Subject: FW: Undelivered\nMIME-Version: 1.0\n"
+           b'Content-Type: multipart/mixed; boundary="o"\n\n--o\nContent-Type: text/plain\n\n'
+           b"Kijk hier eens naar.\n--o\nContent-Type: message/rfc822\n\n"
+           + golden_mail("automatic", "f04-bounce") + b"\n--o--\n")
+    got = judge(raw)
+    assert got["outcome"] == "rejected"
+    assert got["reason"].startswith("a forwarded delivery-status bounce (multipart/report")
+
+
+def test_preview_says_what_ingest_would(app):
+    preview = app.pipeline.preview(dated_now(golden_mail("automatic", "f02-afwezigheidsbericht")))
+    assert preview.outcome == "rejected" and preview.reason.startswith("out-of-office reply")
+    assert preview.text is None

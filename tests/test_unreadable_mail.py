@@ -54,3 +54,8 @@ def test_f11_goes_to_the_review_queue_not_to_customers(app):
     review = app.store.db.one("SELECT reason, state FROM review WHERE raw_mail_id=?",
                               (mail_id,))
     assert review["state"] == "open" and review["reason"] == out.reason
+
+
+def test_preview_sends_f11_to_review(app):
+    preview = app.pipeline.preview(dated_now(golden_mail("unreadable", "f11-alleen-afbeelding")))
+    assert preview.outcome == "review" and "only an image" in preview.reason

@@ -171,7 +171,7 @@ def sort_parts(msg: Message) -> Parts:
             found.calendars.append(part)
         elif not in_report and (lname.endswith(".eml") or (
                 ctype == "application/octet-stream" and _is_attachment(part)
-                and looks_like_mail(part_bytes(part)))):
+                and _may_be_mail(lname) and looks_like_mail(part_bytes(part)))):
             inner = bytes_message(part_bytes(part))
             if inner is not None:
                 found.messages.append(inner)
@@ -187,6 +187,16 @@ def sort_parts(msg: Message) -> Parts:
             and msg.get_content_maintype() == "text" and not found.calendars):
         found.plain.append(msg)  # e.g. text/x-unknown: read it as plain text
     return found
+
+
+_MAIL_EXTENSIONS = (".eml", ".mail", ".mime", ".txt", ".dat")
+
+
+def _may_be_mail(name: str) -> bool:
+    """Whether an octet-stream attachment of this (lower-case) name is worth opening to see
+    if it holds a mail: no name, no extension, or one a saved mail may have (not .pdf)."""
+    stem = name.rsplit("/", 1)[-1]
+    return "." not in stem or stem.endswith(_MAIL_EXTENSIONS)
 
 
 def bytes_message(data: bytes) -> Message | None:
