@@ -174,3 +174,21 @@ def test_a_plain_calendar_does_not_announce_an_outage():
 def test_no_calendar_no_change():
     mine = report()
     assert complete_report(mine, None) is mine
+
+
+def test_the_sequence_orders_revisions_of_one_maintenance():
+    """A revision with a lower SEQUENCE is outdated even when its mail is dated later (a
+    resent copy of the first invitation after the moved window)."""
+    from bridge.core.incidents import IncidentState, decide
+
+    sent = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    moved = report(ticket="CT9", kind="onderhoud", status="aangekondigd", start=START,
+                   end=END + timedelta(hours=2), sent_at=sent, sequence=2)
+    first = report(ticket="CT9", kind="onderhoud", status="aangekondigd", start=START, end=END,
+                   sent_at=sent + timedelta(hours=1), sequence=1)
+    assert decide(first, IncidentState(1, "aangekondigd", moved)).action == "outdated"
+    assert decide(moved, IncidentState(1, "aangekondigd", first)).action == "notice"
+    assert complete_report(report(), FACTS).sequence is None
+    assert complete_report(report(), CalendarFacts(start=START, sequence=4)).sequence == 4
+    assert OutageReport.from_json(moved.to_json()) == moved
+    assert "sequence" not in report().to_json()  # reports without a calendar keep their shape

@@ -163,7 +163,8 @@ def complete_report(report: OutageReport, facts: CalendarFacts | None) -> Outage
 
     The text decides what it says; the calendar fills gaps: the window (start and end, when
     the text gives neither; the end alone when the text's start is the calendar's), the
-    ticket (MAINTENANCE-ID, else UID) and the status. A calendar with X-MAINTNOTE-*
+    ticket (MAINTENANCE-ID, else UID), the status and the SEQUENCE (which orders revisions
+    of one event, core.incidents.is_older). A calendar with X-MAINTNOTE-*
     properties (the maintenance BCOP) makes the report maintenance. Returns ``report``
     itself when there is nothing to add.
     """
@@ -176,6 +177,8 @@ def complete_report(report: OutageReport, facts: CalendarFacts | None) -> Outage
         changes.update(end=facts.end, end_expected=False, end_unknown=False)
     if report.ticket is None and facts.ticket:
         changes["ticket"] = facts.ticket
+    if facts.sequence is not None and report.sequence is None:
+        changes["sequence"] = facts.sequence
     if facts.maintenance and report.kind != "onderhoud":
         changes["kind"] = "onderhoud"
     kind = changes.get("kind", report.kind)

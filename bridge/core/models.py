@@ -140,6 +140,9 @@ class OutageReport:
     downtime_minutes: int | None = None  # maintenance: announced interruption length
     description: str = ""
     sent_at: datetime | None = None  # Date header of the (original) mail, UTC
+    # The iCalendar SEQUENCE of the mail's maintenance event (RFC 5545 3.8.7.4): a higher one
+    # is a later revision of the same event, whatever the mails' dates say
+    sequence: int | None = None
 
     def key_facts(self) -> tuple:
         """The facts that make two reports of one incident the same update."""
@@ -170,6 +173,8 @@ class OutageReport:
             "downtime_minutes": self.downtime_minutes,
             "description": self.description,
             "sent_at": dt(self.sent_at),
+            # only when there is one: reports without a calendar keep their JSON shape
+            **({"sequence": self.sequence} if self.sequence is not None else {}),
         }
 
     @classmethod
@@ -192,6 +197,7 @@ class OutageReport:
             downtime_minutes=d.get("downtime_minutes"),
             description=d.get("description", ""),
             sent_at=dt(d.get("sent_at")),
+            sequence=d.get("sequence"),
         )
 
 
