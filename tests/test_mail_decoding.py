@@ -196,3 +196,17 @@ def test_charsets_come_from_config(tmp_path):
         parse({"mail": {"charsets": ["klingon"]}}, tmp_path / "config.toml")
     with pytest.raises(ConfigError, match=r"mail\.charset: unknown key"):
         parse({"mail": {"charset": ["utf-8"]}}, tmp_path / "config.toml")
+
+
+@pytest.mark.parametrize("raw", [
+    "=?utf-8?Q?" * 300, "=?a?b?" * 400, "=?utf-8?B?" + "A" * 1990 + "?= x " * 5,
+    " =?x?q?" + "=" * 1990,
+])
+def test_encoded_word_decoding_is_linear_on_hostile_headers(raw):
+    """ReDoS guard with a generous bound (a safety test, not a benchmark)."""
+    import time
+
+    t0 = time.perf_counter()
+    mime.decode_words(raw, [])
+    parse_mail(f"From: {raw} <a@kpn.example>\nSubject: {raw}\n\nx".encode())
+    assert time.perf_counter() - t0 < 2.0

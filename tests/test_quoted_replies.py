@@ -124,3 +124,18 @@ def test_f05_after_f01_resolves_the_incident(app):
     assert "status nieuw -> opgelost" in out.reason
     notice = app.store.db.one("SELECT status, text FROM notices WHERE id=?", (out.notice_id,))
     assert notice["status"] == "opgelost" and "11:02" in notice["text"]
+
+
+@pytest.mark.parametrize("line", [
+    "on " + "wrote on " * 77, "op " + "schreef op " * 40 + ":", "On a wrote:" * 60,
+    "Op " + "a " * 340 + "schreef:",
+])
+def test_the_quote_finder_is_linear_on_hostile_lines(line):
+    """Thousands of look-alike attribution lines, each followed by a quote (ReDoS guard; a
+    generous bound: a safety test, not a benchmark)."""
+    import time
+
+    text = "\n".join([line, "> q"] * 3000)
+    t0 = time.perf_counter()
+    forwards.own_text(text)
+    assert time.perf_counter() - t0 < 2.0
