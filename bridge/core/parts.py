@@ -45,6 +45,7 @@ def part_bytes(part: Message) -> bytes:
 
 
 def part_charset(part: Message) -> str | None:
+    """The part's declared charset (lower case), or None when absent or unparsable."""
     try:
         return part.get_content_charset()
     except Exception:
@@ -200,6 +201,7 @@ def _may_be_mail(name: str) -> bool:
 
 
 def bytes_message(data: bytes) -> Message | None:
+    """Bytes of an attached mail (an ``*.eml`` file) parsed as a message, or None."""
     try:
         return email.message_from_bytes(data, policy=email.policy.default)
     except Exception:
