@@ -1,11 +1,15 @@
 """SMTP latency benchmark: end of DATA -> channel send, through the real daemon parts.
 
-    .venv/bin/python bench/smtp_latency.py [--mails 200]
+    .venv/bin/python bench/smtp_latency.py [--mails 200] [--mix]
 
 Runs the App (SMTP intake on a free port, processor, dispatcher, console channel writing
 to a file) in this process, sends ``--mails`` outage mails with distinct tickets with
 smtplib from a thread, and measures for each the time from the client sending the end of
 DATA to the channel's send. Prints p50/p90/p99/max. Target: p50 < 50 ms.
+
+``--mix``: every third mail is sample 01 as is, one a report in UTF-8 labelled ISO-8859-1
+(charset detection runs), one a maintenance mail whose window is only in an iCalendar part
+(calendar parsing runs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,18 +35,83 @@ from bridge.app import App  # noqa: E402
 from bridge.config import load  # noqa: E402
 
 
-def mail(i: int) -> bytes:
+def mail(i: int, mix: bool = False) -> bytes:
+    if mix and i % 3:
+        return (MIXED[i % 3 - 1].replace("{ticket}", f"{900000000 + i:09d}")
+                .replace("{i}", str(i)).replace("{date}", format_datetime(datetime.now(timezone.utc)))
+                .replace("\n", "\r\n")).encode("utf-8")  # SMTP lines end in CRLF
     raw = sample("01").decode()
     return (raw.replace("INC000012345678", f"INC{900000000 + i:09d}")
                .replace("<inc12345678.1@", f"<bench{i}.1@")).encode()
 
 
+MIXED = [
+    # UTF-8 bytes labelled ISO-8859-1: the declaration does not fit, detection runs
+    """From: "KPN Wholesale Storingsdienst" <storingsmeldingen@wholesale.kpn.example>
+To: noc@cbgconnect.example
+Subject: Storingsmelding KPN: Internet - Earnewald (INC{ticket}) - Nieuw
+Date: {date}
+Message-ID: <bench{i}.1@wholesale.kpn.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset="iso-8859-1"
+Content-Transfer-Encoding: 8bit
+
+Beste partner,
+
+Ticketnummer:       INC{ticket}
+Status:             Nieuw
+Dienst(en):         Internet
+Getroffen gebied:   Earnewâld, Wâlterswâld
+Starttijd:          28-11-2026 08:40
+Verwachte eindtijd: 28-11-2026 13:00
+Omschrijving:       Stroomstoring in de wijkcentrale – monteurs zijn onderweg.
+""",
+    # maintenance whose window is only in a text/calendar part
+    """From: "KPN Wholesale Storingsdienst" <storingsmeldingen@wholesale.kpn.example>
+To: noc@cbgconnect.example
+Subject: Onderhoudsmelding KPN: Internet - Zwolle (CT{ticket}) - Aangekondigd
+Date: {date}
+Message-ID: <bench{i}.1@wholesale.kpn.example>
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="cal-b"
+
+--cal-b
+Content-Type: text/plain; charset="utf-8"
+
+Beste partner,
+
+KPN voert gepland onderhoud uit. Het tijdvenster staat in de agenda-uitnodiging.
+
+--cal-b
+Content-Type: text/calendar; charset="utf-8"; method=REQUEST
+
+BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//KPN//Onderhoud//NL
+METHOD:REQUEST
+BEGIN:VEVENT
+UID:CT{ticket}@kpn.example
+DTSTAMP:20261126T130000Z
+DTSTART:20261202T230000Z
+DTEND:20261203T050000Z
+SUMMARY:Onderhoud Internet Zwolle
+X-MAINTNOTE-MAINTENANCE-ID:CT{ticket}
+X-MAINTNOTE-STATUS:CONFIRMED
+X-MAINTNOTE-IMPACT:OUTAGE
+END:VEVENT
+END:VCALENDAR
+
+--cal-b--
+""",
+]
+
+
 def sender(port: int, n: int, sent_at: dict[int, float], done: asyncio.Event,
-           loop: asyncio.AbstractEventLoop) -> None:
+           loop: asyncio.AbstractEventLoop, mix: bool = False) -> None:
     s = smtplib.SMTP("127.0.0.1", port)
     s.ehlo()
     for i in range(n):
-        data = mail(i)
+        data = mail(i, mix)
         s.mail("storingsmeldingen@wholesale.kpn.example")
         s.rcpt("noc@localhost")
         # smtplib.data sends the body and the final "." and waits for the 250: time the
@@ -53,7 +124,7 @@ def sender(port: int, n: int, sent_at: dict[int, float], done: asyncio.Event,
     loop.call_soon_threadsafe(done.set)
 
 
-async def bench(n: int) -> list[float]:
+async def bench(n: int, mix: bool = False) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = load(write_config(Path(tmp), smtp=True, smtp_port=port))
@@ -75,7 +146,7 @@ async def bench(n: int) -> list[float]:
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         await asyncio.gather(
-            asyncio.to_thread(sender, port, n, sent_at, done, loop),
+            asyncio.to_thread(sender, port, n, sent_at, done, loop, mix),
             _wait_for(lambda: len(received) >= n, 60))
         import os
         import signal
@@ -96,10 +167,13 @@ async def _wait_for(cond, timeout: float) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mails", type=int, default=200)
+    p.add_argument("--mix", action="store_true",
+                   help="also mails that need charset detection and calendar parsing")
     args = p.parse_args()
-    lat = sorted(asyncio.run(bench(args.mails)))
+    lat = sorted(asyncio.run(bench(args.mails, args.mix)))
     q = statistics.quantiles(lat, n=100)
-    print(f"SMTP end of DATA -> channel send, {len(lat)} mails")
+    print(f"SMTP end of DATA -> channel send, {len(lat)} mails"
+          + (" (mixed: detection, calendar)" if args.mix else ""))
     print(f"  p50 {q[49] * 1000:.1f} ms, p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, "
           f"max {lat[-1] * 1000:.1f} ms")
 

@@ -14,6 +14,7 @@ parser reads it from there (``sm.int("port", SmtpConfig.port)``).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import tomllib
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, TypeVar, cast
 
+from bridge.core.automatic import DEFAULT_RULES as DEFAULT_AUTOMATIC
+from bridge.core.automatic import AutomaticRules
 from bridge.core.models import Organisation
 from bridge.core.senders import SenderRules
 
@@ -203,6 +206,14 @@ class InboundConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    """How mails are read ([mail]): the charsets detection chooses among when a body's
+    declared charset does not fit its bytes."""
+
+    charsets: tuple[str, ...] = ("utf-8", "windows-1252", "iso-8859-15", "utf-16")
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     settings: SettingsTable  # the channel module's own frozen dataclass
     type: str = "console"
@@ -227,6 +238,8 @@ class Config:
     imap: ImapSettings | None = None
     web: WebSettings | None = None
     mail_out: MailOutSettings | None = None
+    automatic: AutomaticRules = DEFAULT_AUTOMATIC  # [automatic]
+    mail: MailConfig = MailConfig()
 
     def parts(self) -> dict[str, SettingsTable]:
         """The optional parts configured, by name (in OPTIONAL_PARTS order)."""
@@ -414,6 +427,23 @@ def parse(data: dict, path: Path) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
+    from bridge.core import automatic as core_automatic
+
+    try:
+        automatic = core_automatic.rules_from_config(top.raw("automatic"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    ma = top.table("mail")
+    mail = MailConfig(charsets=ma.strs("charsets", MailConfig.charsets))
+    for cs in mail.charsets:
+        try:
+            codecs.lookup(cs)
+        except LookupError:
+            raise ma.fail("charsets", f"unknown charset {cs!r}") from None
+    if not mail.charsets:
+        raise ma.fail("charsets", "must list at least one charset")
+    ma.done()
+
     ch = top.table("channel")
     ctype = ch.str("type", ChannelConfig.type)
     mod = channel_module(ctype)
@@ -456,6 +486,8 @@ def parse(data: dict, path: Path) -> Config:
         imap=parts.get("imap"),
         web=parts.get("web"),
         mail_out=parts.get("mail_out"),
+        automatic=automatic,
+        mail=mail,
     )
     for name, spec in OPTIONAL_CHECKS.items():
         if name in parts:

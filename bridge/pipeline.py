@@ -1,12 +1,14 @@
 """One mail's path through the core, and into the store as a notice with its deliveries.
 
-    stored raw mail -> core.mail -> core.senders -> core.report -> core.incidents
-        -> core.render -> store (incident + notice + deliveries, one transaction)
+    stored raw mail -> core.mail -> core.admission (automatic mail, senders, unreadable)
+        -> core.report (+ core.calendar) -> core.incidents -> core.render
+        -> store (incident + notice + deliveries, one transaction)
 
 Every mail ends with an outcome and a reason, in the store and in one log line:
 ``queued`` (a notice for every subscriber), ``duplicate`` (nothing new, or older than what
-was sent), ``review`` (a human decides) or ``rejected`` (not from an allowed sender, or not
-a mail at all).
+was sent), ``review`` (a human decides) or ``rejected`` (an automatic mail, not from an
+allowed sender, or not a mail at all). Where decoding the mail had to guess, the reason
+says so ("...; decoding: body charset guessed as utf-8 (declared iso-8859-1)").
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Callable
 from bridge import faults
 from bridge.config import Config
 from bridge.core import incidents as core_incidents
+from bridge.core.admission import admit
+from bridge.core.calendar import complete_report
 from bridge.core.mail import MailError, parse_mail
 from bridge.core.models import OutageReport, ParsedMail
 from bridge.core.render import Rendered, Renderer, fallback_from_subject
-from bridge.core.report import ReportRules, extract_report
-from bridge.core.senders import authorise
+from bridge.core.report import extract_report
 from bridge.events import EventBus, MailProcessed, ReviewDecided
 from bridge.store import Store, StoreError
 from bridge.templates import template_loader
@@ -61,6 +64,23 @@ class Preview:
     text: str | None = None
 
 
+def read_mail(data: bytes, cfg: Config) -> ParsedMail:
+    """parse_mail as configured: which forwards are followed (the sender rules) and the
+    charsets decoding may guess among."""
+    return parse_mail(data, tz=cfg.parser.timezone, senders=cfg.senders,
+                      charsets=cfg.mail.charsets)
+
+
+def read_report(mail: ParsedMail, cfg: Config) -> OutageReport:
+    """extract_report, with what the mail's iCalendar part adds (core.calendar)."""
+    return complete_report(extract_report(mail, cfg.parser), mail.calendar)
+
+
+def decoding_note(mail: ParsedMail) -> str:
+    """"; decoding: ..." for an outcome reason when decoding had to guess, else ""."""
+    return f"; decoding: {'; '.join(mail.notes)}" if mail.notes else ""
+
+
 @dataclass(frozen=True)
 class Analysis:
     """One mail read by the core: :func:`parse_mail`, then :func:`extract_report`, each
@@ -80,17 +100,17 @@ class Analysis:
         return f"{type(e).__name__}: {e}" if e is not None else None
 
 
-def analyse(data: bytes, rules: ReportRules) -> Analysis:
+def analyse(data: bytes, cfg: Config) -> Analysis:
     """The one way a mail is read: by processing, ``bridge preview`` and the review queue.
 
     Pure and possibly slow (MIME walk, HTML to text, report extraction): the daemon runs it
     in a worker thread. Never raises for the mail's content; see :class:`Analysis`."""
     try:
-        mail = parse_mail(data, tz=rules.timezone)
+        mail = read_mail(data, cfg)
     except MailError as e:
         return Analysis(None, mail_error=e)
     try:
-        return Analysis(mail, extract_report(mail, rules))
+        return Analysis(mail, read_report(mail, cfg))
     except Exception as e:  # noqa: BLE001 - processing decides (review), with the error
         return Analysis(mail, report_error=e)
 
@@ -116,30 +136,33 @@ class Pipeline:
         """What processing would decide for this mail, and the exact notice text; stores and
         sends nothing.
 
-        The same steps as :meth:`process`: a readable mail, the sender allow-list (with the
-        forward rules), the report, the review rule. Without the store it judges the mail on
+        The same steps as :meth:`process`: a readable mail, its admission (automatic mail,
+        the sender allow-list with the forward rules, a readable body), the report, the review
+        rule. Without the store it judges the mail on
         its own: it cannot know earlier mails, so a repeat is previewed as new (ingest would
         say ``duplicate``) and an update is rendered without the incident's previous report.
         """
-        a = analyse(data, self.cfg.parser)
+        a = analyse(data, self.cfg)
         if a.mail is None:
             return Preview("rejected", f"not a readable mail: {a.mail_error}")
-        verdict = authorise(a.mail, self.cfg.senders)
-        if not verdict.allowed:
-            return Preview("rejected", verdict.reason)
+        mail = a.mail
+        note = decoding_note(mail)
+        admission = admit(mail, self.cfg.senders, self.cfg.automatic)
+        if admission.outcome != "accept":
+            return Preview(admission.outcome, admission.reason + note)
         report = a.report
         if report is None:  # processing sends such a mail to review
             return Preview("review", f"could not be processed ({a.error_text})")
         decision = core_incidents.decide(report, None)
         if decision.action != "notice":
-            return Preview("review", decision.reason)
+            return Preview("review", decision.reason + note)
         rendered = self.renderer.render_notice(report)
         reason = decision.reason
-        if verdict.forwarded_by:
-            reason += f" (forwarded by {verdict.forwarded_by})"
+        if admission.forwarded_by:
+            reason += f" (forwarded by {admission.forwarded_by})"
         if rendered.fallback:
             reason += f"; template {rendered.template} failed ({rendered.error}), built-in text"
-        return Preview("notice", reason, rendered.text)
+        return Preview("notice", reason + note, rendered.text)
 
     # -- processing -------------------------------------------------------------------------------
     def process_pending(self) -> list[Outcome]:
@@ -157,7 +180,7 @@ class Pipeline:
         stored = self.store.mails.get(mail_id)
         analysis = None
         if stored is not None and not stored.outcome:
-            analysis = await asyncio.to_thread(analyse, stored.data or b"", self.cfg.parser)
+            analysis = await asyncio.to_thread(analyse, stored.data or b"", self.cfg)
         return self.process(mail_id, analysis)
 
     def process(self, mail_id: int, analysis: Analysis | None = None) -> Outcome:
@@ -198,14 +221,16 @@ class Pipeline:
             return Outcome(mail_id, "rejected", "no such mail")
         if stored.outcome:
             return self._done_meanwhile(mail_id) or Outcome(mail_id, stored.outcome, "")
-        a = analysis or analyse(stored.data or b"", self.cfg.parser)
+        a = analysis or analyse(stored.data or b"", self.cfg)
         mail = a.mail
         if mail is None:
             return self._finish(mail_id, "rejected", f"not a readable mail: {a.mail_error}")
 
-        verdict = authorise(mail, self.cfg.senders)
-        if not verdict.allowed:
-            return self._finish(mail_id, "rejected", verdict.reason)
+        # Rejections (automatic mail, senders) come before any incident or supersede work.
+        note = decoding_note(mail)
+        admission = admit(mail, self.cfg.senders, self.cfg.automatic)
+        if admission.outcome == "rejected":
+            return self._finish(mail_id, "rejected", admission.reason + note)
 
         for mid in {stored.message_id, mail.effective.message_id} - {None}:
             earlier = self.store.mails.seen_before(mail_id, mid, stored.sha256)
@@ -214,6 +239,13 @@ class Pipeline:
                                     f"same Message-ID or bytes as mail {earlier}")
         if self.store.mails.seen_before(mail_id, None, stored.sha256):
             return self._finish(mail_id, "duplicate", "same bytes as an earlier mail")
+        if admission.outcome == "review":  # no readable report, or a forwarder's own words
+            with self.store.tx():
+                done = self._done_meanwhile(mail_id)
+                if done:
+                    return done
+                self.store.mails.add_review(mail_id, admission.reason + note)
+                return self._finish(mail_id, "review", admission.reason + note)
 
         report = a.report
         if report is None:
@@ -227,8 +259,9 @@ class Pipeline:
             known = self.store.incidents.get(source, report.ticket) if report.ticket else None
             decision = core_incidents.decide(report, known)
             if decision.action == "review":
-                self.store.mails.add_review(mail_id, decision.reason)
-                return self._finish(mail_id, "review", decision.reason, ticket=report.ticket)
+                self.store.mails.add_review(mail_id, decision.reason + note)
+                return self._finish(mail_id, "review", decision.reason + note,
+                                    ticket=report.ticket)
             if decision.action in ("duplicate", "outdated"):
                 reason = decision.reason if decision.action == "duplicate" else f"outdated: {decision.reason}"
                 return self._finish(mail_id, "duplicate", reason,
@@ -245,10 +278,11 @@ class Pipeline:
                 report=report, fallback=rendered.fallback)
             queued, superseded = self.store.deliveries.fan_out(notice_id, incident_id)
             reason = decision.reason
-            if verdict.forwarded_by:
-                reason += f" (forwarded by {verdict.forwarded_by})"
+            if admission.forwarded_by:
+                reason += f" (forwarded by {admission.forwarded_by})"
             if superseded:
                 reason += f"; {superseded} older unsent deliveries superseded"
+            reason += note
             return self._finish(mail_id, "queued", reason, incident_id=incident_id,
                                 notice_id=notice_id, queued=queued, ticket=report.ticket)
 
@@ -316,7 +350,7 @@ class Pipeline:
         """:func:`analyse` for the review queue: the mail (raises MailError when it is not
         readable), its report or None, and the extraction error (the bug that may have sent
         the mail to review)."""
-        a = analyse(data, self.cfg.parser)
+        a = analyse(data, self.cfg)
         if a.mail is None:
             assert a.mail_error is not None
             raise a.mail_error

@@ -220,12 +220,16 @@ def test_a_receipt_for_each_outcome_threaded_to_the_forwarded_mail(daemon, relay
     assert "bridge review approve 1" in r3.body  # no console_url: the commands
     assert "controle 2" in r4.body
 
-    # rejected: the forwarder sent a question, not a KPN mail
-    send(daemon.port, plain("vraag@cbgconnect.example"))
+    # rejected: the forwarder forwarded a mail that is not from KPN
+    foreign = (sample("06")
+               .replace(b"storingsmeldingen@wholesale.kpn.example", b"noc@elders.example")
+               .replace(b"179586476379.10032.2702190945848034359@cbgconnect.example",
+                        b"vraag@cbgconnect.example"))
+    send(daemon.port, foreign)
     r = relay.wait(5)[4]
     assert r.message["In-Reply-To"] == "<vraag@cbgconnect.example>"
-    assert unfold(r.message["Subject"]) == "Re: Vraag"
-    assert "Je mail is niet verwerkt" in r.body and "geen doorgestuurde KPN-mail" in r.body
+    assert unfold(r.message["Subject"]).startswith("Re: FW: Storingsmelding KPN")
+    assert "Je mail is niet verwerkt" in r.body and "niet van een bekend KPN-adres" in r.body
 
     # the review items are decided with the CLI (another process): the daemon mails that
     bridge(daemon.config, "review", "approve", "1")

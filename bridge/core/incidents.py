@@ -40,8 +40,13 @@ def is_older(report: OutageReport, known: OutageReport) -> bool:
     """True when ``report`` describes an earlier moment of the incident than ``known``.
 
     Mail times decide; equal or missing times fall back to the usual order of statuses
-    (nieuw < update < opgelost), so a late copy of "nieuw" never follows "opgelost".
+    (nieuw < update < opgelost), so a late copy of "nieuw" never follows "opgelost". Two
+    revisions of one calendar event (maintenance invitations) are ordered by their
+    iCalendar SEQUENCE first (RFC 5545 3.8.7.4).
     """
+    if report.sequence is not None and known.sequence is not None \
+            and report.sequence != known.sequence:
+        return report.sequence < known.sequence
     if report.sent_at and known.sent_at and report.sent_at != known.sent_at:
         return report.sent_at < known.sent_at
     return STATUS_RANK.get(report.status or "", 0) < STATUS_RANK.get(known.status or "", 0)

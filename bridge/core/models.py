@@ -45,6 +45,49 @@ class Envelope:
     # From header fields of a mail's real headers: RFC 5322 allows one; a second one is a
     # classic spoof (checks and the allow-list may each read another one)
     from_count: int = 1
+    # The header fields of a mail's real headers (the outer mail, an attached original) as
+    # (lower-case name, unfolded value) in order, bounded in number and length; read by
+    # core.automatic (Auto-Submitted, Precedence, X-Autoreply, Return-Path, ...). Empty for an
+    # inline forward, whose header lines are only text.
+    headers: tuple[tuple[str, str], ...] = ()
+    # The report-type of a multipart/report (RFC 6522) in the mail's own MIME tree, lower
+    # case: "delivery-status" (a DSN, RFC 3464), "disposition-notification" (an MDN, RFC
+    # 8098), ...; also set when a message/delivery-status or message/disposition-notification
+    # part stands on its own. None for any other mail.
+    report_type: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+
+@dataclass(frozen=True)
+class CalendarFacts:
+    """One event of an iCalendar (RFC 5545) part, as carriers send maintenance windows,
+    with the maintenance-notification BCOP's ``X-MAINTNOTE-*`` properties when present.
+
+    Datetimes are timezone-aware UTC. ``status`` is a report status (``aangekondigd``,
+    ``geannuleerd``, ``update``, ``opgelost``) or None; ``ticket`` is the BCOP's
+    MAINTENANCE-ID, else the event's UID; ``sequence`` (RFC 5545 SEQUENCE) orders revisions
+    of one UID.
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+    summary: str = ""
+    location: str = ""
+    status: Status | None = None
+    ticket: str | None = None
+    uid: str | None = None
+    sequence: int | None = None
+    method: str | None = None  # the calendar's METHOD (REQUEST, CANCEL, PUBLISH), upper case
+    provider: str = ""  # X-MAINTNOTE-PROVIDER
+    account: str = ""  # X-MAINTNOTE-ACCOUNT
+    impact: str = ""  # X-MAINTNOTE-IMPACT (NO-IMPACT, REDUCED-REDUNDANCY, DEGRADED, OUTAGE)
+    objects: tuple[str, ...] = ()  # X-MAINTNOTE-OBJECT-ID values
+    maintenance: bool = False  # the event carries X-MAINTNOTE-* properties (BCOP)
+    events: int = 1  # VEVENTs in the calendar (the first one with a start is read)
 
 
 @dataclass(frozen=True)
@@ -60,6 +103,15 @@ class ParsedMail:
     forward: Literal["inline", "attachment"] | None
     text: str  # plain text of the (original) body, normalised newlines
     forward_comment: str = ""  # what the forwarder wrote above the forward; never sent
+    # Why the body gave no text a report can be read from (only an image, encrypted S/MIME,
+    # an unreadable winmail.dat, an empty body, ...), in words an operator understands; None
+    # when there is text. Such a mail goes to review, never to a notice from its subject.
+    unreadable: str | None = None
+    # Where decoding had to guess or repair ("body charset guessed as utf-8 (declared
+    # iso-8859-1)"); stored with the mail's outcome reason.
+    notes: tuple[str, ...] = ()
+    # What an iCalendar (text/calendar) part of the report's mail says, or None.
+    calendar: "CalendarFacts | None" = None
 
     @property
     def effective(self) -> Envelope:
@@ -88,6 +140,9 @@ class OutageReport:
     downtime_minutes: int | None = None  # maintenance: announced interruption length
     description: str = ""
     sent_at: datetime | None = None  # Date header of the (original) mail, UTC
+    # The iCalendar SEQUENCE of the mail's maintenance event (RFC 5545 3.8.7.4): a higher one
+    # is a later revision of the same event, whatever the mails' dates say
+    sequence: int | None = None
 
     def key_facts(self) -> tuple:
         """The facts that make two reports of one incident the same update."""
@@ -118,6 +173,8 @@ class OutageReport:
             "downtime_minutes": self.downtime_minutes,
             "description": self.description,
             "sent_at": dt(self.sent_at),
+            # only when there is one: reports without a calendar keep their JSON shape
+            **({"sequence": self.sequence} if self.sequence is not None else {}),
         }
 
     @classmethod
@@ -140,6 +197,7 @@ class OutageReport:
             downtime_minutes=d.get("downtime_minutes"),
             description=d.get("description", ""),
             sent_at=dt(d.get("sent_at")),
+            sequence=d.get("sequence"),
         )
 
 

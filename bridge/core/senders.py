@@ -35,9 +35,14 @@ class SenderRules:
 
 @dataclass(frozen=True)
 class Verdict:
+    """``allowed``: the mail may carry a report. ``review``: not allowed as a report, but
+    from someone we trust (a listed forwarder writing in their own words): a person
+    decides."""
+
     allowed: bool
     reason: str
     forwarded_by: str | None = None
+    review: bool = False
 
 
 def listed(address: str, entries: tuple[str, ...]) -> bool:
@@ -192,7 +197,8 @@ def authentication_problem(env: Envelope, rules: SenderRules) -> str | None:
 
 
 def authorise(mail: ParsedMail, rules: SenderRules) -> Verdict:
-    """A KPN sender is allowed as is; a listed forwarder only with a KPN original inside.
+    """A KPN sender is allowed as is; a listed forwarder only with a KPN original inside
+    (without a forwarded mail it goes to review: ``review`` is set).
 
     With ``rules.require_dmarc_pass`` the From of the mail as received (the KPN sender, or the
     forwarder) must also pass :func:`authentication_problem`. A mail (or attached original)
@@ -203,7 +209,7 @@ def authorise(mail: ParsedMail, rules: SenderRules) -> Verdict:
         if env is not None and env.from_count > 1:
             return Verdict(False, f"{what} has {env.from_count} From headers")
     verdict = _listed(mail, rules)
-    if verdict.allowed and rules.require_dmarc_pass:
+    if (verdict.allowed or verdict.review) and rules.require_dmarc_pass:
         problem = authentication_problem(mail.outer, rules)
         if problem is not None:
             return Verdict(False, f"{verdict.reason}, but {problem}")
@@ -216,7 +222,10 @@ def _listed(mail: ParsedMail, rules: SenderRules) -> Verdict:
         return Verdict(True, f"from KPN sender {sender}")
     if mail.outer.from_addr and listed(mail.outer.from_addr, rules.forwarders):
         if mail.original is None:
-            return Verdict(False, f"forwarder {sender} sent no forwarded KPN mail")
+            # A trusted person writing in their own words (about an outage, perhaps): not a
+            # report the bridge can read, but not to be thrown away either.
+            return Verdict(False, f"forwarder {sender} sent no forwarded KPN mail"
+                                  " (their own words; an operator decides)", review=True)
         orig = mail.original.from_addr or "(unknown sender)"
         if listed(orig, rules.kpn):
             return Verdict(True, f"forwarded by {sender} from KPN sender {orig}", sender)

@@ -19,6 +19,12 @@ _RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p, re.IGNORECASE)
     (r"not a readable mail", "De mail kon niet gelezen worden (geen geldige mail)."),
     (r"has \d+ From headers", "De mail heeft meer dan één afzender (From); zo'n mail wordt"
      " nooit verwerkt."),
+    (r"sent no forwarded KPN mail .*own words", "In je mail zat geen doorgestuurde KPN-mail;"
+     " een collega beoordeelt je bericht. Wil je een KPN-mail laten versturen, stuur die"
+     " dan door (of als bijlage)."),
+    (r"no readable report", "In de mail staat geen leesbare melding (bijvoorbeeld alleen"
+     " een afbeelding, een versleutelde mail of een beschadigde winmail.dat); een collega"
+     " beoordeelt hem."),
     (r"sent no forwarded KPN mail", "In je mail zat geen doorgestuurde KPN-mail. Stuur de"
      " KPN-mail door (of als bijlage), niet een eigen bericht."),
     (r"the original is from .*, not a listed KPN sender", "De doorgestuurde mail komt niet van"
