@@ -88,6 +88,10 @@ class OutageReport:
     downtime_minutes: int | None = None  # maintenance: announced interruption length
     description: str = ""
     sent_at: datetime | None = None  # Date header of the (original) mail, UTC
+    # Signs that the mail is about one end customer's line, not an area (a customer label
+    # such as "Klantnaam", a phrase such as "uw melding", a street address): each as a short
+    # phrase for the review reason, never the customer's data. In the JSON only when any.
+    customer_signals: tuple[str, ...] = ()
 
     def key_facts(self) -> tuple:
         """The facts that make two reports of one incident the same update."""
@@ -98,12 +102,13 @@ class OutageReport:
         )
 
     def to_json(self) -> dict:
-        """A JSON-ready dict (datetimes as ISO 8601 UTC strings)."""
+        """A JSON-ready dict (datetimes as ISO 8601 UTC strings); ``customer_signals`` only
+        when there are any, so an area report keeps its shape."""
 
         def dt(v: datetime | None) -> str | None:
             return v.isoformat() if v else None
 
-        return {
+        doc = {
             "ticket": self.ticket,
             "kind": self.kind,
             "status": self.status,
@@ -119,6 +124,9 @@ class OutageReport:
             "description": self.description,
             "sent_at": dt(self.sent_at),
         }
+        if self.customer_signals:
+            doc["customer_signals"] = list(self.customer_signals)
+        return doc
 
     @classmethod
     def from_json(cls, d: dict) -> "OutageReport":
@@ -140,6 +148,7 @@ class OutageReport:
             downtime_minutes=d.get("downtime_minutes"),
             description=d.get("description", ""),
             sent_at=dt(d.get("sent_at")),
+            customer_signals=tuple(d.get("customer_signals", ())),
         )
 
 

@@ -46,6 +46,7 @@ from bridge.core.labels import (
     CompiledRules,
     ReportRules,
     label_key,
+    match_label,
     rules_from_config,
 )
 from bridge.core.labels import compile_rules as _compile  # the name the reader has always used
@@ -143,6 +144,27 @@ def _is_generic_label(indent: str, label: str, loose: bool, value_col: int | Non
         value_col is None or _width(indent) < value_col)
 
 
+_COLUMN_GAP = re.compile(r" {2,}+|\t")
+
+
+def _aligned_label(line: str, c: CompiledRules) -> tuple[str, str, str, int] | None:
+    """``("known", field, value, value column)`` for an aligned ``Label    value`` line
+    whose label is a configured one with qualifier words ("Begin storing     09:42"), else
+    None. Whole configured labels are found by ``CompiledRules.known_label_prefix``."""
+    rest = line.lstrip(" \t")
+    gap = _COLUMN_GAP.search(rest, 0, 61)
+    if gap is None or gap.start() == 0:
+        return None
+    value = rest[gap.end():].strip()
+    if not value:
+        return None
+    field = match_label(rest[:gap.start()], c)
+    if field is None:
+        return None
+    start = len(line) - len(rest) + gap.end()
+    return ("known", field, value.strip("|").strip(), _width(line[:start]))
+
+
 def _classify(line: str, c: CompiledRules, value_col: int | None = None,
               in_sentence: bool = False) -> tuple[str, str | None, str, int] | None:
     """``("known", field, value, value column)`` / ``("other", None, value, value column)``
@@ -151,7 +173,7 @@ def _classify(line: str, c: CompiledRules, value_col: int | None = None,
     :func:`_is_generic_label`."""
     m = _label_line(line)
     if m:
-        field = c.label_field.get(label_key(m[1]))
+        field = match_label(m[1], c)
         if field:
             return ("known", field, m[2].strip().strip("|").strip(),
                     _width(line[: len(line) - len(m[2])]))
@@ -162,6 +184,9 @@ def _classify(line: str, c: CompiledRules, value_col: int | None = None,
             if field:
                 return ("known", field, m2.group("value").strip().strip("|").strip(),
                         _width(line[: m2.start("value")]))
+    aligned = _aligned_label(line, c)
+    if aligned is not None:
+        return aligned
     if m and _is_generic_label(m[0], m[1], m[3], value_col, in_sentence):
         return ("other", None, m[2], _width(line[: len(line) - len(m[2])]))
     return None
@@ -448,6 +473,7 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
 
     downtime = parse_duration_minutes(labels.get("downtime"))
     description = labels.get("description", "")
+    signals = customer_signals(text, subject, c)
 
     return OutageReport(
         ticket=ticket,
@@ -464,4 +490,47 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         downtime_minutes=downtime,
         description=description,
         sent_at=env.date,
+        customer_signals=signals,
     )
+
+
+_SIGNAL_LINES = 400  # lines of a body searched for customer labels and addresses
+
+
+def customer_signals(text: str, subject: str, c: CompiledRules) -> tuple[str, ...]:
+    """Signs that a mail is about one end customer's line rather than an area outage, for
+    the review reason (:mod:`bridge.core.confidence`): ``label "Klantnaam"`` for a
+    ``customer_labels`` label with a value, ``phrase "uw melding"`` for a ``customer_phrases``
+    phrase in the subject or the body, ``a street address with house number and postcode``
+    for an ``address_pattern`` match at the start of a line or in a place or customer value.
+    Only the text above the greeting counts (a sender's own address in a signature is no
+    sign). Never the customer's data itself. At most one sign of each kind."""
+    out: list[str] = []
+    body: list[str] = []
+    for line in text.split("\n")[:_SIGNAL_LINES]:
+        if c.signature.match(line):
+            break
+        body.append(line)
+    label = address = None
+    for line in body:
+        m = _label_line(line)
+        field = match_label(m[1], c) if m else None
+        if label is None and field == "customer" and m[2].strip(" -|:"):
+            label = m[1].strip().lstrip("-*\u2022 ").strip()
+        if address is None:
+            found = c.address.search(line)
+            if found is not None:
+                before = line[:found.start()].strip(" \t-*\u2022|")
+                if not before or (field in ("customer", "places")
+                                  and before.rstrip(": |\t") == m[1].strip()):
+                    address = "a street address with house number and postcode"
+    if label:
+        out.append(f'label "{label}"')
+    if c.customer_phrases is not None:
+        found = c.customer_phrases.search(subject) or c.customer_phrases.search("\n".join(body))
+        if found:
+            phrase = " ".join(found.group(0).split())
+            out.append(f'phrase "{phrase}"')
+    if address:
+        out.append(address)
+    return tuple(out)
