@@ -1,13 +1,18 @@
 """Threading and dedupe decisions: given what we know of an incident, is this report new?
 
-Pure: the caller reads the incident's state from the store and acts on the decision.
+Pure: the caller reads the incident's state from the store, and the moment of deciding from
+its clock, and acts on the decision. The doubts that send a report to review (stale, a
+maintenance window already over or missing, one customer's line, a thin outage) are in
+:mod:`bridge.core.confidence`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
+from bridge.core.confidence import DEFAULT_REVIEW_RULES, ReviewRules, doubt
 from bridge.core.models import STATUS_RANK, OutageReport
 
 Action = Literal["notice", "duplicate", "outdated", "review"]
@@ -47,31 +52,41 @@ def is_older(report: OutageReport, known: OutageReport) -> bool:
     return STATUS_RANK.get(report.status or "", 0) < STATUS_RANK.get(known.status or "", 0)
 
 
-def decide(report: OutageReport, known: IncidentState | None) -> Decision:
-    """What to do with a report of an allowed sender.
+def decide(report: OutageReport, known: IncidentState | None, *, now: datetime | None = None,
+           rules: ReviewRules = DEFAULT_REVIEW_RULES) -> Decision:
+    """What to do with a report of an allowed sender, as of ``now``.
 
     - no ticket or no status: review (a human decides; never straight to customers);
-    - unknown incident: a notice;
     - same status and same (expected) end as the last notice: duplicate (e.g. the same mail
       by IMAP and by a forward);
     - older than the last notice: outdated (never send an older update after a newer one);
-    - otherwise (a new status, a changed expected end): a notice.
+    - a doubt of :func:`bridge.core.confidence.doubt` (stale, maintenance window over or
+      missing, one customer's line, a thin outage): review, with its reason;
+    - unknown incident: a notice; otherwise (a new status, a changed expected end): a notice.
+
+    ``now``: the moment of deciding, a timezone-aware datetime the shell passes in (the
+    daemon's clock, ``bridge ingest --now``); None skips the checks that need it.
+    ``rules``: config ``[review]``.
     """
     why = needs_review(report)
     if why:
         return Decision("review", why)
+    if known is not None:
+        if report.key_facts() == known.report.key_facts():
+            return Decision(
+                "duplicate",
+                f"incident {known.id} already has status {known.status} with the same end time",
+            )
+        if is_older(report, known.report):
+            return Decision(
+                "outdated",
+                f"older than the last update of incident {known.id} ({known.status}); not sent",
+            )
+    why = doubt(report, known.report if known else None, now, rules)
+    if why:
+        return Decision("review", why)
     if known is None:
         return Decision("notice", f"new {report.kind} {report.ticket} ({report.status})")
-    if report.key_facts() == known.report.key_facts():
-        return Decision(
-            "duplicate",
-            f"incident {known.id} already has status {known.status} with the same end time",
-        )
-    if is_older(report, known.report):
-        return Decision(
-            "outdated",
-            f"older than the last update of incident {known.id} ({known.status}); not sent",
-        )
     if report.status != known.status:
         change = f"status {known.status} -> {report.status}"
     else:
