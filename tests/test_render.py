@@ -207,8 +207,10 @@ def test_golden_builtin_default(renderer: Renderer, name: str) -> None:
 
 def test_example_from_brief(renderer: Renderer) -> None:
     text = renderer.render_notice(R01).text
+    # issue 11 item 7: the postcodes named in the mail are in the notice
     assert text.startswith(
         "*Storing internet en bellen* in Amersfoort en Leusden sinds za 28 nov 09:42.\n"
+        "Postcodes: 3811, 3812 en 3831.\n"
         "Verwacht herstel: 14:00.\n"
     )
     assert text.endswith("\n\n— CBG Connect (ref. INC000012345678)")
@@ -224,7 +226,8 @@ def test_key_facts_in_notices(renderer: Renderer) -> None:
     no_modem = renderer.render_notice(dataclasses.replace(R03, description="Verholpen.")).text
     assert "modem" not in no_modem
     mnt = renderer.render_notice(R05).text
-    assert "do 3 dec 00:00 tot 06:00" in mnt and "4 uur" in mnt
+    # issue 11 item 7: a night window names both days
+    assert "nacht van wo 2 op do 3 dec, 00:00\u201306:00" in mnt and "4 uur" in mnt
     assert "geannuleerd" in renderer.render_notice(R05_CANCEL).text
     assert "geannuleerd" in renderer.render_notice(R01_CANCEL).text
 
