@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from bridge.core.confidence import ReviewRules
 from bridge.core.models import Organisation
 from bridge.core.senders import SenderRules
 
@@ -206,6 +207,7 @@ class Config:
     keywords: Any  # bridge.core.inbound.Keywords
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)  # parsed optional parts: "imap", "web"
+    review: ReviewRules = field(default_factory=ReviewRules)  # [review]: when in doubt
 
 
 # Optional top-level parts parsed by their own modules: name -> "module:function".
@@ -393,6 +395,14 @@ def parse(data: dict, path: Path) -> Config:
         if name in data:
             extra[name] = _load_callable(spec)(top.table(name), base)
 
+    rv = top.table("review")
+    review = ReviewRules(
+        max_mail_age_hours=rv.float("max_mail_age_hours", ReviewRules.max_mail_age_hours,
+                                    min=0.1, max=24 * 365),
+        timezone=organisation.timezone,
+    )
+    rv.done()
+
     lg = top.table("logging")
     level = lg.str("level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     lg.done()
@@ -413,6 +423,7 @@ def parse(data: dict, path: Path) -> Config:
         keywords=keywords,
         log_level=level,
         extra=extra,
+        review=review,
     )
 
 

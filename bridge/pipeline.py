@@ -3,6 +3,10 @@
     stored raw mail -> core.mail -> core.senders -> core.report -> core.incidents
         -> core.render -> store (incident + notice + deliveries, one transaction)
 
+Decisions and notices are made as of "now": the real clock (the daemon), or a moment a
+caller passes (``bridge ingest --now``, tests). The core reads no clock; this module hands
+it the moment.
+
 Every mail ends with an outcome and a reason, in the store and in one log line:
 ``queued`` (a notice for every subscriber), ``duplicate`` (nothing new, or older than what
 was sent), ``review`` (a human decides) or ``rejected`` (not from an allowed sender, or not
@@ -18,6 +22,7 @@ import logging
 import re
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from bridge import faults
@@ -105,13 +110,23 @@ def make_renderer(cfg: Config) -> Renderer:
                     loader=template_loader(cfg.render.templates_dir))
 
 
+def utc_now() -> datetime:
+    """The real clock, timezone-aware (UTC): the daemon's "now"."""
+    return datetime.now(timezone.utc)
+
+
 class Pipeline:
+    """``clock``: where "now" comes from when a call does not pass one (default: the real
+    clock, :func:`utc_now`)."""
+
     def __init__(self, cfg: Config, store: Store, renderer: Renderer,
-                 on_queued: Callable[[], None] | None = None):
+                 on_queued: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = utc_now):
         self.cfg = cfg
         self.store = store
         self.renderer = renderer
         self.on_queued = on_queued
+        self.clock = clock
         self.outcomes: dict[str, int] = {}  # for metrics
 
     # -- analysis without side effects ----------------------------------------------------------
@@ -128,9 +143,9 @@ class Pipeline:
         except Exception as e:
             return mail, None, f"{type(e).__name__}: {e}"
 
-    def preview(self, data: bytes) -> "Preview":
-        """What processing would decide for this mail, and the exact notice text; stores and
-        sends nothing.
+    def preview(self, data: bytes, now: datetime | None = None) -> "Preview":
+        """What processing would decide for this mail as of ``now`` (aware; default: the
+        clock), and the exact notice text; stores and sends nothing.
 
         The same steps as :meth:`process`: a readable mail, the sender allow-list (with the
         forward rules), the report, the review rule. Without the store it judges the mail on
@@ -148,10 +163,11 @@ class Pipeline:
             report = extract_report(mail, self.cfg.parser)
         except Exception as e:  # processing sends such a mail to review
             return Preview("review", f"could not be processed ({type(e).__name__}: {e})")
-        decision = core_incidents.decide(report, None)
+        now = now or self.clock()
+        decision = core_incidents.decide(report, None, now=now, rules=self.cfg.review)
         if decision.action != "notice":
             return Preview("review", decision.reason)
-        rendered = self.renderer.render_notice(report)
+        rendered = self.renderer.render_notice(report, now=now)
         reason = decision.reason
         if verdict.forwarded_by:
             reason += f" (forwarded by {verdict.forwarded_by})"
@@ -179,10 +195,13 @@ class Pipeline:
             await asyncio.to_thread(analysis.compute)
         return self.process(mail_id, analysis)
 
-    def process(self, mail_id: int, analysis: "_Analysis | None" = None) -> Outcome:
+    def process(self, mail_id: int, analysis: "_Analysis | None" = None,
+                now: datetime | None = None) -> Outcome:
+        """Decide one stored mail and store the outcome (with a notice and its deliveries when
+        queued), as of ``now`` (aware; default: the clock when the decision is made)."""
         faults.point("process-mail")
         try:
-            result = self._process(mail_id, analysis)
+            result = self._process(mail_id, analysis, now)
         except (StoreError, sqlite3.Error) as e:
             # The store failed: the mail stays unprocessed (nothing lost) and is retried.
             log.error("mail %d: store error, will retry: %s", mail_id, e)
@@ -206,7 +225,8 @@ class Pipeline:
             self.on_queued()
         return result
 
-    def _process(self, mail_id: int, analysis: "_Analysis | None" = None) -> Outcome:
+    def _process(self, mail_id: int, analysis: "_Analysis | None" = None,
+                 now: datetime | None = None) -> Outcome:
         stored = self.store.mails.get(mail_id)
         if stored is None:
             return Outcome(mail_id, "rejected", "no such mail")
@@ -237,7 +257,8 @@ class Pipeline:
             if done:
                 return done
             known = self.store.incidents.get(source, report.ticket) if report.ticket else None
-            decision = core_incidents.decide(report, known)
+            now = now or self.clock()
+            decision = core_incidents.decide(report, known, now=now, rules=self.cfg.review)
             if decision.action == "review":
                 self.store.mails.add_review(mail_id, decision.reason)
                 return self._finish(mail_id, "review", decision.reason, ticket=report.ticket)
@@ -246,7 +267,8 @@ class Pipeline:
                 return self._finish(mail_id, "duplicate", reason,
                                     incident_id=known.id if known else None, ticket=report.ticket)
 
-            rendered = self.renderer.render_notice(report, previous=known.report if known else None)
+            rendered = self.renderer.render_notice(report, previous=known.report if known else None,
+                                                   now=now)
             if rendered.fallback:
                 log.error("mail %d: template %s failed (%s); sent the built-in text instead",
                           mail_id, rendered.template, rendered.error)
@@ -293,7 +315,8 @@ class Pipeline:
             raise LookupError(f"review item {review_id} is already {rv['state']}")
         return rv
 
-    def review_notice(self, mail: ParsedMail, report: OutageReport | None) -> Rendered:
+    def review_notice(self, mail: ParsedMail, report: OutageReport | None,
+                      now: datetime | None = None) -> Rendered:
         """The notice :meth:`approve` sends for a reviewed mail (``bridge review show`` prints it).
 
         ``notices/fallback.j2`` rendered for a report built from the mail's subject and first
@@ -307,7 +330,7 @@ class Pipeline:
         base = report or OutageReport(ticket=None, kind="storing", status=None, subject=subject)
         r = dataclasses.replace(base, status=None, subject=subject,
                                 description=base.description or lines)
-        rendered = self.renderer.render_notice(r)
+        rendered = self.renderer.render_notice(r, now=now or self.clock())
         if rendered.template != "notices/fallback.j2" or rendered.fallback:
             if rendered.fallback:
                 log.error("review: template %s failed (%s); using the built-in text",
