@@ -266,6 +266,7 @@ class Pipeline:
                 reason = decision.reason if decision.action == "duplicate" else f"outdated: {decision.reason}"
                 return self._finish(mail_id, "duplicate", reason,
                                     incident_id=known.id if known else None, ticket=report.ticket)
+            report = decision.report or report  # with facts the update left out carried over
 
             rendered = self.renderer.render_notice(report, previous=known.report if known else None,
                                                    now=now)

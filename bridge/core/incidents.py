@@ -8,6 +8,7 @@ maintenance window already over or missing, one customer's line, a thin outage) 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -29,8 +30,39 @@ class IncidentState:
 
 @dataclass(frozen=True)
 class Decision:
+    """``report``: for a notice about a known incident, the report to render and store: the
+    mail's, with the facts it leaves out carried over from the incident's last report
+    (:func:`carry_over`); None otherwise (use the mail's report)."""
+
     action: Action
     reason: str
+    report: OutageReport | None = None
+
+
+def carry_over(report: OutageReport, previous: OutageReport) -> OutageReport:
+    """``report`` with what it leaves out taken from ``previous`` (the incident's last report
+    of the same kind): places and postcodes when it names neither, services, start and
+    downtime when it names none; for a new or updated outage that says nothing about its end
+    (no end, not "unknown"), the previous end with its flags. An update that only adds news
+    ("the engineer is on site") thus keeps the incident's place and expected end, in its
+    notice and for the next update's "(was …)". The description is never carried over."""
+    if report.kind != previous.kind:
+        return report
+    changes: dict = {}
+    if not report.places and not report.postcodes:
+        changes.update(places=previous.places, postcodes=previous.postcodes)
+    if not report.services:
+        changes["services"] = previous.services
+    if report.start is None:
+        changes["start"] = previous.start
+    if report.downtime_minutes is None:
+        changes["downtime_minutes"] = previous.downtime_minutes
+    if (report.status in ("nieuw", "update") and report.end is None and not report.end_unknown
+            and previous.status in ("nieuw", "update", "aangekondigd")):
+        changes.update(end=previous.end, end_expected=previous.end_expected,
+                       end_unknown=previous.end_unknown)
+    changes = {k: v for k, v in changes.items() if v != getattr(report, k)}
+    return dataclasses.replace(report, **changes) if changes else report
 
 
 def needs_review(report: OutageReport) -> str | None:
@@ -58,11 +90,13 @@ def decide(report: OutageReport, known: IncidentState | None, *, now: datetime |
 
     - no ticket or no status: review (a human decides; never straight to customers);
     - same status and same (expected) end as the last notice: duplicate (e.g. the same mail
-      by IMAP and by a forward);
+      by IMAP and by a forward); compared after :func:`carry_over`, so an update that leaves
+      the end out has the incident's end;
     - older than the last notice: outdated (never send an older update after a newer one);
     - a doubt of :func:`bridge.core.confidence.doubt` (stale, maintenance window over or
       missing, one customer's line, a thin outage): review, with its reason;
-    - unknown incident: a notice; otherwise (a new status, a changed expected end): a notice.
+    - unknown incident: a notice; otherwise (a new status, a changed expected end): a notice
+      with the carried-over report in ``Decision.report``.
 
     ``now``: the moment of deciding, a timezone-aware datetime the shell passes in (the
     daemon's clock, ``bridge ingest --now``); None skips the checks that need it.
@@ -71,13 +105,15 @@ def decide(report: OutageReport, known: IncidentState | None, *, now: datetime |
     why = needs_review(report)
     if why:
         return Decision("review", why)
+    full = report
     if known is not None:
-        if report.key_facts() == known.report.key_facts():
+        full = carry_over(report, known.report)
+        if full.key_facts() == known.report.key_facts():
             return Decision(
                 "duplicate",
                 f"incident {known.id} already has status {known.status} with the same end time",
             )
-        if is_older(report, known.report):
+        if is_older(full, known.report):
             return Decision(
                 "outdated",
                 f"older than the last update of incident {known.id} ({known.status}); not sent",
@@ -87,8 +123,8 @@ def decide(report: OutageReport, known: IncidentState | None, *, now: datetime |
         return Decision("review", why)
     if known is None:
         return Decision("notice", f"new {report.kind} {report.ticket} ({report.status})")
-    if report.status != known.status:
-        change = f"status {known.status} -> {report.status}"
+    if full.status != known.status:
+        change = f"status {known.status} -> {full.status}"
     else:
-        change = "expected end changed" if report.end != known.report.end else "end time changed"
-    return Decision("notice", f"incident {known.id}: {change}")
+        change = "expected end changed" if full.end != known.report.end else "end time changed"
+    return Decision("notice", f"incident {known.id}: {change}", full)

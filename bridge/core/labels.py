@@ -467,10 +467,10 @@ def match_label(label: str, c: CompiledRules) -> str | None:
     field = c.label_field.get(label_key(label))
     if field is not None or not c.qualifiers:
         return field
-    text = label.strip().rstrip(":.").strip()
+    text = re.sub(r"[*_]+", "", label).strip().rstrip(":.").strip()
     if len(text) > _LABEL_CHARS or not _LABEL_TEXT.fullmatch(text):
         return None
-    words = re.sub(r"[*_]+", "", text.lower()).split()
+    words = text.lower().split()
     if len(words) > c.label_max_words:
         return None
     optional = [i for i, w in enumerate(words) if w in c.qualifiers]

@@ -514,16 +514,22 @@ def customer_signals(text: str, subject: str, c: CompiledRules) -> tuple[str, ..
     label = address = None
     for line in body:
         m = _label_line(line)
-        field = match_label(m[1], c) if m else None
-        if label is None and field == "customer" and m[2].strip(" -|:"):
+        if m and match_label(m[1], c) == "customer" and m[2].strip(" -|:"):
             label = m[1].strip().lstrip("-*\u2022 ").strip()
-        if address is None:
-            found = c.address.search(line)
-            if found is not None:
-                before = line[:found.start()].strip(" \t-*\u2022|")
-                if not before or (field in ("customer", "places")
-                                  and before.rstrip(": |\t") == m[1].strip()):
-                    address = "a street address with house number and postcode"
+            break
+    joined = "\n".join(body)
+    for found in c.address.finditer(joined):
+        # the address must start its line, or the value of a customer or place label
+        start = joined.rfind("\n", 0, found.start()) + 1
+        before = joined[start:found.start()].strip(" \t-*\u2022|")
+        if before:
+            end = joined.find("\n", start)
+            m = _label_line(joined[start:end if end >= 0 else len(joined)])
+            if not (m and match_label(m[1], c) in ("customer", "places")
+                    and before.rstrip(": |\t") == m[1].strip()):
+                continue
+        address = "a street address with house number and postcode"
+        break
     if label:
         out.append(f'label "{label}"')
     if c.customer_phrases is not None:
