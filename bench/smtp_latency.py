@@ -23,14 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import free_port, sample, write_config  # noqa: E402
+from helpers import free_port, sample_now, write_config  # noqa: E402
 
 from bridge.app import App  # noqa: E402
 from bridge.config import load  # noqa: E402
 
 
+_BASE: list[str] = []
+
+
 def mail(i: int) -> bytes:
-    raw = sample("01").decode()
+    """Sample 01 with its own ticket and Message-ID, dated when the run starts (the bridge
+    sends a mail older than review.max_mail_age_hours to review, not to the channel)."""
+    if not _BASE:
+        _BASE.append(sample_now("01").decode())
+    raw = _BASE[0]
     return (raw.replace("INC000012345678", f"INC{900000000 + i:09d}")
                .replace("<inc12345678.1@", f"<bench{i}.1@")).encode()
 

@@ -216,3 +216,14 @@ def samples_now(*names: str, now: datetime | None = None) -> list[bytes]:
     now = now or datetime.now(timezone.utc)
     delta = timedelta(minutes=round((now - mail_date(first)).total_seconds() / 60))
     return [shift_dates(sample(n), delta) for n in names]
+
+
+def now_of(mail: Path | bytes, minutes: int = 5) -> str:
+    """``--now`` for replaying a fixed-date mail as of shortly after it was sent: its Date
+    plus ``minutes``, ISO 8601."""
+    from bridge.core.mail import parse_mail
+
+    raw = mail if isinstance(mail, bytes) else Path(mail).read_bytes()
+    parsed = parse_mail(raw)
+    sent = parsed.effective.date or parsed.outer.date or mail_date(raw)
+    return (sent + timedelta(minutes=minutes)).isoformat()

@@ -6,12 +6,18 @@ import json
 import shutil
 
 from daemon import bridge
-from helpers import MAILS, TEMPLATES, read_outbox, write_config
+from helpers import MAILS, TEMPLATES, now_of, read_outbox, write_config
 
 
 def ingest(cfg, *files, json_out=True):
-    p = bridge(cfg, "ingest", *[str(MAILS / f) for f in files], *(["--json"] if json_out else []))
-    return [json.loads(line) for line in p.stdout.splitlines()]
+    # each fixed-date sample as of five minutes after its Date (a mail older than
+    # review.max_mail_age_hours goes to review)
+    out = []
+    for f in files:
+        p = bridge(cfg, "ingest", str(MAILS / f), "--now", now_of(MAILS / f),
+                   *(["--json"] if json_out else []))
+        out += [json.loads(line) for line in p.stdout.splitlines()]
+    return out
 
 
 def test_ingest_outcomes_for_the_samples(tmp_path):
@@ -42,7 +48,8 @@ def test_ingest_outcomes_for_the_samples(tmp_path):
 
 def test_preview_prints_the_notice_and_stores_nothing(tmp_path):
     cfg = write_config(tmp_path)
-    p = bridge(cfg, "preview", str(MAILS / "01-storing-nieuw.eml"))
+    p = bridge(cfg, "preview", str(MAILS / "01-storing-nieuw.eml"),
+               "--now", now_of(MAILS / "01-storing-nieuw.eml"))
     assert "Amersfoort" in p.stdout and "Leusden" in p.stdout
     st = json.loads(bridge(cfg, "status", "--json").stdout)
     assert st["mails"] == {} and st["deliveries"] == {}

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from daemon import bridge
-from helpers import MAILS, ROOT, TEMPLATES, read_outbox, sample, write_config
+from helpers import MAILS, ROOT, TEMPLATES, now_of, read_outbox, sample, write_config
 
 
 def run_cli(capsys, *argv):
@@ -156,11 +156,13 @@ def test_preview_of_a_mail_ingest_would_not_send(tmp_path, capsys):
 def test_preview_of_a_forward_follows_the_forward_rules(tmp_path, capsys):
     cfg = write_config(tmp_path)
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--now", now_of(MAILS / "06-doorgestuurd-outlook.eml"),
                            "--config", str(cfg))
     assert code == 0 and "Amersfoort" in out, out
     cfg.write_text(cfg.read_text().replace('forwarders = ["support@cbgconnect.example"]',
                                            "forwarders = []"))
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--now", now_of(MAILS / "06-doorgestuurd-outlook.eml"),
                            "--config", str(cfg))
     assert code == 1 and out.startswith("would be rejected: "), out
 
@@ -176,9 +178,12 @@ def test_preview_and_ingest_agree_on_every_sample(tmp_path, capsys):
         d.mkdir()
         cfg = write_config(d)
         run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
-        code, out, _ = run_cli(capsys, "preview", str(f), "--config", str(cfg))
+        # both as of five minutes after the mail's Date: a fixed-date sample is not stale
+        now = now_of(f)
+        code, out, _ = run_cli(capsys, "preview", str(f), "--now", now, "--config", str(cfg))
         preview_text = out.strip()
-        _, out, _ = run_cli(capsys, "ingest", "--json", str(f), "--config", str(cfg))
+        _, out, _ = run_cli(capsys, "ingest", "--json", str(f), "--now", now,
+                            "--config", str(cfg))
         outcome = json.loads(out)["outcome"]
         assert {"queued": 0, "review": 1, "rejected": 1}[outcome] == code, (f.name, outcome, out)
         if outcome == "queued":
@@ -271,7 +276,8 @@ def test_approved_text_of_a_kpn_mail_without_ticket_keeps_its_facts(tmp_path, ca
 def test_dispatch_exits_0_when_everything_due_was_sent(tmp_path, capsys):
     cfg = write_config(tmp_path)
     run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
-    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+            "--now", now_of(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
     code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
     assert code == 0 and out.startswith("sent 1,"), (out, err)
     code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))  # nothing due: fine
@@ -286,7 +292,8 @@ def test_dispatch_with_the_channel_paused_exits_non_zero(tmp_path):
         base_url = "http://127.0.0.1:{_closed_port()}"
         """)
     bridge(cfg, "subscribers", "add", "0612345678")
-    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"))
+    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+           "--now", now_of(MAILS / "01-storing-nieuw.eml"))
     p = bridge(cfg, "dispatch", check=False)
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert p.stdout.startswith("sent 0,") and "waiting 1" in p.stdout, p.stdout
@@ -305,7 +312,8 @@ def test_dispatch_with_due_deliveries_left_waiting_exits_non_zero(tmp_path, caps
     monkeypatch.setattr(bridge.app.App, "channel", property(lambda self: channel))
     cfg = write_config(tmp_path)
     run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
-    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+            "--now", now_of(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
     code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
     assert len(channel.calls) == 1
     assert code == 1 and "retried 1" in out, (out, err)
@@ -447,12 +455,14 @@ def test_parser_timezone_defaults_to_the_organisation_timezone(tmp_path, capsys)
     assert load(cfg).parser.timezone == "America/New_York"
     # "Starttijd: 28-11-2026 09:42" in the mail is 09:42 in New York, shown as 09:42
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--now", now_of(MAILS / "01-storing-nieuw.eml"),
                            "--config", str(cfg))
     assert code == 0 and "sinds za 28 nov 09:42" in out, out
 
     cfg.write_text(cfg.read_text() + '\n[parser]\ntimezone = "Europe/Amsterdam"\n')
     assert load(cfg).parser.timezone == "Europe/Amsterdam"
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--now", now_of(MAILS / "01-storing-nieuw.eml"),
                            "--config", str(cfg))
     assert code == 0 and "sinds za 28 nov 03:42" in out, out
 

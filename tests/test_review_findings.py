@@ -305,13 +305,13 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
     from bridge.app import App
     from bridge.config import load
     from bridge.store import RawMail
-    from helpers import sample, write_config
+    from helpers import sample_now, write_config
 
     cfg = load(write_config(tmp_path))
     cli, daemon = App(cfg), App(cfg)
     try:
         cli.store.subscribers.add("+31612345678", "console", "cli:test")
-        data = sample("01")
+        data = sample_now("01")  # both processes decide as of the clock
         if outcome == "review":  # no ticket, no status (as in test_cli)
             data = data.replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
         mail_id = cli.store.mails.add(RawMail(data=data, source="cli"))
@@ -344,14 +344,15 @@ def test_sigterm_mid_fanout_exits_0_and_a_restart_repeats_nothing(tmp_path):
     from collections import Counter
 
     from daemon import Daemon, bridge, wait_for
-    from helpers import MAILS, free_port, read_outbox, write_config
+    from helpers import MAILS, free_port, now_of, read_outbox, write_config
 
     n = 300
     port = free_port()
     cfg = write_config(tmp_path, smtp=True, smtp_port=port, rate=200)
     numbers = [f"+3162{i:07d}" for i in range(n)]
     bridge(cfg, "subscribers", "add", *numbers)
-    assert "queued" in bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml")).stdout
+    assert "queued" in bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+                              "--now", now_of(MAILS / "01-storing-nieuw.eml")).stdout
     d = Daemon(cfg, port=port).start()
     wait_for(lambda: len(read_outbox(tmp_path)) >= n // 4, what="a quarter of the fan-out")
     assert d.stop() == 0, d.log()
