@@ -284,3 +284,27 @@ def test_readme_try_it_works_on_any_day(tmp_path):
         assert "Postcodes: 3811, 3812 en 3831." in lines[0]["text"]
     finally:
         assert d.stop() == 0, d.log()
+
+
+def test_max_mail_age_comes_from_config(tmp_path):
+    from bridge.config import ConfigError, load
+
+    cfg = write_config(tmp_path, extra="[review]\nmax_mail_age_hours = 1.5\n")
+    assert load(cfg).review == ReviewRules(max_mail_age_hours=1.5, timezone="Europe/Amsterdam")
+    mail = str(MAILS / "01-storing-nieuw.eml")  # dated 2026-11-28 09:45
+    assert bridge(cfg, "preview", mail, "--now", "2026-11-28T11:10").returncode == 0
+    p = bridge(cfg, "preview", mail, "--now", "2026-11-28T11:20", check=False)
+    assert "more than review.max_mail_age_hours (1.5 h)" in p.stdout
+    for bad in ("0", '"6"', "-1"):
+        cfg.write_text(cfg.read_text().replace("max_mail_age_hours = 1.5",
+                                               f"max_mail_age_hours = {bad}"))
+        with pytest.raises(ConfigError, match="review.max_mail_age_hours"):
+            load(cfg)
+        cfg.write_text(cfg.read_text().replace(f"max_mail_age_hours = {bad}",
+                                               "max_mail_age_hours = 1.5"))
+    cfg.write_text(cfg.read_text() + "max_age = 3\n")
+    with pytest.raises(ConfigError, match="review.max_age: unknown key"):
+        load(cfg)
+    defaults = tmp_path / "defaults"
+    defaults.mkdir()
+    assert load(write_config(defaults)).review.max_mail_age_hours == 6.0
