@@ -166,3 +166,40 @@ def test_default_rules_are_unchanged_by_the_signals():
     # the customer labels fill no report field
     r = extract_report(_mail("Status: Nieuw\nKlantnaam: J.\nPlaats: Ermelo\n"), DEFAULT_RULES)
     assert r.places == ("Ermelo",) and r.description == ""
+
+
+def test_carry_over_fills_only_what_an_update_leaves_out():
+    from bridge.core.incidents import carry_over
+
+    prev = outage(services=("internet",), postcodes=("3851",), end=T0 + timedelta(hours=4),
+                  end_expected=True, description="Kabelbreuk.")
+    thin = outage(status="update", places=(), start=None, description="Monteur ter plaatse.",
+                  sent_at=T0 + timedelta(hours=1))
+    full = carry_over(thin, prev)
+    assert (full.places, full.postcodes, full.services, full.start, full.end, full.end_expected) == (
+        prev.places, prev.postcodes, prev.services, prev.start, prev.end, True)
+    assert full.description == "Monteur ter plaatse." and full.sent_at == thin.sent_at
+    # what the update names stays; "end unknown" is news, not a gap
+    own = dataclasses.replace(thin, places=("Putten",), end_unknown=True)
+    kept = carry_over(own, prev)
+    assert kept.places == ("Putten",) and kept.postcodes == () and kept.end is None
+    # a resolved report does not inherit an expected end; another kind inherits nothing
+    assert carry_over(dataclasses.replace(thin, status="opgelost"), prev).end is None
+    mnt = dataclasses.replace(thin, kind="onderhoud")
+    assert carry_over(mnt, prev) is mnt
+    # a moved window (a new start, no end) does not keep the old end
+    moved = dataclasses.replace(thin, start=T0 + timedelta(days=7))
+    assert carry_over(moved, prev).end is None
+
+
+def test_an_update_with_news_keeps_the_incidents_facts_in_its_notice():
+    prev = outage(services=("internet",), end=T0 + timedelta(hours=4), end_expected=True)
+    thin = outage(status="update", places=(), start=None, description="Monteur ter plaatse.",
+                  sent_at=T0 + timedelta(hours=1))
+    d = decide(thin, IncidentState(7, "nieuw", prev), now=T0 + timedelta(hours=1, minutes=5))
+    assert d.action == "notice" and d.report is not None
+    assert d.report.places == ("Ermelo",) and d.report.end == prev.end
+    # the same news again (another mail, same facts) is a duplicate of the stored update
+    again = decide(thin, IncidentState(7, "update", d.report),
+                   now=T0 + timedelta(hours=1, minutes=10))
+    assert again.action == "duplicate"

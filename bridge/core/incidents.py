@@ -42,8 +42,9 @@ class Decision:
 def carry_over(report: OutageReport, previous: OutageReport) -> OutageReport:
     """``report`` with what it leaves out taken from ``previous`` (the incident's last report
     of the same kind): places and postcodes when it names neither, services, start and
-    downtime when it names none; for a new or updated outage that says nothing about its end
-    (no end, not "unknown"), the previous end with its flags. An update that only adds news
+    downtime when it names none; for a new or updated report that says nothing about its end
+    (no end, not "unknown") and names no other start, the previous end with its flags (a
+    moved window with only a new start does not keep the old end). An update that only adds news
     ("the engineer is on site") thus keeps the incident's place and expected end, in its
     notice and for the next update's "(was …)". The description is never carried over."""
     if report.kind != previous.kind:
@@ -58,7 +59,8 @@ def carry_over(report: OutageReport, previous: OutageReport) -> OutageReport:
     if report.downtime_minutes is None:
         changes["downtime_minutes"] = previous.downtime_minutes
     if (report.status in ("nieuw", "update") and report.end is None and not report.end_unknown
-            and previous.status in ("nieuw", "update", "aangekondigd")):
+            and previous.status in ("nieuw", "update", "aangekondigd")
+            and report.start in (None, previous.start)):
         changes.update(end=previous.end, end_expected=previous.end_expected,
                        end_unknown=previous.end_unknown)
     changes = {k: v for k, v in changes.items() if v != getattr(report, k)}
