@@ -157,3 +157,17 @@ def test_matching_stays_cheap_on_hostile_labels():
 @pytest.mark.parametrize("case", case_names(GOLDEN / "labels"))
 def test_golden_label_mails(case):
     check_case(GOLDEN / "labels", case)
+
+
+def test_a_whole_label_wins_over_an_earlier_qualified_one():
+    text = ("Storing opgelost: de kabel is hersteld\n"
+            "Eindtijd: 28-11-2026 11:02\n"
+            "Begin storing: 28-11-2026 07:10\n"
+            "Starttijd: 28-11-2026 07:05\n"
+            "Einde werkzaamheden: 12:00\n")
+    got = read_labels(text)
+    assert got["end"] == "28-11-2026 11:02"  # not the sentence before it
+    assert got["start"] == "28-11-2026 07:05"
+    # among qualified (or among whole) labels the first still wins
+    assert read_labels("Begin storing: 07:10\nStart of outage: 07:20\n")["start"] == "07:10"
+    assert read_labels("Starttijd: 07:05\nBegin storing: 07:10\n")["start"] == "07:05"

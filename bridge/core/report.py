@@ -148,7 +148,7 @@ _COLUMN_GAP = re.compile(r" {2,}+|\t")
 
 
 def _aligned_label(line: str, c: CompiledRules) -> tuple[str, str, str, int] | None:
-    """``("known", field, value, value column)`` for an aligned ``Label    value`` line
+    """``("qualified", field, value, value column)`` for an aligned ``Label    value`` line
     whose label is a configured one with qualifier words ("Begin storing     09:42"), else
     None. Whole configured labels are found by ``CompiledRules.known_label_prefix``."""
     rest = line.lstrip(" \t")
@@ -162,20 +162,22 @@ def _aligned_label(line: str, c: CompiledRules) -> tuple[str, str, str, int] | N
     if field is None:
         return None
     start = len(line) - len(rest) + gap.end()
-    return ("known", field, value.strip("|").strip(), _width(line[:start]))
+    return ("qualified", field, value.strip("|").strip(), _width(line[:start]))
 
 
 def _classify(line: str, c: CompiledRules, value_col: int | None = None,
               in_sentence: bool = False) -> tuple[str, str | None, str, int] | None:
-    """``("known", field, value, value column)`` / ``("other", None, value, value column)``
-    for a label line, else None (a continuation line). ``value_col`` is the column where the
+    """``("known", field, value, value column)`` (a configured label as a whole),
+    ``("qualified", ...)`` (one with qualifier words, :func:`~bridge.core.labels.match_label`)
+    or ``("other", None, value, value column)`` for a label line, else None (a continuation line). ``value_col`` is the column where the
     value this line may continue starts (None when there is none); ``in_sentence`` see
     :func:`_is_generic_label`."""
     m = _label_line(line)
     if m:
         field = match_label(m[1], c)
         if field:
-            return ("known", field, m[2].strip().strip("|").strip(),
+            how = "known" if c.label_field.get(label_key(m[1])) else "qualified"
+            return (how, field, m[2].strip().strip("|").strip(),
                     _width(line[: len(line) - len(m[2])]))
     if c.known_label_prefix is not None:
         m2 = c.known_label_prefix.match(line)
@@ -193,19 +195,29 @@ def _classify(line: str, c: CompiledRules, value_col: int | None = None,
 
 
 def _read_values(text: str, c: CompiledRules) -> dict[str, list[str]]:
-    """Known label values in ``text``: field -> the value's lines (first occurrence wins).
+    """Known label values in ``text``: field -> the value's lines (first occurrence wins,
+    except that a configured label written as a whole wins over an earlier one matched with
+    qualifier words: "Storing opgelost: de kabel is hersteld" does not hide a later
+    "Eindtijd: 11:02").
 
     A value continues on the following lines until a blank line, a greeting/signature line or
     a line that is a label (see :func:`_classify`); table borders are skipped."""
     found: dict[str, list[str]] = {}
+    weak: set[str] = set()  # fields found only under a label with qualifier words
     current: str | None = None
+    current_weak = False
     parts: list[str] = []
     col: int | None = None
 
     def flush() -> None:
         nonlocal current, parts
-        if current is not None and current not in found:
+        if current is not None and (current not in found
+                                    or (current in weak and not current_weak)):
             found[current] = parts
+            if current_weak:
+                weak.add(current)
+            else:
+                weak.discard(current)
         current, parts = None, []
 
     for line in text.split("\n"):
@@ -222,8 +234,9 @@ def _read_values(text: str, c: CompiledRules) -> dict[str, list[str]]:
         kind = _classify(line, c, col if current is not None else None, in_sentence)
         if kind is not None:
             flush()
-            if kind[0] == "known":
+            if kind[0] != "other":
                 current, parts, col = kind[1], [kind[2]], kind[3]
+                current_weak = kind[0] == "qualified"
             continue
         if current is not None:
             parts.append(line.strip().strip("|").strip())
