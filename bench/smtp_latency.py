@@ -21,26 +21,33 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
-from email.utils import format_datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import free_port, sample, write_config  # noqa: E402
+from helpers import dated_now, free_port, sample_now, write_config  # noqa: E402
 
 from bridge.app import App  # noqa: E402
 from bridge.config import load  # noqa: E402
 
 
+_BASE: list[str] = []
+
+
 def mail(i: int, mix: bool = False) -> bytes:
+    """Sample 01 (or, with ``mix``, one of MIXED) with its own ticket and Message-ID, every
+    date moved so that it is dated when the run starts (the bridge sends a mail older than
+    review.max_mail_age_hours to review, and a maintenance window in the past too)."""
+    if not _BASE:
+        _BASE.append(sample_now("01").decode())
+        for m in MIXED:  # SMTP lines end in CRLF
+            _BASE.append(dated_now(m.replace("\n", "\r\n").encode("utf-8")).decode("latin-1"))
     if mix and i % 3:
-        return (MIXED[i % 3 - 1].replace("{ticket}", f"{900000000 + i:09d}")
-                .replace("{i}", str(i)).replace("{date}", format_datetime(datetime.now(timezone.utc)))
-                .replace("\n", "\r\n")).encode("utf-8")  # SMTP lines end in CRLF
-    raw = sample("01").decode()
+        return (_BASE[i % 3].replace("{ticket}", f"{900000000 + i:09d}")
+                .replace("{i}", str(i))).encode("latin-1")
+    raw = _BASE[0]
     return (raw.replace("INC000012345678", f"INC{900000000 + i:09d}")
                .replace("<inc12345678.1@", f"<bench{i}.1@")).encode()
 
@@ -50,7 +57,7 @@ MIXED = [
     """From: "KPN Wholesale Storingsdienst" <storingsmeldingen@wholesale.kpn.example>
 To: noc@cbgconnect.example
 Subject: Storingsmelding KPN: Internet - Earnewald (INC{ticket}) - Nieuw
-Date: {date}
+Date: Thu, 26 Nov 2026 14:00:00 +0100
 Message-ID: <bench{i}.1@wholesale.kpn.example>
 MIME-Version: 1.0
 Content-Type: text/plain; charset="iso-8859-1"
@@ -70,7 +77,7 @@ Omschrijving:       Stroomstoring in de wijkcentrale – monteurs zijn onderweg.
     """From: "KPN Wholesale Storingsdienst" <storingsmeldingen@wholesale.kpn.example>
 To: noc@cbgconnect.example
 Subject: Onderhoudsmelding KPN: Internet - Zwolle (CT{ticket}) - Aangekondigd
-Date: {date}
+Date: Thu, 26 Nov 2026 14:00:00 +0100
 Message-ID: <bench{i}.1@wholesale.kpn.example>
 MIME-Version: 1.0
 Content-Type: multipart/alternative; boundary="cal-b"

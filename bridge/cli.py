@@ -50,11 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("run", parents=[common], help="run the daemon")
+    now_help = ("decide as of this moment, ISO 8601 (2026-11-28T10:00; without an offset in"
+                " organisation.timezone) instead of the clock: to replay an old mail")
     s = sub.add_parser("ingest", parents=[common], help="take mail files as if they had arrived")
     s.add_argument("files", nargs="+", metavar="FILE")
     s.add_argument("--json", action="store_true", help="JSON lines output")
+    s.add_argument("--now", metavar="WHEN", help=now_help)
     s = sub.add_parser("preview", parents=[common], help="print the notice a mail would produce")
     s.add_argument("file", metavar="FILE")
+    s.add_argument("--now", metavar="WHEN", help=now_help)
+    s = sub.add_parser("demo-mail", parents=[common],
+                       help="print a sample KPN outage mail dated now (to try the bridge)")
+    s.add_argument("--ticket", metavar="ID", help="ticket id (default: one from the clock)")
     sub.add_parser("dispatch", parents=[common], help="send every due delivery now, then exit")
     sub.add_parser("check", parents=[common], help="validate config and templates")
     s = sub.add_parser("status", parents=[common], help="subscribers, incidents, deliveries")
@@ -158,9 +165,26 @@ def cmd_run(cfg, args) -> int:
         raise CliError(f"cannot start: {e.strerror or e}", EX_CONFIG) from None
 
 
+def _now(cfg, value: str | None) -> datetime | None:
+    """``--now``: an ISO 8601 moment, naive = in organisation.timezone; None when not given."""
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise CliError(f"--now: not an ISO 8601 date and time: {value!r}"
+                       " (e.g. 2026-11-28T10:00 or 2026-11-28T10:00+01:00)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(cfg.organisation.timezone))
+    return when.astimezone(timezone.utc)
+
+
 def cmd_ingest(cfg, args) -> int:
     from bridge.store import RawMail
 
+    now = _now(cfg, args.now)
     app = _app(cfg)
     failed = False
     for f in args.files:
@@ -172,7 +196,7 @@ def cmd_ingest(cfg, args) -> int:
                   f"{f}: error: {e.strerror}")
             continue
         mail_id = app.store.mails.add(RawMail(data=data, source="cli", source_ref=Path(f).name))
-        o = app.pipeline.process(mail_id)
+        o = app.pipeline.process(mail_id, now=now)
         _emit(args.json, {"file": f, "outcome": o.outcome, "reason": o.reason,
                           "incident": o.incident_id, "notice": o.notice_id, "queued": o.queued,
                           "mail": mail_id, "ticket": o.ticket},
@@ -189,18 +213,29 @@ def cmd_preview(cfg, args) -> int:
     line ``would be rejected: <reason>`` / ``would go to review: <reason>`` and exit 1."""
     from bridge.pipeline import Pipeline, make_renderer
 
+    now = _now(cfg, args.now)
     try:
         data = Path(args.file).read_bytes()
     except OSError as e:
         raise CliError(f"{args.file}: {e.strerror}") from None
     pipeline = Pipeline(cfg, None, make_renderer(cfg))  # type: ignore[arg-type]
-    p = pipeline.preview(data)
+    p = pipeline.preview(data, now=now)
     if p.outcome == "notice":
         print(p.text)
         return 0
     what = "would go to review" if p.outcome == "review" else "would be rejected"
     print(f"{what}: {p.reason}")
     return 1
+
+
+def cmd_demo_mail(cfg, args) -> int:
+    """A KPN-style outage mail dated now, on stdout (bytes), for trying the bridge."""
+    from bridge.demo import demo_mail
+
+    sys.stdout.buffer.write(demo_mail(datetime.now(timezone.utc), cfg.organisation.timezone,
+                                      ticket=args.ticket))
+    sys.stdout.flush()
+    return 0
 
 
 def cmd_dispatch(cfg, args) -> int:
@@ -534,6 +569,7 @@ COMMANDS = {
     "run": cmd_run,
     "ingest": cmd_ingest,
     "preview": cmd_preview,
+    "demo-mail": cmd_demo_mail,
     "dispatch": cmd_dispatch,
     "check": cmd_check,
     "status": cmd_status,

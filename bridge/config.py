@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, TypeVar, ca
 
 from bridge.core.automatic import DEFAULT_RULES as DEFAULT_AUTOMATIC
 from bridge.core.automatic import AutomaticRules
+from bridge.core.confidence import ReviewRules
 from bridge.core.models import Organisation
 from bridge.core.senders import SenderRules
 
@@ -240,6 +241,7 @@ class Config:
     mail_out: MailOutSettings | None = None
     automatic: AutomaticRules = DEFAULT_AUTOMATIC  # [automatic]
     mail: MailConfig = MailConfig()
+    review: ReviewRules = ReviewRules()  # [review]: when in doubt
 
     def parts(self) -> dict[str, SettingsTable]:
         """The optional parts configured, by name (in OPTIONAL_PARTS order)."""
@@ -464,6 +466,14 @@ def parse(data: dict, path: Path) -> Config:
         if name in data:
             parts[name] = _load_callable(spec)(top.table(name), base)
 
+    rv = top.table("review")
+    review = ReviewRules(
+        max_mail_age_hours=rv.float("max_mail_age_hours", ReviewRules.max_mail_age_hours,
+                                    min=0.1, max=24 * 365),
+        timezone=organisation.timezone,
+    )
+    rv.done()
+
     lg = top.table("logging")
     level = lg.str("level", Config.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     lg.done()
@@ -488,6 +498,7 @@ def parse(data: dict, path: Path) -> Config:
         mail_out=parts.get("mail_out"),
         automatic=automatic,
         mail=mail,
+        review=review,
     )
     for name, spec in OPTIONAL_CHECKS.items():
         if name in parts:

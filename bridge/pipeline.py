@@ -4,6 +4,10 @@
         -> core.report (+ core.calendar) -> core.incidents -> core.render
         -> store (incident + notice + deliveries, one transaction)
 
+Decisions and notices are made as of "now": the real clock (the daemon), or a moment a
+caller passes (``bridge ingest --now``, tests). The core reads no clock; this module hands
+it the moment.
+
 Every mail ends with an outcome and a reason, in the store and in one log line:
 ``queued`` (a notice for every subscriber), ``duplicate`` (nothing new, or older than what
 was sent), ``review`` (a human decides) or ``rejected`` (an automatic mail, not from an
@@ -19,6 +23,7 @@ import logging
 import re
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from bridge import faults
@@ -121,20 +126,30 @@ def make_renderer(cfg: Config) -> Renderer:
                     loader=template_loader(cfg.render.templates_dir))
 
 
+def utc_now() -> datetime:
+    """The real clock, timezone-aware (UTC): the daemon's "now"."""
+    return datetime.now(timezone.utc)
+
+
 class Pipeline:
+    """``clock``: where "now" comes from when a call does not pass one (default: the real
+    clock, :func:`utc_now`)."""
+
     def __init__(self, cfg: Config, store: Store, renderer: Renderer,
-                 on_queued: Callable[[], None] | None = None, events: EventBus | None = None):
+                 on_queued: Callable[[], None] | None = None, events: EventBus | None = None,
+                 clock: Callable[[], datetime] = utc_now):
         self.cfg = cfg
         self.store = store
         self.renderer = renderer
         self.on_queued = on_queued
         self.events = events  # MailProcessed and ReviewDecided are published here
+        self.clock = clock
         self.outcomes: dict[str, int] = {}  # for metrics
 
     # -- analysis without side effects ----------------------------------------------------------
-    def preview(self, data: bytes) -> "Preview":
-        """What processing would decide for this mail, and the exact notice text; stores and
-        sends nothing.
+    def preview(self, data: bytes, now: datetime | None = None) -> "Preview":
+        """What processing would decide for this mail as of ``now`` (aware; default: the
+        clock), and the exact notice text; stores and sends nothing.
 
         The same steps as :meth:`process`: a readable mail, its admission (automatic mail,
         the sender allow-list with the forward rules, a readable body), the report, the review
@@ -153,10 +168,11 @@ class Pipeline:
         report = a.report
         if report is None:  # processing sends such a mail to review
             return Preview("review", f"could not be processed ({a.error_text})")
-        decision = core_incidents.decide(report, None)
+        now = now or self.clock()
+        decision = core_incidents.decide(report, None, now=now, rules=self.cfg.review)
         if decision.action != "notice":
             return Preview("review", decision.reason + note)
-        rendered = self.renderer.render_notice(report)
+        rendered = self.renderer.render_notice(decision.report or report, now=now)
         reason = decision.reason
         if admission.forwarded_by:
             reason += f" (forwarded by {admission.forwarded_by})"
@@ -183,10 +199,13 @@ class Pipeline:
             analysis = await asyncio.to_thread(analyse, stored.data or b"", self.cfg)
         return self.process(mail_id, analysis)
 
-    def process(self, mail_id: int, analysis: Analysis | None = None) -> Outcome:
+    def process(self, mail_id: int, analysis: Analysis | None = None,
+                now: datetime | None = None) -> Outcome:
+        """Decide one stored mail and store the outcome (with a notice and its deliveries when
+        queued), as of ``now`` (aware; default: the clock when the decision is made)."""
         faults.point("process-mail")
         try:
-            result = self._process(mail_id, analysis)
+            result = self._process(mail_id, analysis, now)
         except (StoreError, sqlite3.Error) as e:
             # The store failed: the mail stays unprocessed (nothing lost) and is retried.
             log.error("mail %d: store error, will retry: %s", mail_id, e)
@@ -215,7 +234,8 @@ class Pipeline:
                 recipients=result.queued, ticket=result.ticket))
         return result
 
-    def _process(self, mail_id: int, analysis: Analysis | None = None) -> Outcome:
+    def _process(self, mail_id: int, analysis: Analysis | None = None,
+                 now: datetime | None = None) -> Outcome:
         stored = self.store.mails.get(mail_id)
         if stored is None:
             return Outcome(mail_id, "rejected", "no such mail")
@@ -257,7 +277,8 @@ class Pipeline:
             if done:
                 return done
             known = self.store.incidents.get(source, report.ticket) if report.ticket else None
-            decision = core_incidents.decide(report, known)
+            now = now or self.clock()
+            decision = core_incidents.decide(report, known, now=now, rules=self.cfg.review)
             if decision.action == "review":
                 self.store.mails.add_review(mail_id, decision.reason + note)
                 return self._finish(mail_id, "review", decision.reason + note,
@@ -266,8 +287,10 @@ class Pipeline:
                 reason = decision.reason if decision.action == "duplicate" else f"outdated: {decision.reason}"
                 return self._finish(mail_id, "duplicate", reason,
                                     incident_id=known.id if known else None, ticket=report.ticket)
+            report = decision.report or report  # with facts the update left out carried over
 
-            rendered = self.renderer.render_notice(report, previous=known.report if known else None)
+            rendered = self.renderer.render_notice(report, previous=known.report if known else None,
+                                                   now=now)
             if rendered.fallback:
                 log.error("mail %d: template %s failed (%s); sent the built-in text instead",
                           mail_id, rendered.template, rendered.error)
@@ -315,7 +338,8 @@ class Pipeline:
             raise LookupError(f"review item {review_id} is already {rv['state']}")
         return rv
 
-    def review_notice(self, mail: ParsedMail, report: OutageReport | None) -> Rendered:
+    def review_notice(self, mail: ParsedMail, report: OutageReport | None,
+                      now: datetime | None = None) -> Rendered:
         """The notice :meth:`approve` sends for a reviewed mail (``bridge review show`` prints it).
 
         ``notices/fallback.j2`` rendered for a report built from the mail's subject and first
@@ -329,7 +353,7 @@ class Pipeline:
         base = report or OutageReport(ticket=None, kind="storing", status=None, subject=subject)
         r = dataclasses.replace(base, status=None, subject=subject,
                                 description=base.description or lines)
-        rendered = self.renderer.render_notice(r)
+        rendered = self.renderer.render_notice(r, now=now or self.clock())
         if rendered.template != "notices/fallback.j2" or rendered.fallback:
             if rendered.fallback:
                 log.error("review: template %s failed (%s); using the built-in text",

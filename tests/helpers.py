@@ -4,11 +4,14 @@ the command line run in-process, notices queued in a store."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import re
 import socket
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bridge.channels.base import BaseChannel, Outgoing, SendResult
 from bridge.config import DispatchConfig
@@ -209,3 +212,111 @@ def fan_out_notice(store, incident: int | None, text: str) -> int:
                                          fallback=False)
         store.deliveries.fan_out(nid, incident)
     return nid
+
+
+# -- mails dated now ------------------------------------------------------------------------------
+# The bridge sends a mail dated more than review.max_mail_age_hours before it is processed to
+# review (issue 11, item 7). Tests and benches that push the fixed-date samples through the
+# daemon (which always uses the real clock) move every date and time in the mail by the same
+# amount, so that its Date is "now": the facts keep their order and distances.
+
+_MONTHS_EN = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_MONTHS_NL = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+              "september", "oktober", "november", "december"]
+_DAYS_NL = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"]
+_RFC2822 = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|"
+                      r"Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2})(?::(\d{2}))?"
+                      r"(?: ([+-]\d{4}))?")
+_DUTCH_LONG = re.compile(r"(?:(?:%s) )?(\d{1,2}) (%s) (\d{4}) (\d{2}):(\d{2})"
+                         % ("|".join(_DAYS_NL), "|".join(_MONTHS_NL)))
+_DMY = re.compile(r"\b(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2})\b")
+_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?([+-]\d{2}:\d{2})?")
+_ICAL = re.compile(r"\b(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)\b")  # iCalendar DATE-TIME
+_AMS = ZoneInfo("Europe/Amsterdam")
+
+
+def mail_date(raw: bytes) -> datetime:
+    """The (first) Date header of a raw mail, aware (no zone: Europe/Amsterdam)."""
+    m = re.search(r"^Date: *(.+)$", raw.decode("latin-1"), re.MULTILINE)
+    assert m, "the mail has no Date header"
+    sent = email.utils.parsedate_to_datetime(m.group(1).strip())
+    return sent if sent.tzinfo is not None else sent.replace(tzinfo=_AMS)
+
+
+def dated_now(raw: bytes, now: datetime | None = None) -> bytes:
+    """``raw`` with every date and time in it moved by the same amount (:func:`shift_dates`),
+    so that its (first) Date header is ``now`` (default: the clock)."""
+    now = now or datetime.now(timezone.utc)
+    return shift_dates(raw, timedelta(minutes=round((now - mail_date(raw)).total_seconds() / 60)))
+
+
+def shift_dates(raw: bytes, delta: timedelta) -> bytes:
+    """``raw`` with every date and time in it (headers and body: RFC 5322 dates, "28-11-2026
+    09:42", ISO 8601, "zaterdag 28 november 2026 09:45", iCalendar 20261203T000000Z) moved by
+    ``delta``. For samples that
+    write their dates in ASCII (the quoted-printable ones here do)."""
+    text = raw.decode("latin-1")
+
+    def rfc(m: re.Match) -> str:
+        old = email.utils.parsedate_to_datetime(m.group(0))
+        if old.tzinfo is None:
+            new = (old.replace(tzinfo=_AMS) + delta).astimezone(_AMS)
+            return new.strftime("%a, %d %b %Y %H:%M:%S")
+        return email.utils.format_datetime((old + delta).astimezone(_AMS))
+
+    def naive(d: datetime) -> datetime:
+        return (d.replace(tzinfo=_AMS) + delta).astimezone(_AMS)
+
+    def dutch(m: re.Match) -> str:
+        new = naive(datetime(int(m[3]), _MONTHS_NL.index(m[2]) + 1, int(m[1]), int(m[4]),
+                             int(m[5])))
+        return (f"{_DAYS_NL[new.weekday()]} {new.day} {_MONTHS_NL[new.month - 1]} {new.year} "
+                f"{new:%H:%M}")
+
+    def dmy(m: re.Match) -> str:
+        new = naive(datetime(int(m[3]), int(m[2]), int(m[1]), int(m[4]), int(m[5])))
+        return f"{new:%d-%m-%Y %H:%M}"
+
+    def iso(m: re.Match) -> str:
+        old = datetime.fromisoformat(m.group(0))
+        if old.tzinfo is None:
+            return naive(old).replace(tzinfo=None).isoformat(timespec="minutes" if not m[6]
+                                                              else "seconds")
+        return (old + delta).astimezone(_AMS).isoformat()
+
+    def ical(m: re.Match) -> str:
+        old = datetime(*(int(m[i]) for i in range(1, 7)))
+        if m[7]:  # UTC
+            return f"{old + delta:%Y%m%dT%H%M%S}Z"
+        return f"{naive(old):%Y%m%dT%H%M%S}"
+
+    for pattern, fn in ((_RFC2822, rfc), (_DUTCH_LONG, dutch), (_DMY, dmy), (_ISO, iso),
+                        (_ICAL, ical)):
+        text = pattern.sub(fn, text)
+    return text.encode("latin-1")
+
+
+def sample_now(name: str, now: datetime | None = None) -> bytes:
+    """:func:`sample` dated now (see :func:`dated_now`)."""
+    return dated_now(sample(name), now)
+
+
+def samples_now(*names: str, now: datetime | None = None) -> list[bytes]:
+    """Samples moved by one amount, so that the first one's Date is ``now`` (default: the
+    clock): a later mail of the same incident stays later, a forward keeps its original's
+    facts."""
+    first = sample(names[0])
+    now = now or datetime.now(timezone.utc)
+    delta = timedelta(minutes=round((now - mail_date(first)).total_seconds() / 60))
+    return [shift_dates(sample(n), delta) for n in names]
+
+
+def now_of(mail: Path | bytes, minutes: int = 5) -> str:
+    """``--now`` for replaying a fixed-date mail as of shortly after it was sent: its Date
+    plus ``minutes``, ISO 8601."""
+    from bridge.core.mail import parse_mail
+
+    raw = mail if isinstance(mail, bytes) else Path(mail).read_bytes()
+    parsed = parse_mail(raw)
+    sent = parsed.effective.date or parsed.outer.date or mail_date(raw)
+    return (sent + timedelta(minutes=minutes)).isoformat()

@@ -22,6 +22,7 @@ from bridge.core import incidents as core_incidents
 from bridge.core.admission import admit
 from bridge.core.mail import MailError
 from bridge.pipeline import decoding_note, read_mail, read_report
+from helpers import dated_now  # noqa: F401  (the golden tests take it from here)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -65,14 +66,6 @@ def check(subject: str, case: str) -> dict:
     assert path.exists(), f"{path} missing; run with REGEN=1 and check it by hand"
     assert text == path.read_text(encoding="utf-8"), f"{subject}/{case}"
     return got
-
-
-def dated_now(raw: bytes) -> bytes:
-    """``raw`` with its (first) Date header set to now: for tests that push a fixed-date
-    golden mail through the pipeline with a store, so they do not depend on today's date (a
-    mail older than a few hours may be judged stale)."""
-    now = format_datetime(datetime.now(timezone.utc)).encode()
-    return re.sub(rb"(?mi)^Date:[^\r\n]*", b"Date: " + now, raw, count=1)
 
 
 def golden_mail(subject: str, case: str) -> bytes:

@@ -14,7 +14,7 @@ import pytest
 
 from daemon import Daemon, bridge
 from fake_graph import PHONE_NUMBER_ID, FakeGraph
-from helpers import free_port, sample, wait_until, write_config
+from helpers import free_port, sample, sample_now, wait_until, write_config
 from smtp_relay import SmtpRelay
 from test_receipts import FWD, forward, NO_TICKET, send
 
@@ -161,7 +161,7 @@ async def test_token_expiry_gives_one_alert_and_one_resumed_mail(tmp_path):
     token.write_text("expired-token\n")  # every send answers 190
     numbers = [f"+3161111111{i}" for i in range(3)]
     await asyncio.to_thread(bridge, cfg, "subscribers", "add", *numbers)
-    (tmp_path / "m.eml").write_bytes(sample("01"))
+    (tmp_path / "m.eml").write_bytes(sample_now("01"))
     await asyncio.to_thread(bridge, cfg, "ingest", str(tmp_path / "m.eml"))  # a notice to send
     d = Daemon(cfg).start(wait=False)
     try:
@@ -208,7 +208,7 @@ async def test_a_fan_out_with_many_failures_alerts_and_tells_the_forwarder(tmp_p
     d = Daemon(cfg, port=port)
     await asyncio.to_thread(d.start)
     try:
-        await asyncio.to_thread(send, port, sample("06"))
+        await asyncio.to_thread(send, port, sample_now("06"))
         await until(lambda: len(relay.messages) >= 3, what="receipt, follow-up and alert")
         await asyncio.sleep(0.5)
     finally:

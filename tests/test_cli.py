@@ -20,6 +20,7 @@ from helpers import (
     TEMPLATES,
     free_port,
     no_ticket_mail,
+    now_of,
     read_outbox,
     run_cli,
     write_config,
@@ -27,8 +28,14 @@ from helpers import (
 
 
 def ingest(cfg, *files, json_out=True):
-    p = bridge(cfg, "ingest", *[str(MAILS / f) for f in files], *(["--json"] if json_out else []))
-    return [json.loads(line) for line in p.stdout.splitlines()]
+    # each fixed-date sample as of five minutes after its Date (a mail older than
+    # review.max_mail_age_hours goes to review)
+    out = []
+    for f in files:
+        p = bridge(cfg, "ingest", str(MAILS / f), "--now", now_of(MAILS / f),
+                   *(["--json"] if json_out else []))
+        out += [json.loads(line) for line in p.stdout.splitlines()]
+    return out
 
 
 # --- --config before or after the command; help lists every action ----------------------------
@@ -103,7 +110,8 @@ def test_ingest_outcomes_for_the_samples(tmp_path):
 
 def test_preview_prints_the_notice_and_stores_nothing(tmp_path):
     cfg = write_config(tmp_path)
-    p = bridge(cfg, "preview", str(MAILS / "01-storing-nieuw.eml"))
+    p = bridge(cfg, "preview", str(MAILS / "01-storing-nieuw.eml"),
+               "--now", now_of(MAILS / "01-storing-nieuw.eml"))
     assert "Amersfoort" in p.stdout and "Leusden" in p.stdout
     st = json.loads(bridge(cfg, "status", "--json").stdout)
     assert st["mails"] == {} and st["deliveries"] == {}
@@ -130,11 +138,13 @@ def test_preview_of_a_mail_ingest_would_not_send(tmp_path, capsys):
 def test_preview_of_a_forward_follows_the_forward_rules(tmp_path, capsys):
     cfg = write_config(tmp_path)
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--now", now_of(MAILS / "06-doorgestuurd-outlook.eml"),
                            "--config", str(cfg))
     assert code == 0 and "Amersfoort" in out, out
     cfg.write_text(cfg.read_text().replace('forwarders = ["support@cbgconnect.example"]',
                                            "forwarders = []"))
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "06-doorgestuurd-outlook.eml"),
+                           "--now", now_of(MAILS / "06-doorgestuurd-outlook.eml"),
                            "--config", str(cfg))
     assert code == 1 and out.startswith("would be rejected: "), out
 
@@ -150,9 +160,12 @@ def test_preview_and_ingest_agree_on_every_sample(tmp_path, capsys):
         d.mkdir()
         cfg = write_config(d)
         run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
-        code, out, _ = run_cli(capsys, "preview", str(f), "--config", str(cfg))
+        # both as of five minutes after the mail's Date: a fixed-date sample is not stale
+        now = now_of(f)
+        code, out, _ = run_cli(capsys, "preview", str(f), "--now", now, "--config", str(cfg))
         preview_text = out.strip()
-        _, out, _ = run_cli(capsys, "ingest", "--json", str(f), "--config", str(cfg))
+        _, out, _ = run_cli(capsys, "ingest", "--json", str(f), "--now", now,
+                            "--config", str(cfg))
         outcome = json.loads(out)["outcome"]
         assert {"queued": 0, "review": 1, "rejected": 1}[outcome] == code, (f.name, outcome, out)
         if outcome == "queued":
@@ -243,7 +256,8 @@ def test_a_store_file_that_is_not_a_database_is_a_one_line_error(tmp_path, capsy
 def test_dispatch_exits_0_when_everything_due_was_sent(tmp_path, capsys):
     cfg = write_config(tmp_path)
     run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
-    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+            "--now", now_of(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
     code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
     assert code == 0 and out.startswith("sent 1,"), (out, err)
     code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))  # nothing due: fine
@@ -258,7 +272,8 @@ def test_dispatch_with_the_channel_paused_exits_non_zero(tmp_path):
         base_url = "http://127.0.0.1:{free_port()}"
         """)
     bridge(cfg, "subscribers", "add", "0612345678")
-    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"))
+    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+           "--now", now_of(MAILS / "01-storing-nieuw.eml"))
     p = bridge(cfg, "dispatch", check=False)
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert p.stdout.startswith("sent 0,") and "waiting 1" in p.stdout, p.stdout
@@ -277,7 +292,8 @@ def test_dispatch_with_due_deliveries_left_waiting_exits_non_zero(tmp_path, caps
     monkeypatch.setattr(bridge.app.App, "channel", property(lambda self: channel))
     cfg = write_config(tmp_path)
     run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
-    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
+    run_cli(capsys, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+            "--now", now_of(MAILS / "01-storing-nieuw.eml"), "--config", str(cfg))
     code, out, err = run_cli(capsys, "dispatch", "--config", str(cfg))
     assert len(channel.calls) == 1
     assert code == 1 and "retried 1" in out, (out, err)

@@ -10,7 +10,7 @@ import pytest
 from bridge.config import ConfigError, parse
 from bridge.store import Store
 from daemon import bridge
-from helpers import MAILS, run_cli, write_config
+from helpers import MAILS, now_of, run_cli, write_config
 
 
 # --- errors name the key ---------------------------------------------------------------------
@@ -157,12 +157,14 @@ def test_parser_timezone_defaults_to_the_organisation_timezone(tmp_path, capsys)
     assert load(cfg).parser.timezone == "America/New_York"
     # "Starttijd: 28-11-2026 09:42" in the mail is 09:42 in New York, shown as 09:42
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--now", now_of(MAILS / "01-storing-nieuw.eml"),
                            "--config", str(cfg))
     assert code == 0 and "sinds za 28 nov 09:42" in out, out
 
     cfg.write_text(cfg.read_text() + '\n[parser]\ntimezone = "Europe/Amsterdam"\n')
     assert load(cfg).parser.timezone == "Europe/Amsterdam"
     code, out, _ = run_cli(capsys, "preview", str(MAILS / "01-storing-nieuw.eml"),
+                           "--now", now_of(MAILS / "01-storing-nieuw.eml"),
                            "--config", str(cfg))
     assert code == 0 and "sinds za 28 nov 03:42" in out, out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from daemon import Daemon, bridge, wait_for
-from helpers import MAILS, free_port, read_outbox, write_config
+from helpers import MAILS, free_port, now_of, read_outbox, write_config
 
 N = 1200
 CONCURRENCY = 32
@@ -19,7 +19,8 @@ def test_sigkill_mid_fanout_every_subscriber_gets_the_notice_once(tmp_path):
     cfg.write_text(cfg.read_text().replace("rate = 400", f"rate = 400\nconcurrency = {CONCURRENCY}"))
     numbers = [f"+3161{i:07d}" for i in range(N)]
     bridge(cfg, "subscribers", "add", *numbers)
-    out = bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml")).stdout
+    out = bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+                 "--now", now_of(MAILS / "01-storing-nieuw.eml")).stdout
     assert "queued" in out, out
 
     d = Daemon(cfg, port=port).start()
@@ -55,7 +56,8 @@ def test_sigterm_mid_fanout_exits_0_and_a_restart_repeats_nothing(tmp_path):
     cfg = write_config(tmp_path, smtp=True, smtp_port=port, rate=200)
     numbers = [f"+3162{i:07d}" for i in range(n)]
     bridge(cfg, "subscribers", "add", *numbers)
-    assert "queued" in bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml")).stdout
+    assert "queued" in bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+                              "--now", now_of(MAILS / "01-storing-nieuw.eml")).stdout
     d = Daemon(cfg, port=port).start()
     wait_for(lambda: len(read_outbox(tmp_path)) >= n // 4, what="a quarter of the fan-out")
     assert d.stop() == 0, d.log()

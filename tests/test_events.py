@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from helpers import Scripted, sample, wait_until
+from helpers import Scripted, sample, sample_now, wait_until
 
 from bridge.channels.base import SendResult
 from bridge.events import (ChannelPaused, ChannelResumed, DaemonStopping, EventBus,
@@ -37,7 +37,7 @@ def record(app) -> list:
 def test_the_pipeline_publishes_outcomes_and_review_decisions(app):
     seen = record(app)
     app.store.subscribers.add("+31611111111", "console", "cli:test")
-    queued = app.store.mails.add(RawMail(sample("01"), "smtp"))
+    queued = app.store.mails.add(RawMail(sample_now("01"), "smtp"))
     app.pipeline.process(queued)
     app.pipeline.process(queued)  # decided before: not published again
     review = app.store.mails.add(RawMail(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MAILS, read_outbox, write_config
+from helpers import MAILS, read_outbox, sample_now, write_config
 
 from bridge.app import App
 from bridge.config import load
@@ -85,7 +85,7 @@ def test_two_subscribers_of_one_person_are_merged_and_a_notice_goes_once(app):
     first, _ = subs.add(NUMBER, "cloud", "wamid.a", at=1000.0)
     second, _ = subs.add(f"user:{BSUID}", "cloud", "wamid.b", at=2000.0)
     app.pipeline.process(app.store.mails.add(
-        RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))
+        RawMail(sample_now("01"), "cli")))
     assert app.store.deliveries.pending() == 2
     app.inbound.handle(msg("hallo", "m1", user_id=BSUID, channel="cloud"))
     assert subs.count() == 1
@@ -119,7 +119,7 @@ def test_stop_from_any_id_erases_every_id_of_the_person(tmp_path, stop_from):
                            alternates=[NUMBER]))
     app.inbound.handle(msg("info", "wamid.HBgLMzE2MTIzNDU2NzgA2", user_id=BSUID))
     app.pipeline.process(app.store.mails.add(
-        RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))
+        RawMail(sample_now("01"), "cli")))
     send_all(app)
     assert set(app.store.subscribers.get(NUMBER).ids) == {NUMBER, f"user:{BSUID}", f"lid:{LID}"}
     before = db_bytes(tmp_path)
@@ -162,7 +162,7 @@ def test_w01_number_change_moves_the_subscription_and_erases_the_old_number(tmp_
     app.inbound.handle(msg(SUBSCRIBE, "wamid.C05sub", sender=old, user_id=old_uid[5:],
                            channel="cloud"))
     app.pipeline.process(app.store.mails.add(
-        RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))  # a notice waits
+        RawMail(sample_now("01"), "cli")))  # a notice waits
     caplog.set_level(logging.INFO, logger="bridge.inbound")
     r = app.inbound.identity_change(w01_change())
     assert r.effect == "identity_moved"
@@ -286,7 +286,7 @@ def test_number_change_to_a_number_that_is_already_subscribed_keeps_one_subscrip
     subs.add("+31611110501", "cloud", "wamid.old", at=1000.0)
     subs.add("+31611110502", "cloud", "wamid.new", at=2000.0)
     app.pipeline.process(app.store.mails.add(
-        RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))
+        RawMail(sample_now("01"), "cli")))
     ev = IdentityChange(channel="cloud", kind="number", old=("+31611110501",),
                         new=("+31611110502",), event_id="wamid.sys9",
                         received_at=datetime.now(timezone.utc))

@@ -25,6 +25,7 @@ from daemon import Daemon, bridge, wait_for  # noqa: E402
 from dovecot import Dovecot  # noqa: E402
 from helpers import ROOT, write_config  # noqa: E402
 from helpers import read_outbox as outbox  # noqa: E402
+from helpers import dated_now  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "imap"
 PW_ENV = "BRIDGE_TEST_IMAP_PASSWORD"
@@ -33,8 +34,9 @@ SUBSCRIBER = "+31612345678"
 
 # -- helpers ------------------------------------------------------------------------------------------
 def storing(n: int, *, sender: str | None = None) -> bytes:
-    """Sample 01 as a distinct mail: its own Message-ID and ticket (INC0000100nnnnn)."""
-    raw = (DATA / "01-storing-nieuw.eml").read_bytes()
+    """Sample 01 as a distinct mail: its own Message-ID and ticket (INC0000100nnnnn), dated
+    now (the daemon sends a mail older than review.max_mail_age_hours to review)."""
+    raw = dated_now((DATA / "01-storing-nieuw.eml").read_bytes())
     raw = raw.replace(b"<inc12345678.1@wholesale.kpn.example>",
                       f"<imap-test-{n}.{time.time_ns()}@wholesale.kpn.example>".encode())
     raw = raw.replace(b"INC000012345678", f"INC{100000000 + n:012d}".encode())

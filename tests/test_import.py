@@ -9,7 +9,7 @@ import time
 import pytest
 
 from daemon import bridge
-from helpers import MAILS, read_outbox, write_config
+from helpers import MAILS, read_outbox, sample_now, write_config
 
 from bridge.core.importing import NumberListError, check_number, read_numbers
 
@@ -186,7 +186,7 @@ def test_welcome_is_paced_behind_notices_and_says_how_to_stop(tmp_path):
     assert "STOP" in rows[0][2] and "CBG Connect" in rows[0][2]
     # a notice queued now is due before every welcome that is not due yet
     app.pipeline.process(app.store.mails.add(
-        RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))
+        RawMail(sample_now("01"), "cli")))
     claimed = app.store.deliveries.claim(100)
     kinds = [("notice" if d.notice_id else d.reply_name) for d in claimed]
     assert kinds.count("notice") == 10 and kinds.count("welcome") <= 2, kinds

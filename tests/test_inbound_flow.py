@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from bridge.channels.base import SendResult
 from bridge.outbox import Dispatcher
 from daemon import bridge
-from helpers import DISPATCH, MAILS, Scripted, read_outbox, run_cli, wait_until, write_config
+from helpers import DISPATCH, MAILS, Scripted, now_of, read_outbox, run_cli, wait_until, write_config
 
 NUMBER = "+31612345678"
 
@@ -31,7 +31,7 @@ def test_subscribe_notice_stop_resubscribe(tmp_path):
     assert "STOP" in reply
     assert "al aangemeld" in inbound(cfg, "ja ik wil storingsberichten ontvangen", msg_id="m2")
     assert bridge(cfg, "subscribers", "count").stdout.strip() == "1"
-    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"))
+    bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"), "--now", now_of(MAILS / "01-storing-nieuw.eml"))
     bridge(cfg, "dispatch")
     to_number = [m for m in read_outbox(tmp_path) if m["to"] == NUMBER]
     assert [m["notice_id"] for m in to_number] == [None, None, 1]  # two replies, one notice
@@ -39,14 +39,14 @@ def test_subscribe_notice_stop_resubscribe(tmp_path):
     reply = inbound(cfg, "STOP", msg_id="m3")
     assert reply and "afgemeld" in reply.lower()
     assert bridge(cfg, "subscribers", "count").stdout.strip() == "0"
-    bridge(cfg, "ingest", str(MAILS / "02-storing-update.eml"))
+    bridge(cfg, "ingest", str(MAILS / "02-storing-update.eml"), "--now", now_of(MAILS / "02-storing-update.eml"))
     bridge(cfg, "dispatch")
     notices = [m for m in read_outbox(tmp_path) if m["notice_id"] is not None]
     assert len(notices) == 1, "no notice after STOP"
 
     inbound(cfg, "aanmelden", msg_id="m4")
     assert bridge(cfg, "subscribers", "count").stdout.strip() == "1"
-    bridge(cfg, "ingest", str(MAILS / "03-storing-opgelost.eml"))
+    bridge(cfg, "ingest", str(MAILS / "03-storing-opgelost.eml"), "--now", now_of(MAILS / "03-storing-opgelost.eml"))
     bridge(cfg, "dispatch")
     notices = [m for m in read_outbox(tmp_path) if m["notice_id"] is not None]
     assert len(notices) == 2
@@ -121,7 +121,8 @@ def test_erasure_leaves_no_trace_in_database_or_logs(tmp_path):
 
         app.inbound.handle(msg("Ja ik wil storingsberichten van CBG Connect ontvangen.", 1))
         app.pipeline.process(app.store.mails.add(
-            RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")))
+            RawMail((MAILS / "01-storing-nieuw.eml").read_bytes(), "cli")),
+            now=datetime.fromisoformat(now_of(MAILS / "01-storing-nieuw.eml")))
         app.inbound.handle(msg("mijn internet doet het niet", 2))
         d = app.dispatcher
         d.acquire()

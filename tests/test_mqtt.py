@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from channel_port import StubPort
 from daemon import Daemon, bridge, wait_for
-from helpers import MAILS, write_config
+from helpers import MAILS, now_of, write_config
 from mosquitto import Mosquitto
 
 from bridge.channels.base import Outgoing
@@ -521,7 +521,8 @@ def test_notice_reaches_the_gateway_on_the_exact_topic_with_the_exact_payload(tm
     gw = Collector(broker)
     d = start_daemon(cfg)
     try:
-        out = json.loads(bridge(cfg, "ingest", "--json", str(MAILS / "01-storing-nieuw.eml")).stdout)
+        out = json.loads(bridge(cfg, "ingest", "--json", str(MAILS / "01-storing-nieuw.eml"),
+                                "--now", now_of(MAILS / "01-storing-nieuw.eml")).stdout)
         nid = out["notice"]
         assert nid and out["queued"] == 2, out
         wait_for(lambda: len(gw.got()) >= 2, what="both notices at the gateway")
@@ -596,7 +597,8 @@ def test_broker_killed_mid_fanout_every_delivery_arrives_after_reconnect(tmp_pat
     gw = Collector(broker)
     d = start_daemon(cfg)
     try:
-        bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"))
+        bridge(cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+               "--now", now_of(MAILS / "01-storing-nieuw.eml"))
         wait_for(lambda: len(gw.got()) >= 8, what="part of the fan-out")
         broker.kill()
         at_kill = len(gw.got())

@@ -19,13 +19,13 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
     from bridge.app import App
     from bridge.config import load
     from bridge.store import RawMail
-    from helpers import sample, write_config
+    from helpers import sample_now, write_config
 
     cfg = load(write_config(tmp_path))
     cli, daemon = App(cfg), App(cfg)
     try:
         cli.store.subscribers.add("+31612345678", "console", "cli:test")
-        data = sample("01")
+        data = sample_now("01")  # both processes decide as of the clock
         if outcome == "review":  # no ticket, no status (as in test_cli)
             data = data.replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
         mail_id = cli.store.mails.add(RawMail(data=data, source="cli"))

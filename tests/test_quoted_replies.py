@@ -112,14 +112,19 @@ def test_text_without_quoted_history_is_kept_whole(text):
 
 
 def test_f05_after_f01_resolves_the_incident(app):
+    from datetime import timedelta
+
+    from helpers import mail_date
+
     for n in NUMBERS:
         app.store.subscribers.add(n, "console", "cli:test")
-    first = app.store.mails.add(RawMail(dated_now(golden_mail("automatic", "f01-storing-nieuw")),
-                                        "cli"))
-    second = app.store.mails.add(RawMail(dated_now(golden_mail("replies",
-                                                               "f05-opgelost-met-citaat")), "cli"))
-    assert app.pipeline.process(first).outcome == "queued"
-    out = app.pipeline.process(second)
+    f01 = golden_mail("automatic", "f01-storing-nieuw")
+    f05 = golden_mail("replies", "f05-opgelost-met-citaat")
+    first = app.store.mails.add(RawMail(f01, "cli"))
+    second = app.store.mails.add(RawMail(f05, "cli"))
+    # each decided five minutes after it was sent, as the daemon would have
+    assert app.pipeline.process(first, now=mail_date(f01) + timedelta(minutes=5)).outcome == "queued"
+    out = app.pipeline.process(second, now=mail_date(f05) + timedelta(minutes=5))
     assert out.outcome == "queued", out.reason
     assert "status nieuw -> opgelost" in out.reason
     notice = app.store.db.one("SELECT status, text FROM notices WHERE id=?", (out.notice_id,))

@@ -10,7 +10,7 @@ import smtplib
 import pytest
 
 from daemon import Daemon, bridge, wait_for
-from helpers import free_port, read_outbox, sample, write_config
+from helpers import free_port, read_outbox, sample, sample_now, write_config
 from smtp_relay import SmtpRelay
 
 from bridge.core.senders import SenderRules
@@ -136,7 +136,7 @@ def test_dmarc_required_only_a_vouched_for_forwarder():
                         authserv_id=("mx.cbgconnect.example",))
     assert "not vouched for" in who(sample("06"), rules=rules).why_not
     ok = (b"Authentication-Results: mx.cbgconnect.example; dmarc=pass"
-          b" header.from=cbgconnect.example\r\n") + sample("06")
+          b" header.from=cbgconnect.example\r\n") + sample_now("06")
     assert who(ok, rules=rules).to == (FWD,)
 
 
@@ -182,7 +182,7 @@ def quoted(text: str) -> str:
 
 def test_a_receipt_for_each_outcome_threaded_to_the_forwarded_mail(daemon, relay, tmp_path):
     # queued: the forward of a new outage
-    send(daemon.port, sample("06"))
+    send(daemon.port, sample_now("06"))
     [r] = relay.wait(1)
     m = r.message
     assert r.tls and r.login == "bridge"  # STARTTLS, then AUTH
@@ -200,7 +200,7 @@ def test_a_receipt_for_each_outcome_threaded_to_the_forwarded_mail(daemon, relay
     assert "Ticket: INC000012345678" in r.body
 
     # duplicate: a colleague forwards the same KPN mail again
-    again = sample("06").replace(b"179586476379.10032", b"179586476379.55555")
+    again = sample_now("06").replace(b"179586476379.10032", b"179586476379.55555")
     send(daemon.port, again)
     r = relay.wait(2)[1]
     assert r.message["In-Reply-To"] == original.replace("10032", "55555")
@@ -221,7 +221,7 @@ def test_a_receipt_for_each_outcome_threaded_to_the_forwarded_mail(daemon, relay
     assert "controle 2" in r4.body
 
     # rejected: the forwarder forwarded a mail that is not from KPN
-    foreign = (sample("06")
+    foreign = (sample_now("06")
                .replace(b"storingsmeldingen@wholesale.kpn.example", b"noc@elders.example")
                .replace(b"179586476379.10032.2702190945848034359@cbgconnect.example",
                         b"vraag@cbgconnect.example"))
@@ -256,7 +256,7 @@ def test_no_receipt_to_kpn_unknown_senders_automatic_mail_or_ourselves(daemon, r
     send(daemon.port, plain("first@cbgconnect.example"))  # rejected: gets a receipt
     [first] = relay.wait(1)
     ours = first.message["Message-ID"].strip("<>")
-    send(daemon.port, sample("01"), sender=KPN)  # KPN itself (queued)
+    send(daemon.port, sample_now("01"), sender=KPN)  # KPN itself (queued)
     send(daemon.port, plain("u@x", sender="iemand@elders.example"))  # From not a forwarder
     send(daemon.port, plain("oof@x", subject="Automatisch antwoord: Storing",
                             headers="Auto-Submitted: auto-replied\r\n"))
@@ -281,7 +281,7 @@ def test_a_relay_that_is_down_delays_the_receipt_and_loses_none(tmp_path):
     d = start_daemon(tmp_path, relay)
     try:
         relay.stop()
-        send(d.port, sample("06"))
+        send(d.port, sample_now("06"))
         wait_for(lambda: "mail-out: relay 127.0.0.1" in d.log() and "1 mails wait" in d.log(),
                  what="a failed try")
         assert relay.messages == []

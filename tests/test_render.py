@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -182,7 +182,10 @@ def write_template(path: Path, source: str) -> None:
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
 def test_golden_notice(renderer: Renderer, name: str) -> None:
     report, previous, template = GOLDEN_CASES[name]
-    out = renderer.render_notice(report, previous=previous)
+    # written as of a fixed moment: five minutes after the mail was sent
+    out = renderer.render_notice(report, previous=previous,
+                                 now=report.sent_at + timedelta(minutes=5))
+    assert out.text == renderer.render_notice(report, previous=previous).text  # None: as sent
     assert out.error is None
     assert not out.fallback
     assert not out.truncated
@@ -202,8 +205,10 @@ def test_example_from_brief(renderer: Renderer) -> None:
     with the services, the places, since when, the expected repair; then the organisation and
     the ticket as reference."""
     text = renderer.render_notice(R01).text
+    # issue 11 item 7: the postcodes named in the mail are in the notice
     assert text.startswith(
         "*Storing internet en bellen* in Amersfoort en Leusden sinds za 28 nov 09:42.\n"
+        "Postcodes: 3811, 3812 en 3831.\n"
         "Verwacht herstel: 14:00.\n"
     )
     assert text.endswith("\n\n— CBG Connect (ref. INC000012345678)")
@@ -219,7 +224,8 @@ def test_key_facts_in_notices(renderer: Renderer) -> None:
     no_modem = renderer.render_notice(dataclasses.replace(R03, description="Verholpen.")).text
     assert "modem" not in no_modem
     mnt = renderer.render_notice(R05).text
-    assert "do 3 dec 00:00 tot 06:00" in mnt and "4 uur" in mnt
+    # issue 11 item 7: a night window names both days
+    assert "nacht van wo 2 op do 3 dec, 00:00\u201306:00" in mnt and "4 uur" in mnt
     assert "geannuleerd" in renderer.render_notice(R05_CANCEL).text
     assert "geannuleerd" in renderer.render_notice(R01_CANCEL).text
 

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from daemon import Daemon, bridge, wait_for
-from helpers import free_port, read_outbox, sample, write_config
+from helpers import free_port, read_outbox, sample, sample_now, samples_now, write_config
 
 KPN = "storingsmeldingen@wholesale.kpn.example"
 NUMBERS = ["+31611111111", "+31622222222"]
@@ -32,15 +32,17 @@ def send(port: int, data: bytes, sender: str = KPN, rcpt: str = "noc@localhost")
 
 
 def test_mail_over_smtp_reaches_every_subscriber_once(daemon, tmp_path):
-    send(daemon.port, sample("01"))
+    # dated now (the daemon sends older mails to review), the forward moved with it
+    mail, forward = samples_now("01", "06")
+    send(daemon.port, mail)
     lines = wait_for(lambda: len(read_outbox(tmp_path)) >= 2 and read_outbox(tmp_path),
                      what="two messages")
     assert sorted(m["to"] for m in lines) == NUMBERS
     assert all("Amersfoort" in m["text"] for m in lines)
     assert {m["notice_id"] for m in lines} == {1}
     # the same mail again, and the forward by support: duplicates, nothing more sent
-    send(daemon.port, sample("01"))
-    send(daemon.port, sample("06"), sender="support@cbgconnect.example")
+    send(daemon.port, mail)
+    send(daemon.port, forward, sender="support@cbgconnect.example")
     out = bridge(daemon.config, "status", "--json").stdout
     wait_for(lambda: '"duplicate": 2' in bridge(daemon.config, "status", "--json").stdout,
              what="two duplicates")
@@ -91,7 +93,7 @@ def test_mail_is_committed_before_250_sigkill_right_after(tmp_path):
     bridge(cfg, "subscribers", "add", NUMBERS[0])
     # The processor is made to die before touching the mail: only the commit can save it.
     d = Daemon(cfg, port=port, env={"BRIDGE_FAULTS": "process-mail"}).start()
-    send(port, sample("01"))
+    send(port, sample_now("01"))
     d.kill()
     db = sqlite3.connect(tmp_path / "bridge.db")
     rows = db.execute("SELECT message_id, outcome FROM raw_mails").fetchall()

@@ -5,12 +5,15 @@ matching (:func:`compile_rules`).
 Pure: no I/O. An operator adapts the parser from the ``[parser]`` table of the config file
 without touching code (see :func:`rules_from_config`); :mod:`bridge.core.report` reads a mail
 with the compiled rules. Labels are matched case-insensitively, ignoring blanks, ``*``, ``_``
-and a trailing colon or dot (:func:`label_key`).
+and a trailing colon or dot (:func:`label_key`); a label written with qualifier words around
+a configured one ("Begin storing", "Verwachte eindtijd storing", "Start of maintenance") is
+that label (:func:`match_label`).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +30,7 @@ __all__ = [
     "ReportRules",
     "compile_rules",
     "label_key",
+    "match_label",
     "rules_from_config",
 ]
 
@@ -51,6 +55,7 @@ LABEL_FIELDS = {
     "date_labels": "date",
     "description_labels": "description",
     "downtime_labels": "downtime",
+    "customer_labels": "customer",  # no report field: a sign of a single customer's ticket
 }
 
 
@@ -130,6 +135,50 @@ class ReportRules:
         "Onderbrekingsduur", "Onderbreking", "Duur onderbreking", "Duur van de onderbreking",
         "Verwachte onderbreking", "Downtime", "Expected downtime", "Outage duration",
     )
+    # Labels that name one end customer's line, not an area: a mail with a value for one of
+    # these is a service ticket about a single connection and goes to review (see
+    # bridge.core.confidence). They are read as labels (so they end the value before them)
+    # but fill no report field.
+    customer_labels: tuple[str, ...] = (
+        "Klantnaam", "Klant", "Klantnummer", "Klantreferentie", "Aansluitnummer",
+        "Aansluiting", "Aansluitadres", "Installatieadres", "Adres", "Huisnummer",
+        "Lijnnummer", "Lijn-ID", "Lijn ID", "Access ID", "Circuit ID", "Circuitnummer",
+        "Uw referentie", "Uw kenmerk", "Customer", "Customer name", "Customer number",
+        "Customer reference", "Line ID", "Line number", "Installation address",
+        "Service address", "Address", "Your reference",
+    )
+    # Phrases (whole words, case-insensitive) that address one customer's own report in the
+    # subject or body: "Uw melding", "your ticket". Same effect as customer_labels.
+    # Not "de klant" or "the customer": an area notice may say "de klant kan het modem
+    # herstarten".
+    customer_phrases: tuple[str, ...] = (
+        "uw melding", "uw storingsmelding", "uw storingsticket", "uw ticket", "uw aanvraag",
+        "uw aansluiting", "your ticket", "your report", "your request", "your service request",
+        "your connection",
+    )
+    # One street address: a house number and a full postcode ("Dorpsstraat 12, 3811 AB
+    # Amersfoort", "Dorpsstraat 12a\n3811AB"). An area outage names places and postcode
+    # areas, not a house number. Python regex; searched in the body.
+    address_pattern: str = (
+        r"(?<![\w-])[^\W\d_][\w.'-]*+(?:[ \t][^\W\d_][\w.'-]*+){0,3}+[ \t]\d{1,5}"
+        r"(?:[ \t]?[a-zA-Z](?![\w])|[-/]\d{1,4})?+[ \t]*+,?+\s{0,3}[1-9]\d{3}[ \t]?[A-Z]{2}"
+        r"(?![\w])"
+    )
+    # Words that may stand before, after or between the words of a configured label without
+    # changing which label it is: "Begin storing" is "Begin", "Einde werkzaamheden" is
+    # "Einde", "Getroffen plaatsen" is "Plaatsen", "Start of maintenance" is "Start". Not
+    # words that change the meaning ("verwachte", "oorspronkelijke", "vorige", "original"):
+    # "Oorspronkelijke eindtijd" is not the end. Whole words, case-insensitive.
+    label_qualifier_words: tuple[str, ...] = (
+        "storing", "storingen", "verstoring", "onderhoud", "onderhoudswerkzaamheden",
+        "werkzaamheden", "netwerkonderhoud", "getroffen", "betrokken", "geraakte", "geplande",
+        "nieuwe", "gewijzigde", "aangepaste", "huidige", "van", "de", "het", "der", "voor",
+        "maintenance", "outage", "disruption", "works", "work", "planned", "affected",
+        "impacted", "new", "updated", "revised", "current", "of", "the", "for",
+    )
+    # At most this many words in a label matched with qualifier words (the whole label, as
+    # written in the mail). Longer text before a colon is a sentence, not a label.
+    label_max_words: int = 6
 
     status_values: Synonyms = (
         ("nieuw", ("nieuw", "new", "open", "geopend", "gemeld", "actief", "active", "opened")),
@@ -221,7 +270,8 @@ class ReportRules:
 DEFAULT_RULES = ReportRules()
 
 _REGEX_FIELDS = ("ticket_pattern", "subject_pattern", "postcode_pattern", "place_separators",
-                 "period_separators", "signature_pattern")
+                 "period_separators", "signature_pattern", "address_pattern")
+_INT_FIELDS = {"label_max_words": (1, 12)}
 _SYNONYM_FIELDS = ("status_values", "kind_values", "service_values")
 
 
@@ -232,13 +282,16 @@ def rules_from_config(d: dict) -> ReportRules:
 
     * ``timezone`` (string, an IANA zone name);
     * ``*_labels``, ``unknown_values``, ``kind_cause_words``, ``status_negation_words``,
-      ``status_partial_words`` and ``date_filler_words`` (lists of strings; the four word
-      lists may be empty);
+      ``status_partial_words``, ``date_filler_words``, ``label_qualifier_words`` and
+      ``customer_phrases`` (lists of strings; the word and phrase lists and
+      ``customer_labels`` may be empty);
+    * ``label_max_words`` (an integer from 1 to 12);
     * ``status_values``, ``kind_values``, ``service_values`` (tables mapping a canonical name to a
       list of synonyms; status names must be one of nieuw/update/opgelost/geannuleerd/
       aangekondigd, kind names storing/onderhoud);
     * ``ticket_pattern``, ``subject_pattern``, ``postcode_pattern``, ``place_separators``,
-      ``period_separators``, ``signature_pattern`` (regular expressions, Python syntax).
+      ``period_separators``, ``signature_pattern``, ``address_pattern`` (regular expressions,
+      Python syntax).
 
     A list or table given in the config REPLACES the default one entirely (it is not merged);
     to add a synonym, repeat the defaults you want to keep. Keys left out keep their defaults.
@@ -288,7 +341,13 @@ def rules_from_config(d: dict) -> ReportRules:
                                      f"(expected one of {', '.join(allowed)})")
                 pairs.append((name, _str_list(f"{where}.{name}", syns)))
             changes[key] = tuple(pairs)
-        else:  # label lists and unknown_values
+        elif key in _INT_FIELDS:
+            low, high = _INT_FIELDS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{where}: expected an integer from {low} to {high}, "
+                                 f"got {value!r}")
+            changes[key] = value
+        else:  # label lists, word and phrase lists, unknown_values
             changes[key] = _str_list(where, value)
     return ReportRules(**changes) if changes else DEFAULT_RULES
 
@@ -318,6 +377,8 @@ class CompiledRules:
 
     label_field: dict  # label_key(label) -> report field name
     known_label_prefix: re.Pattern | None  # a known label followed by 2+ blanks or a TAB
+    qualifiers: frozenset  # lower-cased label_qualifier_words
+    label_max_words: int
     synonyms: dict  # field -> (regex, {lowered synonym: canonical})
     unknown: re.Pattern | None
     ticket: re.Pattern
@@ -328,6 +389,8 @@ class CompiledRules:
     kind_cause: re.Pattern | None  # where a subject's cause clause starts
     status_before: re.Pattern | None  # a negation or partial word right before a status word
     status_after: re.Pattern | None  # a partial word right after a status word
+    customer_phrases: re.Pattern | None
+    address: re.Pattern
 
 
 @functools.lru_cache(maxsize=16)
@@ -361,6 +424,8 @@ def compile_rules(rules: ReportRules) -> CompiledRules:
     return CompiledRules(
         label_field=label_field,
         known_label_prefix=prefix,
+        qualifiers=frozenset(w.lower() for w in rules.label_qualifier_words),
+        label_max_words=rules.label_max_words,
         synonyms=synonyms,
         unknown=phrase_regex(rules.unknown_values),
         ticket=re.compile(rules.ticket_pattern),
@@ -376,4 +441,45 @@ def compile_rules(rules: ReportRules) -> CompiledRules:
         status_after=re.compile(rf"\s*+[(\[:,\-\u2013\u2014]?+\s*+(?:{after})(?!\w)"
                                 r"\s*+(?:[)\].,;:!?\-\u2013\u2014]|$)",
                                 re.IGNORECASE) if after else None,
+        customer_phrases=phrase_regex(rules.customer_phrases),
+        address=re.compile(rules.address_pattern),
     )
+
+
+# What a label as written may hold to be matched by its words: letters, blanks and
+# ( ) / . & ' - (no digits, commas or sentence ends), at most _LABEL_CHARS characters.
+_LABEL_TEXT = re.compile(r"[^\W\d_](?:[^\W\d_]|[()/.&' -])*+")
+_LABEL_CHARS = 60
+
+
+def match_label(label: str, c: CompiledRules) -> str | None:
+    """The report field the label ``label`` (as written before its colon) fills, or None.
+
+    A configured label matches as a whole string (:func:`label_key`: case, blanks, ``*``,
+    ``_`` and a trailing colon ignored). Else the label is matched by its words: the words of
+    one configured label present in order, with only ``label_qualifier_words`` before, after
+    or between them ("Begin storing" -> start, "Einde van de werkzaamheden" -> end,
+    "Getroffen plaatsen" -> places, "Start of maintenance" -> start). A label of more than
+    ``label_max_words`` words, or with a digit, comma or sentence end in it, is not matched
+    by its words; a label of qualifier words only ("Storing", "Werkzaamheden") is no label.
+    When several configured labels fit, the one with the most words wins (the fewest
+    qualifiers dropped). At most 2^``label_max_words`` look-ups."""
+    field = c.label_field.get(label_key(label))
+    if field is not None or not c.qualifiers:
+        return field
+    text = re.sub(r"[*_]+", "", label).strip().rstrip(":.").strip()
+    if len(text) > _LABEL_CHARS or not _LABEL_TEXT.fullmatch(text):
+        return None
+    words = text.lower().split()
+    if len(words) > c.label_max_words:
+        return None
+    optional = [i for i, w in enumerate(words) if w in c.qualifiers]
+    if not optional or len(optional) == len(words):
+        return None
+    for n in range(1, len(optional) + 1):
+        for drop in itertools.combinations(optional, n):
+            key = "".join(w for i, w in enumerate(words) if i not in drop)
+            field = c.label_field.get(key)
+            if field is not None:
+                return field
+    return None

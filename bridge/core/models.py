@@ -143,6 +143,10 @@ class OutageReport:
     # The iCalendar SEQUENCE of the mail's maintenance event (RFC 5545 3.8.7.4): a higher one
     # is a later revision of the same event, whatever the mails' dates say
     sequence: int | None = None
+    # Signs that the mail is about one end customer's line, not an area (a customer label
+    # such as "Klantnaam", a phrase such as "uw melding", a street address): each as a short
+    # phrase for the review reason, never the customer's data. In the JSON only when any.
+    customer_signals: tuple[str, ...] = ()
 
     def key_facts(self) -> tuple:
         """The facts that make two reports of one incident the same update."""
@@ -153,12 +157,13 @@ class OutageReport:
         )
 
     def to_json(self) -> dict:
-        """A JSON-ready dict (datetimes as ISO 8601 UTC strings)."""
+        """A JSON-ready dict (datetimes as ISO 8601 UTC strings); ``customer_signals`` only
+        when there are any, so an area report keeps its shape."""
 
         def dt(v: datetime | None) -> str | None:
             return v.isoformat() if v else None
 
-        return {
+        doc = {
             "ticket": self.ticket,
             "kind": self.kind,
             "status": self.status,
@@ -176,6 +181,9 @@ class OutageReport:
             # only when there is one: reports without a calendar keep their JSON shape
             **({"sequence": self.sequence} if self.sequence is not None else {}),
         }
+        if self.customer_signals:
+            doc["customer_signals"] = list(self.customer_signals)
+        return doc
 
     @classmethod
     def from_json(cls, d: dict) -> "OutageReport":
@@ -198,6 +206,7 @@ class OutageReport:
             description=d.get("description", ""),
             sent_at=dt(d.get("sent_at")),
             sequence=d.get("sequence"),
+            customer_signals=tuple(d.get("customer_signals", ())),
         )
 
 

@@ -46,6 +46,7 @@ from bridge.core.labels import (
     CompiledRules,
     ReportRules,
     label_key,
+    match_label,
     rules_from_config,
 )
 from bridge.core.labels import compile_rules as _compile  # the name the reader has always used
@@ -143,17 +144,40 @@ def _is_generic_label(indent: str, label: str, loose: bool, value_col: int | Non
         value_col is None or _width(indent) < value_col)
 
 
+_COLUMN_GAP = re.compile(r" {2,}+|\t")
+
+
+def _aligned_label(line: str, c: CompiledRules) -> tuple[str, str, str, int] | None:
+    """``("qualified", field, value, value column)`` for an aligned ``Label    value`` line
+    whose label is a configured one with qualifier words ("Begin storing     09:42"), else
+    None. Whole configured labels are found by ``CompiledRules.known_label_prefix``."""
+    rest = line.lstrip(" \t")
+    gap = _COLUMN_GAP.search(rest, 0, 61)
+    if gap is None or gap.start() == 0:
+        return None
+    value = rest[gap.end():].strip()
+    if not value:
+        return None
+    field = match_label(rest[:gap.start()], c)
+    if field is None:
+        return None
+    start = len(line) - len(rest) + gap.end()
+    return ("qualified", field, value.strip("|").strip(), _width(line[:start]))
+
+
 def _classify(line: str, c: CompiledRules, value_col: int | None = None,
               in_sentence: bool = False) -> tuple[str, str | None, str, int] | None:
-    """``("known", field, value, value column)`` / ``("other", None, value, value column)``
-    for a label line, else None (a continuation line). ``value_col`` is the column where the
+    """``("known", field, value, value column)`` (a configured label as a whole),
+    ``("qualified", ...)`` (one with qualifier words, :func:`~bridge.core.labels.match_label`)
+    or ``("other", None, value, value column)`` for a label line, else None (a continuation line). ``value_col`` is the column where the
     value this line may continue starts (None when there is none); ``in_sentence`` see
     :func:`_is_generic_label`."""
     m = _label_line(line)
     if m:
-        field = c.label_field.get(label_key(m[1]))
+        field = match_label(m[1], c)
         if field:
-            return ("known", field, m[2].strip().strip("|").strip(),
+            how = "known" if c.label_field.get(label_key(m[1])) else "qualified"
+            return (how, field, m[2].strip().strip("|").strip(),
                     _width(line[: len(line) - len(m[2])]))
     if c.known_label_prefix is not None:
         m2 = c.known_label_prefix.match(line)
@@ -162,25 +186,38 @@ def _classify(line: str, c: CompiledRules, value_col: int | None = None,
             if field:
                 return ("known", field, m2.group("value").strip().strip("|").strip(),
                         _width(line[: m2.start("value")]))
+    aligned = _aligned_label(line, c)
+    if aligned is not None:
+        return aligned
     if m and _is_generic_label(m[0], m[1], m[3], value_col, in_sentence):
         return ("other", None, m[2], _width(line[: len(line) - len(m[2])]))
     return None
 
 
 def _read_values(text: str, c: CompiledRules) -> dict[str, list[str]]:
-    """Known label values in ``text``: field -> the value's lines (first occurrence wins).
+    """Known label values in ``text``: field -> the value's lines (first occurrence wins,
+    except that a configured label written as a whole wins over an earlier one matched with
+    qualifier words: "Storing opgelost: de kabel is hersteld" does not hide a later
+    "Eindtijd: 11:02").
 
     A value continues on the following lines until a blank line, a greeting/signature line or
     a line that is a label (see :func:`_classify`); table borders are skipped."""
     found: dict[str, list[str]] = {}
+    weak: set[str] = set()  # fields found only under a label with qualifier words
     current: str | None = None
+    current_weak = False
     parts: list[str] = []
     col: int | None = None
 
     def flush() -> None:
         nonlocal current, parts
-        if current is not None and current not in found:
+        if current is not None and (current not in found
+                                    or (current in weak and not current_weak)):
             found[current] = parts
+            if current_weak:
+                weak.add(current)
+            else:
+                weak.discard(current)
         current, parts = None, []
 
     for line in text.split("\n"):
@@ -197,8 +234,9 @@ def _read_values(text: str, c: CompiledRules) -> dict[str, list[str]]:
         kind = _classify(line, c, col if current is not None else None, in_sentence)
         if kind is not None:
             flush()
-            if kind[0] == "known":
+            if kind[0] != "other":
                 current, parts, col = kind[1], [kind[2]], kind[3]
+                current_weak = kind[0] == "qualified"
             continue
         if current is not None:
             parts.append(line.strip().strip("|").strip())
@@ -448,6 +486,7 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
 
     downtime = parse_duration_minutes(labels.get("downtime"))
     description = labels.get("description", "")
+    signals = customer_signals(text, subject, c)
 
     return OutageReport(
         ticket=ticket,
@@ -464,4 +503,53 @@ def extract_report(mail: ParsedMail, rules: ReportRules = DEFAULT_RULES) -> Outa
         downtime_minutes=downtime,
         description=description,
         sent_at=env.date,
+        customer_signals=signals,
     )
+
+
+_SIGNAL_LINES = 400  # lines of a body searched for customer labels and addresses
+
+
+def customer_signals(text: str, subject: str, c: CompiledRules) -> tuple[str, ...]:
+    """Signs that a mail is about one end customer's line rather than an area outage, for
+    the review reason (:mod:`bridge.core.confidence`): ``label "Klantnaam"`` for a
+    ``customer_labels`` label with a value, ``phrase "uw melding"`` for a ``customer_phrases``
+    phrase in the subject or the body, ``a street address with house number and postcode``
+    for an ``address_pattern`` match at the start of a line or in a place or customer value.
+    Only the text above the greeting counts (a sender's own address in a signature is no
+    sign). Never the customer's data itself. At most one sign of each kind."""
+    out: list[str] = []
+    body: list[str] = []
+    for line in text.split("\n")[:_SIGNAL_LINES]:
+        if c.signature.match(line):
+            break
+        body.append(line)
+    label = address = None
+    for line in body:
+        m = _label_line(line)
+        if m and match_label(m[1], c) == "customer" and m[2].strip(" -|:"):
+            label = m[1].strip().lstrip("-*\u2022 ").strip()
+            break
+    joined = "\n".join(body)
+    for found in c.address.finditer(joined):
+        # the address must start its line, or the value of a customer or place label
+        start = joined.rfind("\n", 0, found.start()) + 1
+        before = joined[start:found.start()].strip(" \t-*\u2022|")
+        if before:
+            end = joined.find("\n", start)
+            m = _label_line(joined[start:end if end >= 0 else len(joined)])
+            if not (m and match_label(m[1], c) in ("customer", "places")
+                    and before.rstrip(": |\t") == m[1].strip()):
+                continue
+        address = "a street address with house number and postcode"
+        break
+    if label:
+        out.append(f'label "{label}"')
+    if c.customer_phrases is not None:
+        found = c.customer_phrases.search(subject) or c.customer_phrases.search("\n".join(body))
+        if found:
+            phrase = " ".join(found.group(0).split())
+            out.append(f'phrase "{phrase}"')
+    if address:
+        out.append(address)
+    return tuple(out)

@@ -28,14 +28,22 @@ Notice context (``Renderer.notice_context``)
 ``org``          the :class:`Organisation` (``name``, ``support_email``, ``whatsapp_number``)
 ``r``            the :class:`OutageReport`; its values come from a mail: escape them with ``|wa``
 ``previous``     the previous report of the same incident, or ``None``
+``nu``           the moment the notice is made (``render_notice(now=...)``; without one, when
+                 the mail was sent): the reference for ``|moment``, so a time not on today's
+                 date carries the day ("ma 30 nov 14:00")
+``verwacht``     the expected end to state: ``r.end`` when given (not "unknown") and still to
+                 come at ``nu``; else ``None``
+``verlopen``     an end the mail gave as to come that has passed by ``nu`` (never state it as
+                 expected: "Verwacht herstel: nog onbekend (eerder: 12:00)"); else ``None``
 ``plaatsen``     places as a Dutch list ("Amersfoort en Leusden"), escaped; "" when none
+``postcodes``    the postcodes as a Dutch list ("3811, 3812 en 3831"; after 20 "en nog N"),
+                 escaped; "" when none. ``waar`` names them when there are no places
 ``waar``         where, as a phrase: "in Amersfoort en Leusden", "landelijk",
                  "in postcodegebied 3811 en 3812" or ""; escaped
 ``diensten``     affected services in Dutch words ("internet en bellen"), escaped; "" when none
 ``omschrijving`` the description with whitespace collapsed, escaped; "" when none
 ``ref``          the ticket number, escaped; "" when none
-``verzonden``    when the mail was sent (``r.sent_at``, else ``r.start``), the reference for
-                 ``|moment``; may be ``None``
+``verzonden``    when the mail was sent (``r.sent_at``, else ``r.start``); may be ``None``
 ``wijzigingen``  names of facts that differ from ``previous``: "status", "start", "eind",
                  "onderbreking", "diensten", "plaatsen", "omschrijving"; empty without previous
 ``modem_tip``    True when the description suggests restarting the modem/router
@@ -50,7 +58,9 @@ The convenience values are already escaped; ``|wa`` on them again is harmless.
 Filters
 -------
 ``datum`` "za 28 nov 09:42", ``tijd`` "09:42", ``dag`` "za 28 nov", ``moment(ref)`` only the time
-when on the same local day as ``ref``, else ``datum``; ``lijst`` Dutch list join; ``diensten``
+when on the same local day as ``ref``, else ``datum``; ``venster(end)`` a window that cannot
+be misread ("do 3 dec 09:00–12:00", "nacht van wo 2 op do 3 dec, 00:00–06:00", "vanaf do 3
+dec 09:00"); ``lijst`` Dutch list join; ``diensten``
 canonical service names to Dutch words (a list); ``wa`` escape WhatsApp markup; ``kort(n)``
 shorten at a word boundary with "…"; ``duur`` minutes to Dutch ("4 uur").
 Dates are shown in the organisation's time zone (default Europe/Amsterdam).
@@ -70,6 +80,7 @@ from bridge.core.render.filters import (
     normalise,
     shorten,
     tijd,
+    venster,
     wa,
 )
 from bridge.core.render.renderer import Rendered, RenderError, Renderer
@@ -91,6 +102,7 @@ __all__ = [
     "tijd",
     "dag",
     "moment",
+    "venster",
     "lijst",
     "diensten",
     "wa",

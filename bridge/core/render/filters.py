@@ -4,7 +4,10 @@ Pure: no I/O (Dutch day and month names come from Babel's bundled CLDR data, zon
 :mod:`zoneinfo`). Dates are shown in the given time zone (default Europe/Amsterdam):
 
 ``datum`` "za 28 nov 09:42", ``tijd`` "09:42", ``dag`` "za 28 nov", ``moment(ref)`` only the
-time when on the same local day as ``ref``, else ``datum``; ``lijst`` Dutch list join;
+time when on the same local day as ``ref`` (a notice passes the moment it is rendered: a
+time not on today's date carries the day), else ``datum``; ``venster(end)`` a window
+("do 3 dec 09:00–12:00", a night window "nacht van wo 2 op do 3 dec, 00:00–06:00");
+``lijst`` Dutch list join;
 ``diensten`` canonical service names to Dutch words (a list); ``wa`` escape WhatsApp markup;
 ``kort(n)`` shorten at a word boundary with "…"; ``duur`` minutes to Dutch ("4 uur").
 ``normalise`` and ``shorten`` tidy and cut a whole rendered text.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +35,7 @@ __all__ = [
     "normalise",
     "shorten",
     "tijd",
+    "venster",
     "wa",
 ]
 
@@ -109,6 +113,51 @@ def moment(value: Any, ref: Any = None, tz: str | tzinfo = DEFAULT_TZ) -> str:
     if r is not None and r.date() == d.date():
         return tijd(d, tz)
     return datum(d, tz)
+
+
+# A window is read as a night when it crosses midnight, or starts before this hour and
+# ends by _NIGHT_ENDS_BY the same morning; and lasts at most _NIGHT_MAX_HOURS.
+_NIGHT_STARTS_BEFORE = 6
+_NIGHT_ENDS_BY = 12
+_NIGHT_MAX_HOURS = 18
+
+
+def venster(start: Any, end: Any = None, tz: str | tzinfo = DEFAULT_TZ) -> str:
+    """A time window in Dutch, in local time, that cannot be misread:
+
+    * a night window -- one that crosses midnight, or starts between 00:00 and 06:00 and
+      ends by noon the same day, at most 18 hours long -- names both days:
+      "nacht van wo 2 op do 3 dec, 00:00–06:00", "nacht van ma 30 nov op di 1 dec,
+      22:00–04:00" (a bare "do 3 dec 00:00" is read by many as Thursday night);
+    * within one day: "do 3 dec 09:00–12:00";
+    * longer: "do 3 dec 22:00 tot za 5 dec 06:00";
+    * no end: "vanaf do 3 dec 00:00". ``None`` as start gives "onbekend".
+    """
+    s = _local(start, tz)
+    if s is None:
+        return "onbekend"
+    e = _local(end, tz)
+    if e is None:
+        return f"vanaf {datum(s, tz)}"
+    hours = (e - s).total_seconds() / 3600
+    if 0 < hours <= _NIGHT_MAX_HOURS:
+        night: tuple[date, date] | None = None
+        if (e.date() - s.date()).days == 1:
+            night = (s.date(), e.date())
+        elif (e.date() == s.date() and s.hour < _NIGHT_STARTS_BEFORE
+              and (e.hour, e.minute) <= (_NIGHT_ENDS_BY, 0)):
+            night = (s.date() - timedelta(days=1), s.date())
+        if night is not None:
+            days, months = _nl_names()
+            first, second = night
+            day1 = f"{days[first.weekday()]} {first.day}"
+            if first.month != second.month:
+                day1 += f" {months[first.month]}"
+            day2 = f"{days[second.weekday()]} {second.day} {months[second.month]}"
+            return f"nacht van {day1} op {day2}, {tijd(s, tz)}\u2013{tijd(e, tz)}"
+        if e.date() == s.date():
+            return f"{dag(s, tz)} {tijd(s, tz)}\u2013{tijd(e, tz)}"
+    return f"{datum(s, tz)} tot {datum(e, tz)}"
 
 
 def lijst(items: Any, laatste: str = "en") -> str:

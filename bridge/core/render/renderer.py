@@ -43,6 +43,7 @@ from bridge.core.render.filters import (
     normalise,
     shorten,
     tijd,
+    venster,
     wa,
 )
 from bridge.core.render.sandbox import Deadline, LimitedSandbox, RenderLimitError, guard_filter
@@ -53,6 +54,10 @@ from bridge.core.render.texts import (
     collapse,
     default_notice_text,
     default_reply_text,
+    expected_end,
+    passed_end,
+    postcode_list,
+    reference_moment,
     where_phrase,
 )
 
@@ -138,6 +143,7 @@ class Renderer:
             "tijd": lambda v: tijd(v, tz),
             "dag": lambda v: dag(v, tz),
             "moment": lambda v, ref=None: moment(v, ref, tz),
+            "venster": lambda v, end=None: venster(v, end, tz),
             "lijst": lijst,
             "diensten": diensten,
             "wa": wa,
@@ -161,14 +167,20 @@ class Renderer:
         return "notices/fallback.j2"
 
     def notice_context(
-        self, report: OutageReport, previous: OutageReport | None = None
+        self, report: OutageReport, previous: OutageReport | None = None,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
-        """The variables a notice template sees (see the module docstring)."""
+        """The variables a notice template sees (see the package docstring), as of ``now``
+        (aware; None: as of when the mail was sent)."""
         return {
             "org": self.org,
             "r": report,
             "previous": previous,
+            "nu": reference_moment(report, now),
+            "verwacht": expected_end(report, now),
+            "verlopen": passed_end(report, now),
             "plaatsen": wa(lijst(report.places)),
+            "postcodes": postcode_list(report),
             "waar": where_phrase(report),
             "diensten": lijst(diensten(report.services)),
             "omschrijving": wa(collapse(report.description)),
@@ -181,18 +193,21 @@ class Renderer:
         }
 
     def render_notice(
-        self, report: OutageReport, *, previous: OutageReport | None = None
+        self, report: OutageReport, *, previous: OutageReport | None = None,
+        now: datetime | None = None,
     ) -> Rendered:
-        """The WhatsApp notice for ``report``; never raises for template problems."""
+        """The WhatsApp notice for ``report``, written as of ``now`` (a timezone-aware
+        datetime the shell passes in: when the notice is made; None: as of when the mail was
+        sent). Never raises for template problems."""
         name = self.notice_template_name(report)
         try:
-            text = self._render_file(name, self.notice_context(report, previous))
+            text = self._render_file(name, self.notice_context(report, previous, now))
             if not text:
                 raise RenderError("template produced no text")
         except Exception as exc:  # noqa: BLE001 - any template failure falls back
             reason = self._reason(exc)
             log.warning("notice template %s failed, using built-in text: %s", name, reason)
-            text = self.fallback_text(report, previous=previous)
+            text = self.fallback_text(report, previous=previous, now=now)
             return self._finish(text, name, fallback=True, error=reason)
         return self._finish(text, name, fallback=False, error=None)
 
@@ -253,9 +268,12 @@ class Renderer:
             raise RenderError(_short_reason(exc)) from exc
         return normalise(text)
 
-    def fallback_text(self, report: OutageReport, previous: OutageReport | None = None) -> str:
-        """The built-in default notice text (Python, no template), already cut to max_length."""
-        text, _ = shorten(default_notice_text(report, self.org, previous), self.max_length)
+    def fallback_text(self, report: OutageReport, previous: OutageReport | None = None,
+                      now: datetime | None = None) -> str:
+        """The built-in default notice text (Python, no template), as of ``now``, already
+        cut to max_length."""
+        text, _ = shorten(default_notice_text(report, self.org, previous, now),
+                          self.max_length)
         return text
 
     def check(self, samples: list[OutageReport]) -> list[str]:

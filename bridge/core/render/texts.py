@@ -23,6 +23,7 @@ from bridge.core.render.filters import (
     lijst,
     moment,
     normalise,
+    venster,
     wa,
 )
 
@@ -33,7 +34,11 @@ __all__ = [
     "collapse",
     "default_notice_text",
     "default_reply_text",
+    "expected_end",
     "fallback_from_subject",
+    "passed_end",
+    "postcode_list",
+    "reference_moment",
     "where_phrase",
 ]
 
@@ -60,6 +65,48 @@ def where_phrase(report: OutageReport) -> str:
     if report.postcodes:
         return f"in postcodegebied {wa(lijst(report.postcodes))}"
     return ""
+
+
+_POSTCODES_SHOWN = 20
+
+
+def postcode_list(report: OutageReport) -> str:
+    """The report's postcodes as a Dutch list, escaped: "3811, 3812 en 3831"; beyond 20,
+    "…, 3830 en nog 5"; "" when none."""
+    codes = [wa(p) for p in report.postcodes if p and p.strip()]
+    if len(codes) > _POSTCODES_SHOWN:
+        rest = len(codes) - _POSTCODES_SHOWN
+        return f"{', '.join(codes[:_POSTCODES_SHOWN])} en nog {rest}"
+    return lijst(codes)
+
+
+def reference_moment(report: OutageReport, now: datetime | None) -> datetime | None:
+    """The moment a notice is written for: ``now`` (when it is rendered), else, without
+    one, when the mail was sent (``sent_at``, else ``start``)."""
+    return now or report.sent_at or report.start
+
+
+def expected_end(report: OutageReport, now: datetime | None) -> datetime | None:
+    """The end a notice may state as still to come: ``report.end`` when the mail gives one
+    (not "unknown") that is after ``now`` (:func:`reference_moment`); else None."""
+    ref = reference_moment(report, None) if now is None else now
+    if report.end is None or report.end_unknown:
+        return None
+    if ref is not None and report.end <= ref:
+        return None
+    return report.end
+
+
+def passed_end(report: OutageReport, now: datetime | None) -> datetime | None:
+    """An end the mail gave as to come that has passed by ``now``: a notice says "nog
+    onbekend (eerder: 12:00)" instead of stating it. None when the end is still to come, is
+    unknown, or is when the outage actually ended (:func:`actual_end`)."""
+    ref = reference_moment(report, None) if now is None else now
+    if report.end is None or report.end_unknown or ref is None or report.end > ref:
+        return None
+    if actual_end(report) is not None:
+        return None
+    return report.end
 
 
 def changed_facts(report: OutageReport, previous: OutageReport | None) -> tuple[str, ...]:
@@ -103,15 +150,18 @@ def actual_end(report: OutageReport) -> datetime | None:
 
 
 def default_notice_text(
-    report: OutageReport, org: Organisation, previous: OutageReport | None = None
+    report: OutageReport, org: Organisation, previous: OutageReport | None = None,
+    now: datetime | None = None,
 ) -> str:
-    """The built-in notice text, generated in Python (no template involved).
+    """The built-in notice text, generated in Python (no template involved), written as of
+    ``now`` (aware; None: as of when the mail was sent): an expected end that has passed is
+    "nog onbekend (eerder: …)", a time not on ``now``'s day carries the day.
 
     Used when a template fails; also usable directly. Values from the mail are escaped.
     """
     tz = org.timezone or DEFAULT_TZ
     try:
-        ref_time = report.sent_at or report.start
+        ref_time = reference_moment(report, now)
         maintenance = report.kind == "onderhoud"
         what = "Gepland onderhoud" if maintenance else "Storing"
         svc = lijst(diensten(report.services))
@@ -129,13 +179,13 @@ def default_notice_text(
             head = f"*{subject}*"
         head += f" {where}" if where else ""
         if maintenance and report.start and status not in ("opgelost",):
-            window = datum(report.start, tz)
-            if report.end:
-                window += f" tot {moment(report.end, report.start, tz)}"
-            head += f": {window}"
+            head += f": {venster(report.start, report.end, tz)}"
         elif not maintenance and report.start and status not in ("opgelost", "geannuleerd"):
             head += f" sinds {datum(report.start, tz)}"
         lines.append(head + ".")
+        codes = postcode_list(report)
+        if codes and report.places:
+            lines.append(f"Postcode{'s' if len(report.postcodes) > 1 else ''}: {codes}.")
         if status == "opgelost":
             ended = actual_end(report)
             when = f" om {moment(ended, ref_time, tz)}" if ended else ""
@@ -148,8 +198,12 @@ def default_notice_text(
             if report.downtime_minutes:
                 lines.append(f"Verwachte onderbreking: {duur(report.downtime_minutes)}.")
         else:
-            if report.end and not report.end_unknown:
-                lines.append(f"Verwacht herstel: {moment(report.end, ref_time, tz)}.")
+            expected, passed = expected_end(report, now), passed_end(report, now)
+            if expected:
+                lines.append(f"Verwacht herstel: {moment(expected, ref_time, tz)}.")
+            elif passed:
+                lines.append(f"Verwacht herstel: nog onbekend (eerder: "
+                             f"{moment(passed, ref_time, tz)}).")
             else:
                 lines.append("Verwacht herstel: nog onbekend.")
         desc = collapse(report.description)
