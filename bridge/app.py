@@ -13,8 +13,9 @@ five times in five minutes) brings the daemon down cleanly: the same ordered sto
 SIGTERM (the sends under way finish), then exit status 1.
 
 Optional parts (``[imap]``, ``[web]``) are modules with ``parse_config(section, base)``
-and ``build(settings, app) -> Part``, where a Part has ``async run(stop)`` and
-``describe() -> dict``; see :data:`bridge.config.OPTIONAL_PARTS`.
+and ``build(settings, app) -> Part`` (an intake gets ``app.mailroom``, its IntakePort),
+where a Part has ``async run(stop)`` and ``describe() -> dict``; see
+:data:`bridge.config.OPTIONAL_PARTS`.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ class App:
         cfg = self.cfg
         for name, settings in cfg.extra.items():
             mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
-            self.parts[name] = mod.build(settings, self)
+            # intakes get the IntakePort (bridge.port), other parts the App
+            self.parts[name] = mod.build(settings, self.mailroom if name == "imap" else self)
             start = getattr(self.parts[name], "start", None)
             if start is not None:
                 await start()  # e.g. the web server binds now
