@@ -78,7 +78,7 @@ class Dovecot:
       IDLE, MOVE and UIDPLUS);
     - ``max_line_length``: ``imap_max_line_length`` in bytes (Dovecot's default is 64 k);
     - ``quota``: a storage limit such as ``"200K"`` (quota plugin, maildir quota, IMAP QUOTA);
-    - ``user``: the login name (e.g. one with a space, ``"kpn storingen"``);
+    - ``user``, ``password``: the login (e.g. a name with a space, ``"kpn storingen"``);
     - ``auth_mechanisms``: Dovecot's ``auth_mechanisms`` (``"plain login"``: AUTH=PLAIN offered);
     - ``metadata``: IMAP METADATA (RFC 5464) on;
     - ``max_user_connections``: ``mail_max_userip_connections`` (more gets refused);
@@ -87,7 +87,7 @@ class Dovecot:
 
     def __init__(self, link: Path | None = None, *, port: int | None = None, imaps: bool = False,
                  capability: str | None = None, max_line_length: int | None = None,
-                 quota: str | None = None, user: str = USER,
+                 quota: str | None = None, user: str = USER, password: str = PASSWORD,
                  auth_mechanisms: str = "plain login", metadata: bool = False,
                  max_user_connections: int | None = None, extra: str = ""):
         # Dovecot's own users (dovecot, dovenull) must reach these files, and pytest's tmp dirs
@@ -106,7 +106,7 @@ class Dovecot:
         self.metadata = metadata
         self.max_user_connections = max_user_connections
         self.extra = extra
-        self.user, self.password = user, PASSWORD
+        self.user, self.password = user, password
         self.binary = dovecot_binary()
         self.cert: Path | None = None
 
@@ -129,7 +129,8 @@ class Dovecot:
             os.chown(r / d, mail_uid, mail_gid)
         os.chmod(r, 0o755)
         (r / "passwd").write_text(
-            f"{self.user}:{{PLAIN}}{self.password}:{mail_uid}:{mail_gid}::{r / 'home' / self.user}::\n")
+            f"{self.user}:{{PLAIN}}{self.password}:{mail_uid}:{mail_gid}::{r / 'home' / self.user}::\n",
+            encoding="utf-8")
         ssl_lines = "ssl = no\n"
         imap_port, imaps_port = self.port, 0
         if self.imaps:
@@ -291,10 +292,10 @@ service stats {{
             c = imaplib.IMAP4_SSL("127.0.0.1", self.port, ssl_context=ctx, timeout=10)
         else:
             c = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        # imaplib sends the user name as it is: quote it (RFC 3501 quoted string) for names
-        # with a space or other specials.
-        user = '"' + self.user.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        c.login(user, self.password)
+        # imaplib's LOGIN sends the user name as it is and only ASCII: AUTHENTICATE PLAIN
+        # takes any user name and password (UTF-8, RFC 4616).
+        token = f"\0{self.user}\0{self.password}".encode("utf-8")
+        c.authenticate("PLAIN", lambda _challenge: token)
         return c
 
     def logins(self) -> int:

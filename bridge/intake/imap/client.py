@@ -124,6 +124,7 @@ class Connection:
         self.last_rx = 0.0
         self.news = False  # the server announced new mail (EXISTS/RECENT) since cleared
         self.idling = False
+        self.mechanism = ""  # how the login went: "AUTHENTICATE PLAIN" or "LOGIN"
         self.bytes_received = 0
         self._tail = b""
         self.protocol: _Protocol | None = None
@@ -240,6 +241,7 @@ class Connection:
             p.continuations = []
         if resp.result != "OK":
             raise refused(key, resp.result, answer_text(resp), login=True)
+        self.mechanism = key
         self.on_ok("LOGIN")
         async with p.state_condition:
             p.state = aioimaplib.AUTH

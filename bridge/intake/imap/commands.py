@@ -253,7 +253,9 @@ def parse_sizes(lines: Sequence[bytes | bytearray]) -> dict[int, int]:
     return out
 
 
-_LIST_NAME_RE = re.compile(rb'^(?:\* )?LIST \([^)]*\) (?:"(?:[^"\\]|\\.)*"|NIL) (.+)$', re.I)
+# aioimaplib hands a LIST answer's lines on without "* LIST " (routed to the LIST command)
+_LIST_NAME_RE = re.compile(rb'^(?:\* )?(?:LIST )?\([^)]*\) (?:"(?:[^"\\]|\\.)*"|NIL) (.+)$',
+                           re.I)
 
 
 def parse_list(lines: Sequence[bytes | bytearray]) -> list[str]:

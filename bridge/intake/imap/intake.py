@@ -229,6 +229,7 @@ class ImapIntake:
         self.failures.succeeded("connect")
         await conn.login(s.user, password)
         self.logins += 1
+        log.info("imap: logged in to %s:%d as %r (%s)", s.host, s.port, s.user, conn.mechanism)
         for folder in dict.fromkeys([s.processed_folder, s.rejected_folder]):
             if folder:
                 await self._ensure_folder(folder)
@@ -361,9 +362,10 @@ class ImapIntake:
             # Stored before but not yet moved/flagged (a crash or a lost connection in between).
             leftovers = [u for u in await self._search("UNSEEN", "UNDELETED")
                          if u <= self.last_uid and u not in self._pending]
-            retry = [u for u in self.held if time.monotonic() - self._held_at.get(u, -1e9)
-                     > HELD_RETRY]
-            new = sorted(set(new) | set(retry))
+            new = sorted(set(new) | set(self.held))
+        # a held mail waits HELD_RETRY (from its last try in this process) before the next
+        new = [u for u in new if u not in self.held
+               or time.monotonic() - self._held_at.get(u, -HELD_RETRY) >= HELD_RETRY]
         for uid in leftovers:
             mail_id = self.port.stored_mail_id(self._ref(uid))
             if mail_id is not None:
@@ -400,8 +402,8 @@ class ImapIntake:
         sizes: dict[int, int] = {}
 
         async def size(batch: list[int], text: str) -> None:
-            resp = await conn.command("UID FETCH", "FETCH", text, "(UID RFC822.SIZE)",
-                                      uid=True, fetch=True)
+            resp = await conn.command("UID FETCH RFC822.SIZE", "FETCH", text,
+                                      "(UID RFC822.SIZE)", uid=True, fetch=True)
             sizes.update(parse_sizes(resp.lines))
 
         await self._each_batch(uids, "UID FETCH  (UID RFC822.SIZE)", size)
@@ -437,7 +439,7 @@ class ImapIntake:
         failure: Failure | None = None
         text = uid_set(uid_ranges(uids))  # at most FETCH_MAX_UIDS: a short line
         try:
-            resp = await conn.command("UID FETCH", "FETCH", text, "(UID BODY.PEEK[])",
+            resp = await conn.command("UID FETCH BODY", "FETCH", text, "(UID BODY.PEEK[])",
                                       uid=True, fetch=True)
             lines = resp.lines
         except Failure as f:
@@ -456,7 +458,7 @@ class ImapIntake:
         if isinstance(failure, Dead) or failure.kind in ("network", "busy"):
             uid = missing[0]  # the mail in transfer when the connection died
             self._strikes[uid] = self._strikes.get(uid, 0) + 1
-            if self._strikes[uid] >= STRIKES_TO_HOLD:
+            if self._strikes[uid] >= STRIKES_TO_HOLD or uid in self.held:
                 self._hold(uid, f"its fetch ended the connection {self._strikes[uid]} times"
                                 f" ({failure.answer})")
             raise failure

@@ -86,8 +86,9 @@ class MailboxLock:
         return SecondConsumer(
             f"lock {self.folder}",
             f"another storingsbridge (install {other.install}) reads folder {self.folder!r}"
-            f" of this mailbox: it holds the lock folder {other.name!r} until"
-            f" {_when(other.expires)}. Only one daemon may read a folder (each mail would be"
+            f" of this mailbox: it holds the lock (a folder named {self.prefix!r} {self.fid}"
+            f" {other.install} …) until {_when(other.expires)}. Only one daemon may read a"
+            f" folder (each mail would be"
             f" notified twice): stop the other one; this one takes over once that lock is"
             f" released or has lapsed")
 
