@@ -312,6 +312,24 @@ service stats {{
             if client is None:
                 c.logout()
 
+    def deliver(self, mails: list[bytes]) -> None:
+        """Put mails straight into INBOX's maildir (``new/``), as a delivery agent does: much
+        faster than APPEND for a backlog of thousands. Dovecot gives them UIDs when the
+        folder is next opened, in file-name order."""
+        c = self.client()  # the first login creates the maildir
+        try:
+            c.select("INBOX")
+        finally:
+            c.logout()
+        new = self.root / "mail" / self.user / "new"
+        uid, gid = pwd.getpwnam("dovecot").pw_uid, grp.getgrnam("dovecot").gr_gid
+        stamp = int(time.time())
+        for i, data in enumerate(mails):
+            tmp = new.parent / "tmp" / f"{stamp}.M{i:07d}.bridge-test"
+            tmp.write_bytes(data)
+            os.chown(tmp, uid, gid)
+            tmp.rename(new / tmp.name)
+
     def uids(self, folder: str = "INBOX") -> list[int]:
         """UIDs in a folder; [] when the folder does not exist."""
         c = self.client()

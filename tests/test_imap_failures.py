@@ -228,7 +228,8 @@ def test_over_quota_pauses_with_few_logins_and_resumes_when_space_is_freed(tmp_p
         try:
             wait_for(lambda: "paused:" in d.log(), timeout=30, what="the pause")
             t0 = time.monotonic()
-            assert len(outbox(tmp_path)) == 5  # notices do not wait for the move
+            # notices do not wait for the move
+            wait_for(lambda: len(outbox(tmp_path)) == 5, timeout=15, what="5 notices")
             st = wait_for(lambda: imap_status(cfg).get("paused") and imap_status(cfg),
                           timeout=15, what="the paused status")
             assert "OVERQUOTA" in st["paused"] and st["state"] == "paused"

@@ -48,6 +48,7 @@ class Failure(Exception):
 
     def __init__(self, key: str, answer: str, *, code: str | None = None,
                  kind: str | None = None):
+        answer = _shape(answer)
         super().__init__(f"{key}: {answer}")
         self.key = key
         self.answer = answer
@@ -127,4 +128,4 @@ class Failures:
 
 def _shape(answer: str) -> str:
     """An answer without its timing noise: Dovecot appends "(0.001 + 0.000 secs)."."""
-    return re.sub(r"\s*\([0-9. +]+secs?\)\.?$", "", answer).strip()
+    return re.sub(r"\s*\([0-9. +]+secs?\)\.?$", "", answer).strip().rstrip(".")
