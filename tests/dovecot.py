@@ -80,7 +80,6 @@ class Dovecot:
     - ``quota``: a storage limit such as ``"200K"`` (quota plugin, maildir quota, IMAP QUOTA);
     - ``user``, ``password``: the login (e.g. a name with a space, ``"kpn storingen"``);
     - ``auth_mechanisms``: Dovecot's ``auth_mechanisms`` (``"plain login"``: AUTH=PLAIN offered);
-    - ``metadata``: IMAP METADATA (RFC 5464) on;
     - ``max_user_connections``: ``mail_max_userip_connections`` (more gets refused);
     - ``extra``: more config lines, verbatim.
     """
@@ -88,8 +87,8 @@ class Dovecot:
     def __init__(self, link: Path | None = None, *, port: int | None = None, imaps: bool = False,
                  capability: str | None = None, max_line_length: int | None = None,
                  quota: str | None = None, user: str = USER, password: str = PASSWORD,
-                 auth_mechanisms: str = "plain login", metadata: bool = False,
-                 max_user_connections: int | None = None, extra: str = ""):
+                 auth_mechanisms: str = "plain login", max_user_connections: int | None = None,
+                 extra: str = ""):
         # Dovecot's own users (dovecot, dovenull) must reach these files, and pytest's tmp dirs
         # are private to root (0700): the instance lives in its own world-traversable dir under
         # /tmp; ``link`` (e.g. tmp_path / "dovecot") points to it for post-mortems.
@@ -103,7 +102,6 @@ class Dovecot:
         self.max_line_length = max_line_length
         self.quota = quota
         self.auth_mechanisms = auth_mechanisms
-        self.metadata = metadata
         self.max_user_connections = max_user_connections
         self.extra = extra
         self.user, self.password = user, password
@@ -140,8 +138,6 @@ class Dovecot:
         cap = f"imap_capability = {self.capability}\n" if self.capability else ""
         if self.max_line_length:
             cap += f"imap_max_line_length = {self.max_line_length}\n"
-        if self.metadata:
-            cap += f"imap_metadata = yes\nmail_attribute_dict = file:{r / 'home'}/%u/attributes\n"
         if self.quota:
             cap += ("mail_plugins = $mail_plugins quota\n"
                     "protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}\n"

@@ -65,7 +65,30 @@ def test_dovecot_restarted_mid_idle_reconnects_and_loses_nothing(tmp_path, dc, s
     for n in (1, 2, 3):
         assert sum(f"INC{100000000 + n:012d}" in t for t in texts) == 1
     assert "reconnecting in" in d.log()
+    assert "crashed" not in d.log()  # a refused connection is a failure, not a crash
     assert sorted(dc.uids("Processed")) == [1, 2, 3] and dc.uids("INBOX") == []
+
+
+def test_processed_folder_deleted_while_running_is_created_again(tmp_path, dc, subscribed):
+    """A MOVE into a folder someone deleted (NO [TRYCREATE]) is not a permanent failure: the
+    next connection creates the folder again and moves the mail; no pause."""
+    cfg, d = run_bridge(tmp_path, dc, subscribed)
+    try:
+        d.wait_connected()
+        dc.append(storing(1))
+        wait_for(lambda: dc.uids("Processed") == [1], timeout=15, what="the first move")
+        c = dc.client()
+        try:
+            assert c.delete("Processed")[0] == "OK"
+        finally:
+            c.logout()
+        dc.append(storing(2))
+        wait_for(lambda: dc.uids("Processed") == [1] and not dc.uids("INBOX"), timeout=20,
+                 what="moved into the folder created again")
+    finally:
+        assert d.stop() == 0, d.log()
+    assert "TRYCREATE" in d.log() and "paused" not in d.log()
+    assert len(outbox(tmp_path)) == 2
 
 
 def test_silent_server_is_a_dead_connection(tmp_path, dc, subscribed):

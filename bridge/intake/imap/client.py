@@ -205,7 +205,10 @@ class Connection:
         protocol = self.protocol
         self._connect = asyncio.ensure_future(
             loop.create_connection(lambda: protocol, s.host, s.port, ssl=ctx))
-        await self.io(asyncio.shield(self._connect), "connect")
+        try:
+            await self.io(asyncio.shield(self._connect), "connect")
+        except OSError as e:  # refused, unreachable, DNS, TLS handshake (ssl.SSLError)
+            raise Dead("connect", f"{type(e).__name__}: {e}") from None
         await self.io(protocol.wait("AUTH|NONAUTH"), "greeting")
 
     async def login(self, user: str, password: str) -> None:

@@ -180,7 +180,8 @@ LOGIN_CODES = frozenset({"AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED
 # The server is busy or short of something for now: retry soon (not the login backoff).
 BUSY_CODES = frozenset({"UNAVAILABLE", "LIMIT", "INUSE"})
 # Will not change until someone acts: pause (mails stay in the mailbox).
-PERMANENT_CODES = frozenset({"OVERQUOTA", "NOPERM", "CANNOT", "NONEXISTENT", "TRYCREATE"})
+# ([TRYCREATE] is not one: the target folder was deleted; the next session creates it.)
+PERMANENT_CODES = frozenset({"OVERQUOTA", "NOPERM", "CANNOT", "NONEXISTENT"})
 
 
 def response_code(text: str | bytes | None) -> str | None:

@@ -98,6 +98,8 @@ class ImapIntake:
                 break
             except Failure as f:
                 delay = self._failed(f)
+            except OSError as e:  # the network, outside a command (a write to a closed socket)
+                delay = self._failed(Dead("network", f"{type(e).__name__}: {e}"))
             except StoreUnavailable as e:
                 delay = self._failed(Failure("store", f"the store cannot commit: {e}",
                                              kind="network"))
