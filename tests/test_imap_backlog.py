@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import time
 
-from imap_helpers import (Bridge, Dovecot, dc, imap_config, outbox, run_bridge,  # noqa: F401
-                          status, storing, subscribed, wait_for)
+from imap_helpers import (Bridge, dc, imap_config, outbox, run_bridge, status,  # noqa: F401
+                          storing, subscribed, wait_for)
 
 
 def test_fifty_mails_at_once_each_handled_exactly_once(tmp_path, dc, subscribed):

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from imap_helpers import (ROOT, SUBSCRIBER, Bridge, Dovecot, bridge, imap_config, outbox,  # noqa: F401
-                          status, storing, subscribed, wait_for)
+from imap_helpers import (ROOT, Bridge, Dovecot, bridge, imap_config, outbox, status,  # noqa: F401
+                          storing, subscribed, wait_for)
 
 
 def _parse(table: dict):

@@ -14,7 +14,7 @@ import re
 import signal
 import time
 
-from imap_helpers import (DATA, PW_ENV, Bridge, Daemon, Dovecot, bridge, dc,  # noqa: F401
+from imap_helpers import (PW_ENV, Bridge, Daemon, Dovecot, bridge, dc,  # noqa: F401
                           imap_config, outbox, run_bridge, status, storing, subscribed, wait_for)
 from slowproxy import SlowProxy
 
