@@ -189,6 +189,7 @@ class Connection:
                 t.cancel()
 
     def has(self, capability: str) -> bool:
+        """Does the server announce ``capability`` (e.g. ``"MOVE"``, ``"AUTH=PLAIN"``)?"""
         return self.protocol is not None and capability.upper() in {
             c.upper() for c in self.protocol.capabilities}
 
@@ -267,11 +268,11 @@ class Connection:
         try:
             resp = await self.io(p.execute(cmd), key)
         except Dead as e:
-            e.partial = cmd.response.lines  # type: ignore[attr-defined]  # what did arrive
+            e.partial = cmd.response.lines  # what did arrive
             raise
         if resp.result != "OK":
             f = refused(key, resp.result, answer_text(resp))
-            f.partial = resp.lines  # type: ignore[attr-defined]
+            f.partial = resp.lines
             raise f
         self.on_ok(key)
         return resp

@@ -45,6 +45,8 @@ class Failure(Exception):
     response code, ``kind`` what to do (see the module docs)."""
 
     kind = "failed"
+    # The answer's lines that did arrive (a FETCH cut short still holds whole mails).
+    partial: list = []
 
     def __init__(self, key: str, answer: str, *, code: str | None = None,
                  kind: str | None = None):

@@ -225,7 +225,7 @@ class Folder:
                                       uid=True, fetch=True)
             lines = resp.lines
         except Failure as f:
-            failure, lines = f, getattr(f, "partial", None) or []
+            failure, lines = f, f.partial
         bodies = parse_fetch(lines)
         faults.point("imap-after-fetch")
         for uid in uids:

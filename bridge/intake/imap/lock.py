@@ -163,6 +163,7 @@ class MailboxLock:
         self.held, self.renewed_at = target, time.monotonic()
 
     async def release(self) -> None:
+        """Give the lease up (a clean stop): DELETE our lock folder."""
         if self.held is None:
             return
         name, self.held = self.held, None
