@@ -170,6 +170,7 @@ def test_login_failure_is_logged_clearly_and_not_hammered(tmp_path, dc, subscrib
     finally:
         assert d.stop() == 0, d.log()
     assert "failed" in d.log() and "retrying in 60 s" in d.log()
+    assert "login as 'kpnmail' refused" in imap_status(cfg)["alert"]
     assert dc.log().count("auth failed") + dc.log().count("Authentication failed") <= 2
     assert d.log().count("login as 'kpnmail'") == 1
 

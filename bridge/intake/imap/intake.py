@@ -55,6 +55,7 @@ class ImapIntake:
         self.last_error_at: float | None = None
         self.paused: str | None = None  # why the intake is paused (and the operator's alert)
         self.paused_at: float | None = None
+        self.login_refused: str | None = None  # the refusal, until a login succeeds
         self.reconnects = self.logins = 0
         self._session_failures = 0
         self._said: set[str] = set()  # one-time log lines already written
@@ -70,8 +71,9 @@ class ImapIntake:
             "connected": self.connected, "idling": bool(conn and conn.idling),
             "paused": self.paused, "paused_at": self.paused_at,
             # a condition needing an operator (the mail-back alert reads this)
-            "alert": self.paused or (f"{len(self.folder.held)} mail(s) could not be fetched"
-                                     if self.folder.held else None),
+            "alert": self.paused or self.login_refused or (
+                f"{len(self.folder.held)} mail(s) could not be fetched" if self.folder.held
+                else None),
             "last_error": self.last_error, "last_error_at": self.last_error_at,
             **self.folder.describe(),
             "reconnects": self.reconnects, "logins": self.logins,
@@ -119,6 +121,7 @@ class ImapIntake:
         n = self.failures.failed(f)
         self._session_failures += 1
         if f.kind == "login":
+            self.login_refused = f"login as {s.user!r} refused: {f.answer}"
             msg = (f"login as {s.user!r} on {where} failed: {f.answer}; retrying in"
                    f" {s.login_backoff:g} s")
             if n == 1:
@@ -193,6 +196,7 @@ class ImapIntake:
         self.failures.succeeded("connect")
         await conn.login(s.user, password)
         self.logins += 1
+        self.login_refused = None
         log.info("imap: logged in to %s:%d as %r (%s)", s.host, s.port, s.user, conn.mechanism)
         for folder in dict.fromkeys([s.processed_folder, s.rejected_folder]):
             if folder:
