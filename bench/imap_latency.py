@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dovecot import Dovecot  # noqa: E402
-from test_imap import PW_ENV, imap_config, storing  # noqa: E402
+from imap_helpers import PW_ENV, imap_config, storing  # noqa: E402
 
 from bridge.app import App  # noqa: E402
 from bridge.config import load  # noqa: E402
@@ -78,7 +78,7 @@ async def bench(n: int, burst: bool) -> tuple[list[float], list[float], list[flo
             app.send_listeners.append(on_send)
             runner = asyncio.create_task(app.run())
             t = time.monotonic()
-            while not app.parts.get("imap") or not app.parts["imap"].idling:
+            while not app.parts.get("imap") or not app.parts["imap"].describe()["idling"]:
                 if time.monotonic() - t > 20:
                     raise TimeoutError("the IMAP intake did not reach IDLE")
                 await asyncio.sleep(0.01)

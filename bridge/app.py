@@ -17,7 +17,7 @@ and ``build(settings, app) -> Part``, where a Part has ``async run(stop)`` and
 ``describe() -> dict``; see :data:`bridge.config.OPTIONAL_PARTS`.
 
 The App implements the ports of :mod:`bridge.port` through small parts it owns: the
-intakes get :attr:`App.mailroom` (IntakePort), the channel :attr:`App.switchboard`
+intakes (SMTP, and IMAP through ``build``) get :attr:`App.mailroom` (IntakePort), the channel :attr:`App.switchboard`
 (ChannelPort); the web server reads the App itself as its StatusPort.
 """
 
@@ -191,7 +191,8 @@ class App:
         cfg = self.cfg
         for name, settings in cfg.parts().items():
             mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
-            self.parts[name] = mod.build(settings, self)
+            # intakes get the IntakePort (bridge.port), other parts the App
+            self.parts[name] = mod.build(settings, self.mailroom if name == "imap" else self)
             start = getattr(self.parts[name], "start", None)
             if start is not None:
                 await start()  # e.g. the web server binds now

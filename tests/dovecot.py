@@ -26,6 +26,8 @@ from pathlib import Path
 
 USER = "kpnmail"
 PASSWORD = "s3cret-imap"
+# Dovecot's default auth_username_chars
+DEFAULT_USERNAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@"
 
 
 class DovecotError(RuntimeError):
@@ -70,8 +72,23 @@ def self_signed(dir: Path) -> tuple[Path, Path]:
 
 
 class Dovecot:
+    """One private Dovecot. Options shape it like servers people reported problems with:
+
+    - ``capability``: ``imap_capability`` after login (e.g. ``"IMAP4rev1 LITERAL+"`` hides
+      IDLE, MOVE and UIDPLUS);
+    - ``max_line_length``: ``imap_max_line_length`` in bytes (Dovecot's default is 64 k);
+    - ``quota``: a storage limit such as ``"200K"`` (quota plugin, maildir quota, IMAP QUOTA);
+    - ``user``, ``password``: the login (e.g. a name with a space, ``"kpn storingen"``);
+    - ``auth_mechanisms``: Dovecot's ``auth_mechanisms`` (``"plain login"``: AUTH=PLAIN offered);
+    - ``max_user_connections``: ``mail_max_userip_connections`` (more gets refused);
+    - ``extra``: more config lines, verbatim.
+    """
+
     def __init__(self, link: Path | None = None, *, port: int | None = None, imaps: bool = False,
-                 capability: str | None = None):
+                 capability: str | None = None, max_line_length: int | None = None,
+                 quota: str | None = None, user: str = USER, password: str = PASSWORD,
+                 auth_mechanisms: str = "plain login", max_user_connections: int | None = None,
+                 extra: str = ""):
         # Dovecot's own users (dovecot, dovenull) must reach these files, and pytest's tmp dirs
         # are private to root (0700): the instance lives in its own world-traversable dir under
         # /tmp; ``link`` (e.g. tmp_path / "dovecot") points to it for post-mortems.
@@ -82,7 +99,12 @@ class Dovecot:
         self.port = port or free_port()
         self.imaps = imaps  # the listener speaks implicit TLS
         self.capability = capability  # e.g. "IMAP4rev1 UIDPLUS" to hide IDLE and MOVE
-        self.user, self.password = USER, PASSWORD
+        self.max_line_length = max_line_length
+        self.quota = quota
+        self.auth_mechanisms = auth_mechanisms
+        self.max_user_connections = max_user_connections
+        self.extra = extra
+        self.user, self.password = user, password
         self.binary = dovecot_binary()
         self.cert: Path | None = None
 
@@ -105,7 +127,8 @@ class Dovecot:
             os.chown(r / d, mail_uid, mail_gid)
         os.chmod(r, 0o755)
         (r / "passwd").write_text(
-            f"{self.user}:{{PLAIN}}{self.password}:{mail_uid}:{mail_gid}::{r / 'home' / self.user}::\n")
+            f"{self.user}:{{PLAIN}}{self.password}:{mail_uid}:{mail_gid}::{r / 'home' / self.user}::\n",
+            encoding="utf-8")
         ssl_lines = "ssl = no\n"
         imap_port, imaps_port = self.port, 0
         if self.imaps:
@@ -113,6 +136,18 @@ class Dovecot:
             ssl_lines = f"ssl = required\nssl_cert = <{self.cert}\nssl_key = <{key}\n"
             imap_port, imaps_port = 0, self.port
         cap = f"imap_capability = {self.capability}\n" if self.capability else ""
+        if self.max_line_length:
+            cap += f"imap_max_line_length = {self.max_line_length}\n"
+        if self.quota:
+            cap += ("mail_plugins = $mail_plugins quota\n"
+                    "protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}\n"
+                    "plugin {\n  quota = maildir:User quota\n"
+                    f"  quota_rule = *:storage={self.quota}\n}}\n")
+        if self.max_user_connections:
+            cap += f"mail_max_userip_connections = {self.max_user_connections}\n"
+        if set(self.user) - set(DEFAULT_USERNAME_CHARS):
+            cap += "auth_username_chars =\n"  # empty: any character (a space, parentheses)
+        cap += self.extra + ("\n" if self.extra and not self.extra.endswith("\n") else "")
         self.config_path.write_text(f"""\
 base_dir = {r / 'run'}
 state_dir = {r / 'state'}
@@ -122,7 +157,7 @@ info_log_path = {self.log_path}
 protocols = imap
 listen = 127.0.0.1
 {ssl_lines}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {self.auth_mechanisms}
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = {mail_uid}
@@ -253,8 +288,15 @@ service stats {{
             c = imaplib.IMAP4_SSL("127.0.0.1", self.port, ssl_context=ctx, timeout=10)
         else:
             c = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
-        c.login(self.user, self.password)
+        # imaplib's LOGIN sends the user name as it is and only ASCII: AUTHENTICATE PLAIN
+        # takes any user name and password (UTF-8, RFC 4616).
+        token = f"\0{self.user}\0{self.password}".encode("utf-8")
+        c.authenticate("PLAIN", lambda _challenge: token)
         return c
+
+    def logins(self) -> int:
+        """Successful logins of ``user`` so far (from Dovecot's log)."""
+        return self.log().count(f"Login: user=<{self.user}>")
 
     def append(self, data: bytes, folder: str = "INBOX", client: imaplib.IMAP4 | None = None) -> None:
         c = client or self.client()
@@ -265,6 +307,24 @@ service stats {{
         finally:
             if client is None:
                 c.logout()
+
+    def deliver(self, mails: list[bytes]) -> None:
+        """Put mails straight into INBOX's maildir (``new/``), as a delivery agent does: much
+        faster than APPEND for a backlog of thousands. Dovecot gives them UIDs when the
+        folder is next opened, in file-name order."""
+        c = self.client()  # the first login creates the maildir
+        try:
+            c.select("INBOX")
+        finally:
+            c.logout()
+        new = self.root / "mail" / self.user / "new"
+        uid, gid = pwd.getpwnam("dovecot").pw_uid, grp.getgrnam("dovecot").gr_gid
+        stamp = int(time.time())
+        for i, data in enumerate(mails):
+            tmp = new.parent / "tmp" / f"{stamp}.M{i:07d}.bridge-test"
+            tmp.write_bytes(data)
+            os.chown(tmp, uid, gid)
+            tmp.rename(new / tmp.name)
 
     def uids(self, folder: str = "INBOX") -> list[int]:
         """UIDs in a folder; [] when the folder does not exist."""
