@@ -75,7 +75,7 @@ class App:
         # bridge.port.ChannelPort for the channel: inbound messages, receipts, its state
         self.switchboard = Switchboard(
             self.store, self.renderer, max_age_hours=cfg.dispatch.max_age_hours,
-            handle_inbound=self.inbound.handle, unreachable=self.inbound.unreachable,
+            handle_inbound=self.inbound.take, unreachable=self.inbound.unreachable,
             commit_sends=self._commit_sends)
         self._channel: Channel | None = None
         self._dispatcher: Dispatcher | None = None

@@ -100,7 +100,7 @@ class CloudChannel(BaseChannel):
                Metric("bridge_unique_recipients", "Template recipients in the last 24 h",
                       "gauge", (), {(): self.unique_recipients()})]
         if self._webhook is not None:
-            out.append(self._webhook.metrics())
+            out += self._webhook.metrics()
         return out
 
     def routes(self, options: WebOptions) -> Sequence[Route]:
@@ -187,13 +187,14 @@ class CloudChannel(BaseChannel):
             self._pair_hits.pop(msg.to, None)
             return SendResult.ok(reply.wamid or None)
         if reply.code is None:
-            if reply.network:  # network trouble, 5xx: the dispatcher's backoff
-                return SendResult("retry", error=f"network {reply.network}")
+            if reply.network:  # a timeout, no connection, 408/429/5xx without JSON
+                return SendResult("retry", retry_after=reply.retry_after, error=(
+                    reply.network if reply.http else f"network {reply.network}"))
             return SendResult("failed", error=f"http {reply.title or reply.http}")
         err = f"{reply.code} {reply.title}".strip()
         cls = classify(reply.code)
         if cls == "transient":
-            return SendResult("retry", error=err)
+            return SendResult("retry", error=err, retry_after=reply.retry_after)
         if cls == "pair_rate":
             n = self._pair_hits.get(msg.to, 0) + 1
             self._pair_hits[msg.to] = n
