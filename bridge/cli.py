@@ -429,12 +429,11 @@ def cmd_import(cfg, args) -> int:
     a log), a summary; exit 0 when every line was added or already there, 1 when some were
     invalid (the valid ones are added all the same)."""
     from bridge.core.importing import NumberListError
-    from bridge.importer import WELCOME_NEEDS_TEMPLATE, eta, import_list
+    from bridge.importer import WelcomeRefused, eta, import_list, welcome_problem
 
-    if args.welcome and cfg.channel.type in WELCOME_NEEDS_TEMPLATE:
-        raise CliError("--welcome: on the Cloud API a first message to people who have not "
-                       "written must be an approved template, and the Cloud channel has no "
-                       "welcome template yet (docs/operations.md); import without --welcome")
+    app = _app(cfg)
+    if args.welcome and (problem := welcome_problem(app)):
+        raise CliError(f"--welcome: {problem}; or import without --welcome")
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as e:
@@ -443,12 +442,13 @@ def cmd_import(cfg, args) -> int:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")  # Excel's CSV on Dutch Windows
-    app = _app(cfg)
     try:
         result = import_list(app, text, args.file, column=args.column, reason=args.reason,
                              dry_run=args.dry_run, welcome=args.welcome)
     except NumberListError as e:
         raise CliError(f"{args.file}: {e}") from None
+    except WelcomeRefused as e:
+        raise CliError(f"--welcome: {e}") from None
     out = []
     for o in result.outcomes:
         what = "would be added" if args.dry_run and o.result == "added" else o.result

@@ -27,7 +27,7 @@ from bridge.channels.base import (BaseChannel, Metric, Outgoing, Route, SendResu
 from bridge.channels.cloud.cap import CAP_WINDOW, UniqueRecipientCap, cap_stale_conflict
 from bridge.channels.cloud.graph import (REENGAGE, GraphClient, Reply, Token, classify,
                                          template_payload, text_payload)
-from bridge.channels.cloud.settings import CloudSettings
+from bridge.channels.cloud.settings import REPLY_TEMPLATES, CloudSettings
 from bridge.channels.cloud.templates import Templates, mapped_problems
 from bridge.channels.cloud.webhook import Webhook
 from bridge.config import SettingsTable, secret
@@ -80,6 +80,16 @@ class CloudChannel(BaseChannel):
     def unique_recipients(self) -> int:
         """Template recipients in the cap's rolling 24 hours."""
         return self.cap.count()
+
+    def initiate_problem(self, reply: str) -> str | None:
+        """A reply to people who have not written goes only as an approved template: None
+        when ``reply`` (e.g. "welcome") is mapped in ``[channel.cloud.templates]``."""
+        if reply in REPLY_TEMPLATES and reply in self.settings.templates:
+            return None
+        return (f"on the Cloud API a first message to people who have not written must be an "
+                f"approved template, and no WhatsApp template is mapped for replies/{reply}.j2: "
+                f"add [channel.cloud.templates.{reply}] (docs/cloud-api.md, 'The welcome "
+                f"template')")
 
     def describe(self) -> dict[str, object]:
         return {
@@ -137,6 +147,9 @@ class CloudChannel(BaseChannel):
             return SendResult("paused", error=self._paused, retry_after=self._paused_retry)
         token = self.token.get() or ""
         if msg.kind == "notice" and (not msg.window_open or self._forced(msg.to)):
+            return await self._send_template(msg, token)
+        if msg.kind == "reply" and self.templates.for_reply(msg) is not None:
+            # to someone who has not written (the welcome of an import): only a template may go
             return await self._send_template(msg, token)
         with self.cap.sending(msg):
             reply = await self.graph.send_message(token, text_payload(msg.to, msg.text))

@@ -52,6 +52,21 @@ class CloudSettings:
         return f"{self.base_url.rstrip('/')}/{self.api_version}/{self.phone_number_id}"
 
 
+# Replies that go to people who have not written to us (outside a 24-hour service window),
+# so only as an approved template: the reply template's name (replies/<name>.j2), also its
+# key in [channel.cloud.templates]. Today: the welcome of `bridge subscribers import
+# --welcome`. Other replies answer a message and always go as text.
+REPLY_TEMPLATES = frozenset({"welcome"})
+
+
+def reply_name(template: str | None) -> str | None:
+    """"replies/welcome.j2" -> "welcome"; None for anything else."""
+    t = (template or "").strip()
+    if t.startswith("replies/") and t.endswith(".j2"):
+        return t[len("replies/"):-3] or None
+    return None
+
+
 def short_name(template: str | None) -> str:
     """"notices/storing_nieuw.j2" -> "storing_nieuw"."""
     t = (template or "").strip()
