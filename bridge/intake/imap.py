@@ -38,6 +38,7 @@ from typing import Any, Awaitable
 import aioimaplib
 
 from bridge import faults
+from bridge.part import BasePart
 from bridge.config import ConfigError, Section, secret
 from bridge.store import RawMail, StoreError
 
@@ -204,7 +205,7 @@ def _retrieve(task: asyncio.Future) -> None:
 
 
 # -- the intake ----------------------------------------------------------------------------------------
-class ImapIntake:
+class ImapIntake(BasePart):
     background = False
 
     def __init__(self, settings: ImapSettings, app):

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.config import Section
+from bridge.config import Section, secret_file
 
 # WhatsApp template names: lower-case letters, digits and _ (WhatsApp Manager's rule).
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
@@ -28,7 +28,7 @@ class TemplateMap:
 class CloudSettings:
     phone_number_id: str = ""
     token_env: str = "BRIDGE_CLOUD_TOKEN"
-    token_file: Path | None = None
+    token_file: Path | None = field(default=None, metadata=secret_file(instead_of="token_env"))
     base_url: str = "https://graph.facebook.com"
     api_version: str = "v23.0"
     timeout: float = 10.0  # seconds per Graph API request
