@@ -47,7 +47,8 @@ class Switchboard(NoticeStrings):
     the renderer.
 
     ``handle_inbound(event)`` commits an inbound event (a message, an identity change, a
-    pairing of ids) and its effect durably (:meth:`bridge.inbound.InboundHandler.take`); ``unreachable(subscriber_id, in_a_row)``
+    pairing of ids) and its effect durably (:meth:`bridge.inbound.InboundHandler.take`);
+    ``unreachable(subscriber_id, in_a_row)``
     is told when a report makes a subscriber unreachable once more; ``commit_sends()``
     commits the dispatcher's sends recorded but not yet committed (a receipt may overtake
     its send's group commit).

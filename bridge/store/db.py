@@ -260,10 +260,10 @@ class Database:
             raise StoreError(f"{self.path}: cannot open database: {e}") from None
         if version != SCHEMA_VERSION:
             conn.close()
-            raise StoreError(
-                f"{self.path}: schema version {version}, this bridge knows {SCHEMA_VERSION}; "
-                f"{'run the daemon (or bridge status) once to migrate it' if version < SCHEMA_VERSION else 'upgrade the bridge'}"
-                f" (a read-only look never migrates)")
+            todo = ("run the daemon (or bridge status) once to migrate it"
+                    if version < SCHEMA_VERSION else "upgrade the bridge")
+            raise StoreError(f"{self.path}: schema version {version}, this bridge knows "
+                             f"{SCHEMA_VERSION}; {todo} (a read-only look never migrates)")
         return conn
 
     # -- schema -----------------------------------------------------------------------

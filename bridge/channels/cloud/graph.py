@@ -220,7 +220,7 @@ class GraphClient:
         except (httpx.HTTPError, aiohttp.ClientError) as e:  # the latter: any httpx_aiohttp
             return Reply(network=f"{type(e).__name__}: {e}")  # does not map
         except TimeoutError as e:  # aiohttp's socket timeouts are asyncio's TimeoutError
-            return Reply(network=f"timeout ({type(e).__name__}) after {self._settings.timeout:g} s")
+            return Reply(network=f"timeout ({type(e).__name__}), {self._settings.timeout:g} s")
         status = r.status_code
         wait = retry_after(r.headers.get("retry-after")) if status >= 400 else None
         try:

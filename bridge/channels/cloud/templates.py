@@ -4,11 +4,11 @@
 ``notices/storing_nieuw.j2``) to a WhatsApp template name, language and body parameters;
 unmapped notices use the ``fallback`` entry (``fallback_template``). A reply that goes to
 people who have not written (:data:`.settings.REPLY_TEMPLATES`: ``welcome`` =
-``replies/welcome.j2``) goes as the template mapped under its name, never the fallback. Each parameter is a
-Jinja expression rendered by the application in the notices' sandbox
-(:meth:`bridge.port.ChannelPort.render_for_notice`: the notice context plus ``tekst``, the
-notice text on one line), then made single-line and cut to 1,024 characters
-(:func:`single_line`). A template Meta rejects (132xxx) is not used for
+``replies/welcome.j2``) goes as the template mapped under its name, never the
+fallback. Each parameter is a Jinja expression rendered by the application in the
+notices' sandbox (:meth:`bridge.port.ChannelPort.render_for_notice`: the notice context
+plus ``tekst``, the notice text on one line; for a reply ``org`` and ``tekst`` only), then
+made single-line and cut to 1,024 characters (:func:`single_line`). A template Meta rejects (132xxx) is not used for
 ``broken_template_hold`` seconds; notices fall back meanwhile.
 """
 

@@ -168,7 +168,7 @@ def _int_code(value: object) -> int | None:
 
 def _received(m: dict) -> datetime:
     try:
-        return datetime.fromtimestamp(int(m.get("timestamp")), timezone.utc)  # type: ignore[arg-type]
+        return datetime.fromtimestamp(int(str(m.get("timestamp"))), timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(timezone.utc)
 
