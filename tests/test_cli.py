@@ -127,7 +127,8 @@ def test_ingest_rejects_a_file_that_is_not_a_mail_as_not_a_mail(tmp_path):
     import os
 
     cfg = write_config(tmp_path)
-    files = {"empty.eml": b"", "report.pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+    files = {"empty.eml": b"",
+             "report.pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
              "random.bin": os.urandom(4096), "note.txt": b"Bel KPN even over de storing.\n",
              "melding.msg": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500)}
     for name, data in files.items():
@@ -143,7 +144,8 @@ def test_ingest_rejects_a_file_that_is_not_a_mail_as_not_a_mail(tmp_path):
     assert results["melding.msg"]["reason"].startswith("not a mail: an Outlook .msg")
     for name in files:
         q = bridge(cfg, "preview", str(tmp_path / name), check=False)
-        assert q.returncode == 1 and q.stdout.startswith("would be rejected: not a mail: "), q.stdout
+        assert q.returncode == 1, q.stdout
+        assert q.stdout.startswith("would be rejected: not a mail: "), q.stdout
 
 
 # --- preview: decides as ingest does, stores nothing ------------------------------------------

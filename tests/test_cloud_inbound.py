@@ -154,7 +154,7 @@ def test_system_messages_that_change_no_id_are_skipped_with_a_note():
     assert p.messages == [] and "without the new number" in p.skipped[0]
 
 
-# -- statuses pair the number with the BSUID --------------------------------------------------------
+# -- statuses pair the number with the BSUID -------------------------------------------------------
 def status_with_ids(wamid: str, status: str, number: str | None, uid: str | None) -> dict:
     doc = statuses_body((wamid, status, None))
     s = doc["entry"][0]["changes"][0]["value"]["statuses"][0]
@@ -206,7 +206,7 @@ def test_statuses_parse_with_their_recipient_ids():
     assert parse_webhook(group).statuses[0].pairing is None
 
 
-# -- message kinds ----------------------------------------------------------------------------------
+# -- message kinds ---------------------------------------------------------------------------------
 KINDS = {
     "audio": ({"audio": {"id": "a1", "mime_type": "audio/ogg; codecs=opus", "voice": True}},
               "voice"),
@@ -264,7 +264,7 @@ async def test_an_image_captioned_stop_unsubscribes(web):
     assert app.store.subscribers.count() == 0 and app.inbound.counts.get("unsubscribed") == 1
 
 
-# -- a value with only errors (w05) -----------------------------------------------------------------
+# -- a value with only errors (w05) ----------------------------------------------------------------
 async def test_w05_value_errors_answer_200_with_a_warning_and_a_metric(web, caplog):
     doc = case("w05-value-errors.json")
     p = parse_webhook(doc)

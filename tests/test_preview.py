@@ -40,7 +40,7 @@ def db_state(tmp_path) -> dict[str, str]:
             if p.stat().st_size and not p.name.endswith("-shm")}
 
 
-# -- the decisions ingest makes ---------------------------------------------------------------------
+# -- the decisions ingest makes --------------------------------------------------------------------
 def test_an_update_is_previewed_against_the_incidents_previous_report(tmp_path, capsys):
     cfg = write_config(tmp_path)
     code, alone, _ = preview(capsys, cfg, M02)  # no store yet: judged on its own
@@ -112,7 +112,7 @@ def test_the_built_in_fallback_text_is_marked_and_exits_non_zero(tmp_path, capsy
     assert code == 0 and "FALLBACK" not in out
 
 
-# -- read-only --------------------------------------------------------------------------------------
+# -- read-only -------------------------------------------------------------------------------------
 def test_preview_never_writes_the_store(tmp_path, capsys):
     from daemon import bridge
 
