@@ -38,8 +38,8 @@ from typing import Any, Awaitable
 import aioimaplib
 
 from bridge import faults
-from bridge.part import BasePart
 from bridge.config import ConfigError, Section, secret
+from bridge.part import BasePart
 from bridge.store import RawMail, StoreError
 
 log = logging.getLogger("bridge.intake.imap")
