@@ -12,9 +12,11 @@ A crashing task is logged and restarted with backoff; one that keeps crashing (m
 five times in five minutes) brings the daemon down cleanly: the same ordered stop as for
 SIGTERM (the sends under way finish), then exit status 1.
 
-Optional parts (``[imap]``, ``[web]``) are modules with ``parse_config(section, base)``
-and ``build(settings, app) -> Part``, where a Part has ``async run(stop)`` and
-``describe() -> dict``; see :data:`bridge.config.OPTIONAL_PARTS`.
+Optional parts (``[imap]``, ``[web]``, ``[mail_out]``) are modules with
+``parse_config(section, base)`` and ``build(settings, app) -> Part``
+(:class:`bridge.part.PartModule`); a :class:`bridge.part.Part` is started before the tasks
+run, runs in the foreground or the background, and is stopped when the start-up fails; see
+:data:`bridge.config.OPTIONAL_PARTS`. The SMTP intake is a Part too.
 
 The App implements the ports of :mod:`bridge.port` through small parts it owns: the
 intakes (SMTP, and IMAP through ``build``) get :attr:`App.mailroom` (IntakePort), the channel :attr:`App.switchboard`
@@ -30,7 +32,7 @@ import json
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, cast
 
 from bridge.channels.base import Channel, SendResult
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
@@ -38,6 +40,7 @@ from bridge.events import DaemonStopping, EventBus
 from bridge.inbound import InboundHandler
 from bridge.mailroom import Mailroom
 from bridge.outbox import Counters, Dispatcher
+from bridge.part import Part, PartModule
 from bridge.pipeline import Pipeline, make_renderer
 from bridge.port import Health
 from bridge.store import Delivery, Store, StoreCounts
@@ -75,11 +78,11 @@ class App:
         # bridge.port.ChannelPort for the channel: inbound messages, receipts, its state
         self.switchboard = Switchboard(
             self.store, self.renderer, max_age_hours=cfg.dispatch.max_age_hours,
-            handle_inbound=self.inbound.handle, unreachable=self.inbound.unreachable,
+            handle_inbound=self.inbound.take, unreachable=self.inbound.unreachable,
             commit_sends=self._commit_sends)
         self._channel: Channel | None = None
         self._dispatcher: Dispatcher | None = None
-        self.parts: dict[str, Any] = {}
+        self.parts: dict[str, Part] = {}
         self.started_at = time.time()
         self._stop: asyncio.Event | None = None
         self.fatal: str | None = None  # why a task that kept crashing stopped the daemon
@@ -142,10 +145,8 @@ class App:
         except BaseException:
             # e.g. a port in use: undo what did start (listeners, the dispatcher lock)
             for part in self.parts.values():
-                stop_part = getattr(part, "stop", None)
-                if stop_part is not None:
-                    with contextlib.suppress(Exception):
-                        await stop_part()
+                with contextlib.suppress(Exception):
+                    await part.stop()
             self.dispatcher.release()
             raise
 
@@ -159,11 +160,11 @@ class App:
                 ]
                 foreground = []
                 if smtp:
-                    foreground.append(tg.create_task(self._smtp_until(smtp, stop)))
+                    foreground.append(tg.create_task(smtp.run(stop)))
                 for name, part in self.parts.items():
                     if name == "smtp":
                         continue
-                    target = background if getattr(part, "background", False) else foreground
+                    target = background if part.background else foreground
                     target.append(tg.create_task(
                         self._supervise(name, lambda p=part: p.run(stop), stop)))
                 foreground.append(tg.create_task(
@@ -185,17 +186,14 @@ class App:
         log.info("bridge: stopped")
         return 0
 
-    async def _start_parts(self):
+    async def _start_parts(self) -> Part | None:
         """Build the optional parts and bind what listens, before any task runs, so that a
         port in use fails fast. Returns the SMTP intake, or None."""
         cfg = self.cfg
         for name, settings in cfg.parts().items():
-            mod = importlib.import_module(OPTIONAL_PARTS[name].split(":")[0])
-            # intakes get the IntakePort (bridge.port), other parts the App
-            self.parts[name] = mod.build(settings, self.mailroom if name == "imap" else self)
-            start = getattr(self.parts[name], "start", None)
-            if start is not None:
-                await start()  # e.g. the web server binds now
+            mod = cast(PartModule, importlib.import_module(OPTIONAL_PARTS[name].split(":")[0]))
+            part = self.parts[name] = mod.build(settings, self)
+            await part.start()  # e.g. the web server binds now
         if not cfg.smtp.enabled:
             return None
         from bridge.intake.smtp import SmtpIntake
@@ -246,10 +244,6 @@ class App:
                     await asyncio.wait_for(stop.wait(), self.restart_delay(len(crashes)))
                 if stop.is_set() and name not in ("dispatcher", "processor"):
                     return
-
-    async def _smtp_until(self, smtp, stop: asyncio.Event) -> None:
-        await stop.wait()
-        await smtp.stop()
 
     async def _processor(self, stop: asyncio.Event) -> None:
         """Process stored mails: woken by intakes, and polling for mails other processes stored."""

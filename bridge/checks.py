@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -49,41 +50,35 @@ class SecretRef:
 
 
 def secret_refs(cfg: Config) -> list[SecretRef]:
-    """Every secret the parts in use need: the SMTP AUTH credentials, the channel's token or
-    password (of the channel in use only), the IMAP password, the webhook's verify token
-    and app secret, and secret files (a token file, TLS private keys)."""
+    """Every secret the parts in use need: the SMTP AUTH credentials and TLS key, the
+    channel's token or password (of the channel in use only), the IMAP password, the
+    webhook's verify token and app secret, mail back's password, and secret files (a token
+    file, TLS private keys), as each settings dataclass declares them (see
+    :func:`declared_secrets`)."""
     refs: list[SecretRef] = []
     if cfg.smtp.enabled:
-        for k in ("auth_username_env", "auth_password_env"):
-            if getattr(cfg.smtp, k):
-                refs.append(SecretRef(f"smtp.{k}", env=getattr(cfg.smtp, k)))
-        if cfg.smtp.tls_key:
-            refs.append(SecretRef("smtp.tls_key", file=cfg.smtp.tls_key))
-    ch, prefix = cfg.channel.settings, f"channel.{cfg.channel.type}"
-    if cfg.channel.type == "cloud":
-        if ch.token_file:
-            refs.append(SecretRef(f"{prefix}.token_file", file=ch.token_file))
-        else:
-            refs.append(SecretRef(f"{prefix}.token_env", env=ch.token_env))
-    elif ch is not None:  # mqtt and any other channel: its *_env keys and its TLS key
-        refs += _env_fields(prefix, ch)
-        if getattr(ch, "tls_key_file", None):
-            refs.append(SecretRef(f"{prefix}.tls_key_file", file=ch.tls_key_file))
+        refs += declared_secrets("smtp", cfg.smtp)
+    refs += declared_secrets(f"channel.{cfg.channel.type}", cfg.channel.settings)
     for name, settings in cfg.parts().items():
         if name == "web" and not (cfg.web and cfg.web.webhook and cfg.channel.type == "cloud"):
             continue  # no webhook (only the Cloud API has one): /healthz and /metrics need none
-        refs += _env_fields(name, settings)
+        refs += declared_secrets(name, settings)
     return refs
 
 
-def _env_fields(prefix: str, settings) -> list[SecretRef]:
-    import dataclasses
-
-    if not dataclasses.is_dataclass(settings):
+def declared_secrets(prefix: str, settings: object) -> list[SecretRef]:
+    """The secrets a settings dataclass declares (bridge.config): each field named ``*_env``
+    that is set (an environment variable), and each field with ``SECRET_FILE`` metadata that
+    is set (a file; one that replaces an ``*_env`` field leaves that field out)."""
+    if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
         return []
-    return [SecretRef(f"{prefix}.{f.name}", env=getattr(settings, f.name))
-            for f in dataclasses.fields(settings)
-            if f.name.endswith("_env") and getattr(settings, f.name)]
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    files = [f for f in dataclasses.fields(settings)
+             if f.metadata.get("secret") == "file" and values[f.name]]
+    replaced = {f.metadata.get("instead_of") for f in files}
+    refs = [SecretRef(f"{prefix}.{name}", env=value) for name, value in values.items()
+            if name.endswith("_env") and value and name not in replaced]
+    return refs + [SecretRef(f"{prefix}.{f.name}", file=values[f.name]) for f in files]
 
 
 def secret_problems(cfg: Config) -> list[str]:

@@ -182,18 +182,30 @@ def _now(cfg, value: str | None) -> datetime | None:
 
 
 def cmd_ingest(cfg, args) -> int:
+    """Each file stored and processed as a mail that arrived; one line (or JSON line) each
+    with its outcome. A file larger than ``smtp.max_size`` is refused as SMTP refuses it
+    (not stored); exit 1 when a file could not be read or was refused."""
     from bridge.store import RawMail
 
     now = _now(cfg, args.now)
     app = _app(cfg)
     failed = False
+    limit = cfg.smtp.max_size
     for f in args.files:
         try:
-            data = Path(f).read_bytes()
+            size = Path(f).stat().st_size
+            data = Path(f).read_bytes() if size <= limit else b""
         except OSError as e:
             failed = True
             _emit(args.json, {"file": f, "outcome": "error", "reason": e.strerror, "incident": None},
                   f"{f}: error: {e.strerror}")
+            continue
+        if size > limit:
+            failed = True
+            reason = (f"larger than smtp.max_size ({size} bytes, at most {limit}), as SMTP "
+                      f"refuses it; not stored")
+            _emit(args.json, {"file": f, "outcome": "rejected", "reason": reason,
+                              "incident": None, "mail": None}, f"{f}: rejected: {reason}")
             continue
         mail_id = app.store.mails.add(RawMail(data=data, source="cli", source_ref=Path(f).name))
         o = app.pipeline.process(mail_id, now=now)
@@ -209,21 +221,45 @@ def _emit(as_json: bool, doc: dict, line: str) -> None:
 
 
 def cmd_preview(cfg, args) -> int:
-    """The notice text and exit 0; or, for a mail ingest would not turn into a notice, one
-    line ``would be rejected: <reason>`` / ``would go to review: <reason>`` and exit 1."""
+    """What ``bridge ingest`` would do with the mail now, deciding as ingest does with the
+    store read (opened read-only: nothing is written or migrated; without a store yet the
+    mail is judged on its own). Exit 0 and the notice text; 3 and the notice text under a
+    first line that marks the built-in fallback text (a template failed: fix it, ``bridge
+    check``); 1 and one line ``would be rejected|a duplicate|outdated|go to review:
+    <reason>`` for a mail that would not become a notice."""
     from bridge.pipeline import Pipeline, make_renderer
+    from bridge.store import Store, StoreError
 
     now = _now(cfg, args.now)
     try:
-        data = Path(args.file).read_bytes()
+        size = Path(args.file).stat().st_size
+        data = Path(args.file).read_bytes() if size <= cfg.smtp.max_size else b""
     except OSError as e:
         raise CliError(f"{args.file}: {e.strerror}") from None
-    pipeline = Pipeline(cfg, None, make_renderer(cfg))  # type: ignore[arg-type]
-    p = pipeline.preview(data, now=now)
+    if size > cfg.smtp.max_size:
+        print(f"would be rejected: larger than smtp.max_size ({size} bytes, at most "
+              f"{cfg.smtp.max_size})")
+        return 1
+    store = None
+    if Path(cfg.store.path).exists():
+        try:
+            store = Store.open_readonly(cfg.store.path)
+        except StoreError as e:
+            raise CliError(f"preview: {e}") from None
+    try:
+        pipeline = Pipeline(cfg, store, make_renderer(cfg))  # type: ignore[arg-type]
+        p = pipeline.preview(data, now=now)
+    finally:
+        if store is not None:
+            store.close()
     if p.outcome == "notice":
+        if p.fallback:
+            print(f"[BUILT-IN FALLBACK TEXT: {p.fallback}; customers would get the text "
+                  f"below; fix the template (bridge check)]")
         print(p.text)
-        return 0
-    what = "would go to review" if p.outcome == "review" else "would be rejected"
+        return 3 if p.fallback else 0
+    what = {"review": "would go to review", "duplicate": "would be a duplicate",
+            "outdated": "would be outdated"}.get(p.outcome, "would be rejected")
     print(f"{what}: {p.reason}")
     return 1
 
@@ -429,12 +465,11 @@ def cmd_import(cfg, args) -> int:
     a log), a summary; exit 0 when every line was added or already there, 1 when some were
     invalid (the valid ones are added all the same)."""
     from bridge.core.importing import NumberListError
-    from bridge.importer import WELCOME_NEEDS_TEMPLATE, eta, import_list
+    from bridge.importer import WelcomeRefused, eta, import_list, welcome_problem
 
-    if args.welcome and cfg.channel.type in WELCOME_NEEDS_TEMPLATE:
-        raise CliError("--welcome: on the Cloud API a first message to people who have not "
-                       "written must be an approved template, and the Cloud channel has no "
-                       "welcome template yet (docs/operations.md); import without --welcome")
+    app = _app(cfg)
+    if args.welcome and (problem := welcome_problem(app)):
+        raise CliError(f"--welcome: {problem}; or import without --welcome")
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as e:
@@ -443,12 +478,13 @@ def cmd_import(cfg, args) -> int:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")  # Excel's CSV on Dutch Windows
-    app = _app(cfg)
     try:
         result = import_list(app, text, args.file, column=args.column, reason=args.reason,
                              dry_run=args.dry_run, welcome=args.welcome)
     except NumberListError as e:
         raise CliError(f"{args.file}: {e}") from None
+    except WelcomeRefused as e:
+        raise CliError(f"--welcome: {e}") from None
     out = []
     for o in result.outcomes:
         what = "would be added" if args.dry_run and o.result == "added" else o.result

@@ -142,6 +142,19 @@ class Section:
             raise self.fail(extra[0], "unknown key (a typo?)")
 
 
+# Secrets in settings dataclasses, as `bridge check` finds them (bridge.checks.secret_refs):
+# a field whose name ends in ``_env`` names an environment variable holding a secret; a
+# field declared with ``metadata=SECRET_FILE`` (or ``secret_file(instead_of=...)``) names a
+# file holding one (a token, a TLS private key).
+SECRET_FILE: dict[str, object] = {"secret": "file"}
+
+
+def secret_file(instead_of: str) -> dict[str, object]:
+    """Field metadata of a secret file that, when set, replaces the ``*_env`` field
+    ``instead_of`` (e.g. ``token_file`` instead of ``token_env``)."""
+    return {**SECRET_FILE, "instead_of": instead_of}
+
+
 def secret(env_name: str | None, what: str) -> str:
     """Read a secret from the environment; a clear error when it is not set."""
     if not env_name:
@@ -175,7 +188,7 @@ class SmtpConfig:
     auth_username_env: str | None = None
     auth_password_env: str | None = None
     tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_key: Path | None = dataclasses.field(default=None, metadata=SECRET_FILE)
     require_starttls: bool = False
 
 

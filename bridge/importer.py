@@ -18,17 +18,26 @@ from pathlib import Path
 from bridge.core.importing import ImportLine, read_numbers
 from bridge.core.replies import builtin_reply, with_stop_hint
 
-__all__ = ["Outcome", "ImportResult", "import_list", "welcome_interval", "WELCOME",
-           "WELCOME_NEEDS_TEMPLATE"]
+__all__ = ["Outcome", "ImportResult", "WelcomeRefused", "import_list", "welcome_interval",
+           "welcome_problem", "WELCOME"]
 
-WELCOME = "welcome"  # the reply template (templates/replies/welcome.j2)
-# The hook for the Cloud API: there a first, business-initiated message (outside the
-# 24-hour service window) must be an approved template (Meta, "Send messages"). Welcome
-# deliveries are stored with reply_name "welcome"; once the outbox hands that name to the
-# channel (Outgoing) and the Cloud channel maps it to a configured template, "cloud"
-# leaves this set and `--welcome` works there too. Until then it is refused on these.
-WELCOME_NEEDS_TEMPLATE = frozenset({"cloud"})
+# The reply template (templates/replies/welcome.j2). Welcome deliveries are stored with
+# reply_name "welcome"; the outbox hands the channel "replies/welcome.j2" (Outgoing.template),
+# so a channel that needs an approved template for a first, business-initiated message
+# (the Cloud API: Meta, "Send messages") sends the one mapped for it.
+WELCOME = "welcome"
 WORDING = "import by the operator (bridge subscribers import)"
+
+
+class WelcomeRefused(Exception):
+    """``welcome=True`` on a channel that cannot send the welcome to people who have not
+    written (the message says why and what to configure); nothing was imported."""
+
+
+def welcome_problem(app) -> str | None:
+    """Why the channel in use cannot send the welcome to people who have not written (the
+    Cloud API without ``[channel.cloud.templates.welcome]``), or None."""
+    return app.channel.initiate_problem(WELCOME)
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,12 @@ def import_list(app, text: str, source: str, *, column: str | None = None,
     subscriber (as number, or linked to a person) is "already subscribed", as is a number
     that occurs twice in the file (the second time). ``dry_run``: decide every line, change
     nothing. Raises :class:`bridge.core.importing.NumberListError` for a file that is no
-    list of numbers."""
+    list of numbers, :class:`WelcomeRefused` for ``welcome`` on a channel that cannot send
+    it (:func:`welcome_problem`), before anything changes."""
+    if welcome:
+        problem = welcome_problem(app)
+        if problem:
+            raise WelcomeRefused(problem)
     lines, skipped = read_numbers(text, column=column)
     result = ImportResult(skipped=skipped)
     subs = app.store.subscribers

@@ -69,6 +69,11 @@ class InboundHandler:
         return f"Ja ik wil storingsberichten van {self.cfg.organisation.name} ontvangen."
 
     async def __call__(self, event: InboundMessage | IdentityChange | IdPairing) -> InboundResult:
+        return self.take(event)
+
+    def take(self, event: InboundMessage | IdentityChange | IdPairing) -> InboundResult:
+        """Any inbound event, committed durably before it returns (the channels' way in,
+        through :meth:`bridge.switchboard.Switchboard.inbound`)."""
         if isinstance(event, IdentityChange):
             return self.identity_change(event)
         if isinstance(event, IdPairing):

@@ -336,6 +336,7 @@ class Dispatcher:
     def _outgoing(self, d: Delivery, channel: Channel) -> Outgoing:
         if d.notice_id is None:
             return Outgoing(delivery_id=d.id, to=d.to_addr, text=d.reply or "", kind="reply",
+                            template=f"replies/{d.reply_name}.j2" if d.reply_name else None,
                             window_open=True, attempt=d.attempts)
         notice = self._notice(d.notice_id)
         window = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import re
 import sqlite3
@@ -31,12 +32,14 @@ from bridge.config import Config
 from bridge.core import incidents as core_incidents
 from bridge.core.admission import admit
 from bridge.core.calendar import complete_report
-from bridge.core.mail import MailError, parse_mail
+from bridge.core.incidents import IncidentState
+from bridge.core.mail import MailError, not_a_mail, parse_mail
 from bridge.core.models import OutageReport, ParsedMail
 from bridge.core.render import Rendered, Renderer, fallback_from_subject
 from bridge.core.report import extract_report
 from bridge.events import EventBus, MailProcessed, ReviewDecided
 from bridge.store import Store, StoreError
+from bridge.store.mails import header_message_id
 from bridge.templates import template_loader
 
 log = logging.getLogger("bridge.pipeline")
@@ -61,12 +64,28 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Preview:
-    """What :meth:`Pipeline.preview` finds: ``notice`` (with its text), ``review`` or
-    ``rejected``, and why."""
+    """What :meth:`Pipeline.preview` finds, as ingest would decide now: ``notice`` (with
+    its text), ``duplicate``, ``outdated``, ``review`` or ``rejected``, and why.
+    ``fallback`` says why the built-in text was used (a notice template failed), else None."""
 
     outcome: str
     reason: str
     text: str | None = None
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What processing decides for an admitted mail's report as of "now", with the store's
+    incident of its ticket (``known``): ``notice`` (``report`` with what the update left out
+    carried over, ``rendered`` the notice with the previous report's times as "(was ...)"),
+    ``duplicate``, ``outdated`` or ``review``; ``reason`` says why."""
+
+    action: str
+    reason: str
+    report: OutageReport
+    known: IncidentState | None = None
+    rendered: Rendered | None = None
 
 
 def read_mail(data: bytes, cfg: Config) -> ParsedMail:
@@ -109,7 +128,12 @@ def analyse(data: bytes, cfg: Config) -> Analysis:
     """The one way a mail is read: by processing, ``bridge preview`` and the review queue.
 
     Pure and possibly slow (MIME walk, HTML to text, report extraction): the daemon runs it
-    in a worker thread. Never raises for the mail's content; see :class:`Analysis`."""
+    in a worker thread. Never raises for the mail's content; see :class:`Analysis`. Bytes
+    that are not a mail at all (:func:`bridge.core.mail.not_a_mail`: an empty file, a PDF,
+    random bytes) have no ``mail`` and the reason as ``mail_error``."""
+    problem = not_a_mail(data)
+    if problem:
+        return Analysis(None, mail_error=MailError(problem))
     try:
         mail = read_mail(data, cfg)
     except MailError as e:
@@ -151,34 +175,72 @@ class Pipeline:
         """What processing would decide for this mail as of ``now`` (aware; default: the
         clock), and the exact notice text; stores and sends nothing.
 
-        The same steps as :meth:`process`: a readable mail, its admission (automatic mail,
-        the sender allow-list with the forward rules, a readable body), the report, the review
-        rule. Without the store it judges the mail on
-        its own: it cannot know earlier mails, so a repeat is previewed as new (ingest would
-        say ``duplicate``) and an update is rendered without the incident's previous report.
+        The same steps and the same decision code as :meth:`process`: a mail at all, its
+        admission (automatic mail, the sender allow-list with the forward rules, a readable
+        body), a repeat of a processed mail (same Message-ID or bytes), the report, and
+        :meth:`_judge` with the incident the store holds for its ticket (an update rendered
+        with the previous report's times, "(was 14:00)"; duplicate, outdated, review with
+        the facts carried over). The store is only read (``bridge preview`` opens it
+        read-only); without a store (``store`` None: none yet) the mail is judged on its
+        own, as the first of its incident.
         """
         a = analyse(data, self.cfg)
         if a.mail is None:
-            return Preview("rejected", f"not a readable mail: {a.mail_error}")
+            return Preview("rejected", f"not a mail: {a.mail_error}")
         mail = a.mail
         note = decoding_note(mail)
         admission = admit(mail, self.cfg.senders, self.cfg.automatic)
-        if admission.outcome != "accept":
-            return Preview(admission.outcome, admission.reason + note)
+        if admission.outcome == "rejected":
+            return Preview("rejected", admission.reason + note)
+        if self.store is not None:
+            repeat = self._repeat_of(0, {header_message_id(data), mail.effective.message_id},
+                                     hashlib.sha256(data).hexdigest())
+            if repeat:
+                return Preview("duplicate", repeat)
+        if admission.outcome == "review":
+            return Preview("review", admission.reason + note)
         report = a.report
         if report is None:  # processing sends such a mail to review
             return Preview("review", f"could not be processed ({a.error_text})")
-        now = now or self.clock()
-        decision = core_incidents.decide(report, None, now=now, rules=self.cfg.review)
-        if decision.action != "notice":
-            return Preview("review", decision.reason + note)
-        rendered = self.renderer.render_notice(decision.report or report, now=now)
-        reason = decision.reason
+        j = self._judge(report, now or self.clock())
+        if j.action != "notice" or j.rendered is None:
+            return Preview(j.action, j.reason + (note if j.action == "review" else ""))
+        rendered = j.rendered
+        reason = j.reason
         if admission.forwarded_by:
             reason += f" (forwarded by {admission.forwarded_by})"
+        fallback = None
         if rendered.fallback:
-            reason += f"; template {rendered.template} failed ({rendered.error}), built-in text"
-        return Preview("notice", reason + note, rendered.text)
+            fallback = f"template {rendered.template} failed ({rendered.error})"
+            reason += f"; {fallback}, built-in text"
+        return Preview("notice", reason + note, rendered.text, fallback)
+
+    # -- the decisions processing and preview share ------------------------------------------------
+    def _repeat_of(self, mail_id: int, message_ids: set[str | None], sha256: str) -> str | None:
+        """Why the mail repeats one processed before (same Message-ID or bytes; ``mail_id``:
+        the mail itself, left out), else None. Reads the store."""
+        for mid in message_ids - {None}:
+            earlier = self.store.mails.seen_before(mail_id, mid, sha256)
+            if earlier:
+                return f"same Message-ID or bytes as mail {earlier}"
+        if self.store.mails.seen_before(mail_id, None, sha256):
+            return "same bytes as an earlier mail"
+        return None
+
+    def _judge(self, report: OutageReport, now: datetime) -> Judgement:
+        """:func:`bridge.core.incidents.decide` with the store's incident of the report's
+        ticket, and for a notice its text (:meth:`Renderer.render_notice` with the previous
+        report). Reads the store (nothing without one); writes nothing."""
+        known = None
+        if self.store is not None and report.ticket:
+            known = self.store.incidents.get(self.cfg.senders.source, report.ticket)
+        decision = core_incidents.decide(report, known, now=now, rules=self.cfg.review)
+        if decision.action != "notice":
+            return Judgement(decision.action, decision.reason, report, known)
+        report = decision.report or report  # with facts the update left out carried over
+        rendered = self.renderer.render_notice(report, previous=known.report if known else None,
+                                               now=now)
+        return Judgement("notice", decision.reason, report, known, rendered)
 
     # -- processing -------------------------------------------------------------------------------
     def process_pending(self) -> list[Outcome]:
@@ -244,7 +306,7 @@ class Pipeline:
         a = analysis or analyse(stored.data or b"", self.cfg)
         mail = a.mail
         if mail is None:
-            return self._finish(mail_id, "rejected", f"not a readable mail: {a.mail_error}")
+            return self._finish(mail_id, "rejected", f"not a mail: {a.mail_error}")
 
         # Rejections (automatic mail, senders) come before any incident or supersede work.
         note = decoding_note(mail)
@@ -252,13 +314,10 @@ class Pipeline:
         if admission.outcome == "rejected":
             return self._finish(mail_id, "rejected", admission.reason + note)
 
-        for mid in {stored.message_id, mail.effective.message_id} - {None}:
-            earlier = self.store.mails.seen_before(mail_id, mid, stored.sha256)
-            if earlier:
-                return self._finish(mail_id, "duplicate",
-                                    f"same Message-ID or bytes as mail {earlier}")
-        if self.store.mails.seen_before(mail_id, None, stored.sha256):
-            return self._finish(mail_id, "duplicate", "same bytes as an earlier mail")
+        repeat = self._repeat_of(mail_id, {stored.message_id, mail.effective.message_id},
+                                 stored.sha256)
+        if repeat:
+            return self._finish(mail_id, "duplicate", repeat)
         if admission.outcome == "review":  # no readable report, or a forwarder's own words
             with self.store.tx():
                 done = self._done_meanwhile(mail_id)
@@ -276,21 +335,16 @@ class Pipeline:
             done = self._done_meanwhile(mail_id)
             if done:
                 return done
-            known = self.store.incidents.get(source, report.ticket) if report.ticket else None
-            now = now or self.clock()
-            decision = core_incidents.decide(report, known, now=now, rules=self.cfg.review)
-            if decision.action == "review":
-                self.store.mails.add_review(mail_id, decision.reason + note)
-                return self._finish(mail_id, "review", decision.reason + note,
-                                    ticket=report.ticket)
-            if decision.action in ("duplicate", "outdated"):
-                reason = decision.reason if decision.action == "duplicate" else f"outdated: {decision.reason}"
+            j = self._judge(report, now or self.clock())
+            known = j.known
+            if j.action == "review":
+                self.store.mails.add_review(mail_id, j.reason + note)
+                return self._finish(mail_id, "review", j.reason + note, ticket=report.ticket)
+            if j.action in ("duplicate", "outdated") or j.rendered is None:
+                reason = j.reason if j.action == "duplicate" else f"outdated: {j.reason}"
                 return self._finish(mail_id, "duplicate", reason,
                                     incident_id=known.id if known else None, ticket=report.ticket)
-            report = decision.report or report  # with facts the update left out carried over
-
-            rendered = self.renderer.render_notice(report, previous=known.report if known else None,
-                                                   now=now)
+            report, rendered = j.report, j.rendered
             if rendered.fallback:
                 log.error("mail %d: template %s failed (%s); sent the built-in text instead",
                           mail_id, rendered.template, rendered.error)
@@ -300,7 +354,7 @@ class Pipeline:
                 status=report.status, template=rendered.template, text=rendered.text,
                 report=report, fallback=rendered.fallback)
             queued, superseded = self.store.deliveries.fan_out(notice_id, incident_id)
-            reason = decision.reason
+            reason = j.reason
             if admission.forwarded_by:
                 reason += f" (forwarded by {admission.forwarded_by})"
             if superseded:

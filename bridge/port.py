@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol, Sequence
 
-from bridge.core.models import InboundMessage, OutageReport, RawMail
+from bridge.core.models import IdentityChange, IdPairing, InboundMessage, OutageReport, RawMail
 
 if TYPE_CHECKING:  # types only: the port itself imports nothing from the shell
     from bridge.channels.base import Channel, SendResult
@@ -30,9 +30,9 @@ if TYPE_CHECKING:  # types only: the port itself imports nothing from the shell
     from bridge.store import Delivery
     from bridge.store.stats import StoreCounts
 
-__all__ = ["ChannelPort", "CheckPort", "Health", "IntakePort", "KeyedHash", "NoticeProgress",
-           "NoticeTemplates", "RawMail", "ReceiptState", "SampleNotice", "StatusPort",
-           "StoreUnavailable", "TemplateFailed"]
+__all__ = ["ChannelPort", "CheckPort", "Health", "InboundEvent", "IntakePort", "KeyedHash",
+           "NoticeProgress", "NoticeTemplates", "RawMail", "ReceiptState", "SampleNotice",
+           "StatusPort", "StoreUnavailable", "TemplateFailed"]
 
 
 class StoreUnavailable(RuntimeError):
@@ -70,6 +70,11 @@ class IntakePort(Protocol):
 
 
 # -- channels ------------------------------------------------------------------------------------
+# What a channel hands to the application (ChannelPort.inbound): a message a person sent, a
+# change of a person's id (a Cloud API ``system`` message), or ids of one person seen
+# together (a Cloud API status with ``recipient_id`` and ``recipient_user_id``).
+InboundEvent = InboundMessage | IdentityChange | IdPairing
+
 # A delivery's later state as a channel reports it (e.g. a Cloud API status webhook).
 ReceiptState = Literal["sent", "delivered", "read", "failed"]
 
@@ -122,12 +127,15 @@ class NoticeTemplates(Protocol):
 class ChannelPort(NoticeTemplates, Protocol):
     """What a channel may ask of the application."""
 
-    async def inbound(self, msg: InboundMessage) -> None:
-        """Hand over an inbound message. Returns once the message, its effect (subscribe,
-        erase, ...) and its reply are committed durably; only then may the channel
-        acknowledge it (webhook 200, MQTT PUBACK). Repeats are harmless (deduplicated by
-        message id). Raises :class:`StoreUnavailable` (or, for a bug, anything else): the
-        channel must not acknowledge, so the message comes again."""
+    async def inbound(self, event: InboundEvent) -> None:
+        """Hand over an inbound event: an :class:`InboundMessage`, an
+        :class:`IdentityChange` (the subscription follows the person, the old id is
+        erased) or an :class:`IdPairing` (the ids are linked to their subscriber). Returns
+        once the event, its effect (subscribe, erase, move, link, ...) and any reply are
+        committed durably; only then may the channel acknowledge it (webhook 200, MQTT
+        PUBACK). Repeats are harmless (messages and identity changes are deduplicated by
+        their id; linking twice changes nothing). Raises :class:`StoreUnavailable` (or,
+        for a bug, anything else): the channel must not acknowledge, so it comes again."""
         ...
 
     async def delivery_status(self, provider_id: str, state: ReceiptState,

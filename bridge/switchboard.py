@@ -13,9 +13,10 @@ import sqlite3
 import time
 from typing import Callable, Sequence, TypeVar
 
-from bridge.core.models import InboundMessage, OutageReport
+from bridge.core.models import OutageReport
 from bridge.core.render import RenderError, Renderer
-from bridge.port import KeyedHash, NoticeProgress, ReceiptState, StoreUnavailable, TemplateFailed
+from bridge.port import (InboundEvent, KeyedHash, NoticeProgress, ReceiptState, StoreUnavailable,
+                         TemplateFailed)
 from bridge.store import Store, StoreError
 
 T = TypeVar("T")
@@ -45,15 +46,16 @@ class Switchboard(NoticeStrings):
     """Implements :class:`bridge.port.ChannelPort` over the store, the inbound path and
     the renderer.
 
-    ``handle_inbound(msg)`` commits an inbound message and its effect durably
-    (:meth:`bridge.inbound.InboundHandler.handle`); ``unreachable(subscriber_id, in_a_row)``
+    ``handle_inbound(event)`` commits an inbound event (a message, an identity change, a
+    pairing of ids) and its effect durably (:meth:`bridge.inbound.InboundHandler.take`);
+    ``unreachable(subscriber_id, in_a_row)``
     is told when a report makes a subscriber unreachable once more; ``commit_sends()``
     commits the dispatcher's sends recorded but not yet committed (a receipt may overtake
     its send's group commit).
     """
 
     def __init__(self, store: Store, renderer: Renderer, *, max_age_hours: float,
-                 handle_inbound: Callable[[InboundMessage], object],
+                 handle_inbound: Callable[[InboundEvent], object],
                  unreachable: Callable[[int, int], None] | None = None,
                  commit_sends: Callable[[], None] | None = None):
         super().__init__(renderer)
@@ -67,8 +69,8 @@ class Switchboard(NoticeStrings):
     def dispatch_max_age_hours(self) -> float:
         return self._max_age_hours
 
-    async def inbound(self, msg: InboundMessage) -> None:
-        _guard(lambda: self._handle_inbound(msg))
+    async def inbound(self, event: InboundEvent) -> None:
+        _guard(lambda: self._handle_inbound(event))
 
     async def delivery_status(self, provider_id: str, state: ReceiptState,
                               error: str | None = None, unreachable: bool = False) -> None:

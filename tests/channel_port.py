@@ -6,8 +6,8 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 
-from bridge.core.models import InboundMessage, OutageReport
-from bridge.port import KeyedHash, NoticeProgress, ReceiptState
+from bridge.core.models import OutageReport
+from bridge.port import InboundEvent, KeyedHash, NoticeProgress, ReceiptState
 
 
 class StubPort:
@@ -15,7 +15,7 @@ class StubPort:
     (an async callable; None: a channel that is not expected to receive), receipts are
     recorded in ``statuses``, ``progress`` answers notice_progress."""
 
-    def __init__(self, inbound: Callable[[InboundMessage], Awaitable[object]] | None = None,
+    def __init__(self, inbound: Callable[[InboundEvent], Awaitable[object]] | None = None,
                  progress: dict[int, NoticeProgress] | None = None,
                  max_age_hours: float = 12.0):
         self._inbound = inbound
@@ -24,10 +24,10 @@ class StubPort:
         self.state: dict[str, str] = {}
         self.statuses: list[tuple[str, str, str | None, bool]] = []
 
-    async def inbound(self, msg: InboundMessage) -> None:
+    async def inbound(self, event: InboundEvent) -> None:
         if self._inbound is None:
-            raise AssertionError(f"unexpected inbound message {msg.message_id}")
-        await self._inbound(msg)
+            raise AssertionError(f"unexpected inbound event {event!r}")
+        await self._inbound(event)
 
     async def delivery_status(self, provider_id: str, state: ReceiptState,
                               error: str | None = None, unreachable: bool = False) -> None:

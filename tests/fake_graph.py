@@ -11,6 +11,10 @@ Scripting, per recipient (a queue; when empty the send succeeds):
 
     fake.script("+31611111111", 131056, 131056)      # two pair-rate errors, then ok
     fake.script("+31622222222", ("delay", 0.5))       # answer after 0.5 s
+    fake.script("+31644444444", ("raw", 503, "text/html", "<html>...</html>",
+                                 {"Retry-After": "3"}))  # an answer without JSON
+    fake.script("+31655555555", ("hang", 4.5))        # this answer takes 4.5 s (then ok)
+    fake.load_script("w04.json")                      # {number: [[action...], ...]}
     fake.window_closed.add("+31633333333")            # free text -> 131047
     fake.token = "new-token"                          # the old token now gets 190
     fake.templates = {"storing_nieuw": 3}             # known templates: name -> parameters
@@ -98,6 +102,14 @@ class FakeGraph:
     def script(self, to: str, *actions: Any) -> None:
         """Queue answers for ``to``: an int is an error code, ("delay", s) waits, "ok" sends."""
         self._scripts.setdefault(to, []).extend(actions)
+
+    def load_script(self, path) -> None:
+        """Queue the answers of a JSON file ``{number: [action, ...]}``, each action a list
+        as :meth:`script` takes it as a tuple (``["raw", 429, "text/html", "..."]``,
+        ``["hang", 4.5]``)."""
+        with open(path, encoding="utf-8") as f:
+            for to, actions in json.load(f).items():
+                self.script(to, *(tuple(a) if isinstance(a, list) else a for a in actions))
 
     def sends(self, to: str | None = None) -> list[Request]:
         return [r for r in self.requests if r.method == "POST" and (to is None or r.to == to)]
@@ -189,6 +201,16 @@ class FakeGraph:
             if isinstance(action, tuple) and action[0] == "delay":
                 await asyncio.sleep(action[1])
                 continue
+            if isinstance(action, tuple) and action[0] == "hang":
+                req.answer = "hang"  # the client gives up first when its timeout is shorter
+                await asyncio.sleep(action[1])
+                break
+            if isinstance(action, tuple) and action[0] == "raw":
+                _, status, ctype, text, *headers = action
+                req.answer = f"raw {status}"
+                return web.Response(status=status, body=text.encode("utf-8"),
+                                    headers={"Content-Type": ctype, **(headers[0] if headers
+                                                                       else {})})
             if isinstance(action, int):
                 return self._reply(req, action)
             break  # "ok"
@@ -203,7 +225,7 @@ class FakeGraph:
             if len(params) != self.templates[t["name"]]:
                 return self._reply(req, 132000)
         wamid = f"wamid.FAKE{next(self._ids):08d}"
-        req.answer = "ok " + wamid
+        req.answer = ("hang " if req.answer == "hang" else "ok ") + wamid
         contact = {"input": to, "wa_id": to[1:]} if to.startswith("+") else {
             "input": to[5:], "user_id": to[5:]}
         return web.json_response({"messaging_product": "whatsapp", "contacts": [contact],

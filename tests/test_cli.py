@@ -105,6 +105,49 @@ def test_ingest_outcomes_for_the_samples(tmp_path):
     assert len(texts) == 3 and all(m["to"] == "+31612345678" for m in read_outbox(tmp_path))
 
 
+def test_ingest_refuses_a_file_over_smtp_max_size_as_smtp_does(tmp_path):
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("port = 0", "port = 0\nmax_size = 2048", 1))
+    big = tmp_path / "big.eml"
+    big.write_bytes((MAILS / "01-storing-nieuw.eml").read_bytes() + b"x" * 3000 + b"\r\n")
+    p = bridge(cfg, "ingest", "--json", str(big), str(MAILS / "07-geen-storing.eml"), check=False)
+    assert p.returncode == 1, p.stdout
+    first, second = (json.loads(line) for line in p.stdout.splitlines())
+    assert first["outcome"] == "rejected" and first["mail"] is None
+    assert first["reason"].startswith(f"larger than smtp.max_size ({big.stat().st_size} bytes, "
+                                      f"at most 2048)"), first
+    assert second["outcome"] == "rejected" and "allow-list" in second["reason"]  # the next file
+    st = json.loads(bridge(cfg, "status", "--json").stdout)
+    assert st["mails"] == {"rejected": 1}  # the big one was never stored
+    p = bridge(cfg, "preview", str(big), check=False)
+    assert p.returncode == 1 and p.stdout.startswith("would be rejected: larger than smtp.max_size")
+
+
+def test_ingest_rejects_a_file_that_is_not_a_mail_as_not_a_mail(tmp_path):
+    import os
+
+    cfg = write_config(tmp_path)
+    files = {"empty.eml": b"",
+             "report.pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+             "random.bin": os.urandom(4096), "note.txt": b"Bel KPN even over de storing.\n",
+             "melding.msg": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    p = bridge(cfg, "ingest", "--json", *(str(tmp_path / n) for n in files))
+    results = {json.loads(line)["file"].rsplit("/", 1)[1]: json.loads(line)
+               for line in p.stdout.splitlines()}
+    for name, r in results.items():
+        assert r["outcome"] == "rejected" and r["reason"].startswith("not a mail: "), (name, r)
+        assert "allow-list" not in r["reason"] and "sender" not in r["reason"], (name, r)
+    assert results["empty.eml"]["reason"] == "not a mail: an empty file"
+    assert results["report.pdf"]["reason"] == "not a mail: a PDF document"
+    assert results["melding.msg"]["reason"].startswith("not a mail: an Outlook .msg")
+    for name in files:
+        q = bridge(cfg, "preview", str(tmp_path / name), check=False)
+        assert q.returncode == 1, q.stdout
+        assert q.stdout.startswith("would be rejected: not a mail: "), q.stdout
+
+
 # --- preview: decides as ingest does, stores nothing ------------------------------------------
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -273,6 +274,108 @@ async def test_network_error_is_transient(make_app, monkeypatch):
     r = await app.channel.send(outgoing(IN, window=True))
     await close(app)
     assert r.status == "retry" and r.error.startswith("network")
+
+
+# -- answers without JSON (w04) -------------------------------------------------------------------
+W04 = Path(__file__).parent / "data" / "whatsapp" / "w04-graph-zonder-json.json"
+
+
+def short_timeout_config(tmp_path, base_url: str):
+    """cloud_config with a 1-second Graph API timeout (the w04 case hangs 4.5 s)."""
+    path = cloud_config(tmp_path, base_url)
+    path.write_text(path.read_text().replace("timeout = 5", "timeout = 1"))
+    return path
+
+
+async def test_answers_without_json_w04_each_as_the_field_case_says(fake, tmp_path):
+    """429 and 503 as HTML pages are transient, the empty 400 fails with a clear error, a
+    request past the configured timeout is transient; each send directly on the channel."""
+    fake.load_script(W04)
+    app = App(load(short_timeout_config(tmp_path, fake.base_url)))
+    ch = app.channel
+    try:
+        r429 = await ch.send(outgoing("+31611110901", window=True, n=1))
+        r503 = await ch.send(outgoing("+31611110902", window=True, n=2))
+        r400 = await ch.send(outgoing("+31611110903", window=True, n=3))
+        t = time.monotonic()
+        slow = await ch.send(outgoing("+31611110904", window=True, n=4))
+        waited = time.monotonic() - t
+    finally:
+        await close(app)
+        app.store.close()
+    assert r429.status == "retry" and r429.error == "HTTP 429 without JSON (text/html)", r429
+    assert r503.status == "retry" and r503.error == "HTTP 503 without JSON (text/html)", r503
+    assert r429.retry_after is None and r503.retry_after is None  # no Retry-After sent
+    assert r400.status == "failed" and not r400.unreachable
+    assert r400.error == "http HTTP 400 without JSON (an empty body): refused, not retried"
+    assert slow.status == "retry" and slow.error.startswith("network timeout"), slow
+    assert 0.9 <= waited < 3.0, waited  # the configured 1 s, not the 4.5 s of the answer
+
+
+async def test_answers_without_json_w04_through_the_outbox(fake, tmp_path):
+    """The whole case through the dispatcher: the transient ones are sent on the next try,
+    the empty 400 fails once and is not tried again."""
+    fake.load_script(W04)
+    app = App(load(short_timeout_config(tmp_path, fake.base_url)))
+    numbers = ["+31611110901", "+31611110902", "+31611110903", "+31611110904"]
+    for n in numbers:
+        subscribe(app, n, 1)
+    queue_notice(app)
+    try:
+        counters = await drain(app)
+    finally:
+        await close(app)
+    assert [len(fake.sends(n)) for n in numbers] == [2, 2, 1, 2]
+    rows = dict(app.store.db.execute(
+        "SELECT d.error, d.state FROM deliveries d WHERE d.state != 'sent'").fetchall())
+    assert rows == {"http HTTP 400 without JSON (an empty body): refused, not retried": "failed"}
+    assert app.store.deliveries.counts() == {"sent": 3, "failed": 1}
+    assert counters.sent == 3 and counters.failed == 1
+    assert fake.problems == []
+    app.store.close()
+
+
+async def test_retry_after_is_honoured_in_seconds_and_as_a_date(fake, make_app):
+    from email.utils import format_datetime
+
+    from bridge.channels.cloud.graph import retry_after
+
+    app = make_app(fake.base_url)
+    ch = app.channel
+    later = format_datetime(datetime.fromtimestamp(time.time() + 120, timezone.utc), usegmt=True)
+    fake.script(IN, ("raw", 429, "text/html", "<html>slow down</html>", {"Retry-After": "7"}))
+    fake.script(OUT, ("raw", 503, "text/plain", "", {"Retry-After": later}))
+    fake.script("+31644444444", 130429)  # Meta's JSON rate-limit error, no header: backoff
+    r1 = await ch.send(outgoing(IN, window=True, n=1))
+    r2 = await ch.send(outgoing(OUT, window=True, n=2))
+    r3 = await ch.send(outgoing("+31644444444", window=True, n=3))
+    await close(app)
+    assert (r1.status, r1.retry_after) == ("retry", 7.0)
+    assert r2.status == "retry" and r2.error == "HTTP 503 without JSON (an empty body)"
+    assert 110 <= r2.retry_after <= 121, r2.retry_after
+    assert r3.status == "retry" and r3.retry_after is None and r3.error.startswith("130429")
+    assert retry_after("0") == 0.0 and retry_after("99999") == 3600.0
+    assert retry_after("soon") is None and retry_after(None) is None and retry_after(" ") is None
+
+
+async def test_other_answers_without_json_by_status(fake, make_app):
+    """408 is transient; 401/404/413 without JSON fail for good; JSON without an error code
+    is judged by its status as well."""
+    app = make_app(fake.base_url)
+    ch = app.channel
+    cases = {"+31650000001": (408, "text/html", "<html>timeout</html>", "retry"),
+             "+31650000002": (404, "text/html", "<html>not found</html>", "failed"),
+             "+31650000003": (413, "text/plain", "too large", "failed"),
+             "+31650000004": (502, "application/json", '{"error": {"message": "x"}}', "retry"),
+             "+31650000005": (400, "application/json", "[1, 2]", "failed")}
+    got = {}
+    for i, (to, (status, ctype, body, _)) in enumerate(cases.items()):
+        fake.script(to, ("raw", status, ctype, body))
+        got[to] = await ch.send(outgoing(to, window=True, n=i))
+    await close(app)
+    assert {to: r.status for to, r in got.items()} == {to: c[3] for to, c in cases.items()}
+    assert got["+31650000004"].error == "HTTP 502 without an error code"
+    assert "HTTP 404 without JSON (text/html)" in got["+31650000002"].error
 
 
 # -- token and policy errors: pause, no storm, resume --------------------------------------------

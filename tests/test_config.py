@@ -147,6 +147,50 @@ def test_check_reports_the_mqtt_password_and_an_unreadable_token_file(tmp_path):
     assert bridge(cfg, "check").returncode == 0
 
 
+def test_secrets_are_found_by_what_the_settings_declare(tmp_path):
+    """bridge.checks.secret_refs reads each settings dataclass's declared fields: every set
+    *_env field, and every field declared a secret file (a token file replaces token_env; an
+    MQTT or SMTP TLS private key)."""
+    from bridge.checks import declared_secrets, secret_refs
+    from bridge.config import load
+
+    key = tmp_path / "client.key"
+    cfg = load(write_config(tmp_path, channel="mqtt", channel_extra=f"""\
+        [channel.mqtt]
+        username = "bridge"
+        password_env = "T_SEC_MQTT"
+        tls = true
+        tls_cert_file = "{tmp_path / 'client.crt'}"
+        tls_key_file = "{key}"
+        """))
+    refs = {r.key: r for r in secret_refs(cfg)}
+    assert set(refs) == {"channel.mqtt.password_env", "channel.mqtt.tls_key_file"}, refs
+    assert refs["channel.mqtt.tls_key_file"].file == key
+    assert refs["channel.mqtt.password_env"].env == "T_SEC_MQTT"
+
+    cloud = load(write_config(tmp_path, channel="cloud", channel_extra=f"""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_file = "{tmp_path / 'token'}"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """))
+    assert [(r.key, r.env, r.file) for r in declared_secrets("channel.cloud",
+                                                             cloud.channel.settings)] == [
+        ("channel.cloud.token_file", None, tmp_path / "token")]
+    plain = load(write_config(tmp_path, channel="cloud", channel_extra="""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """))
+    assert [(r.key, r.env) for r in secret_refs(plain)] == [
+        ("channel.cloud.token_env", "BRIDGE_CLOUD_TOKEN")]
+    assert declared_secrets("x", "not a dataclass") == []
+
+
 # --- defaults that follow another key ---------------------------------------------------------
 
 

@@ -4,7 +4,8 @@ identity changes, and all erased on STOP.
 
 The Cloud API's own payloads (w01, w01b) are turned into the events the Cloud edge will
 hand over (an IdentityChange, InboundMessages with the BSUID); the parsing of the webhook
-itself is the edge's and is tested there.
+itself is the edge's and is tested there (tests/test_cloud_inbound.py: signed webhook POSTs
+of the same cases to the running web server).
 """
 
 from __future__ import annotations

@@ -237,6 +237,84 @@ def test_welcome_on_the_cloud_api_is_refused_until_it_has_a_template(tmp_path):
     assert run_import(cfg, listing).returncode == 0  # without --welcome it imports
 
 
+WELCOME_TEMPLATE = """
+        [channel.cloud.templates.welcome]
+        name = "welkom_storingsberichten"
+        parameters = ["org.name", "tekst|kort(900)"]
+        """
+
+
+def test_welcome_on_the_cloud_api_works_once_a_template_is_mapped(tmp_path):
+    cfg = write_config(tmp_path, channel="cloud", channel_extra="""\
+        [channel.cloud]
+        phone_number_id = "106540352242922"
+        token_env = "T_IMPORT_CLOUD_TOKEN"
+        [channel.cloud.templates.fallback]
+        name = "storing_melding"
+        parameters = ["tekst|kort(1000)"]
+        """ + WELCOME_TEMPLATE)
+    listing = tmp_path / "leden.txt"
+    listing.write_text("0612345678\n0622222222\n")
+    p = run_import(cfg, listing, "--welcome")
+    assert p.returncode == 0 and "welcome: queued 2 messages" in p.stdout, (p.stdout, p.stderr)
+    assert bridge(cfg, "subscribers", "count").stdout.strip() == "2"
+
+
+async def test_the_welcome_goes_as_the_mapped_template_and_other_replies_as_text(tmp_path,
+                                                                                   monkeypatch):
+    from datetime import datetime, timezone
+
+    from fake_graph import FakeGraph
+    from test_cloud import TOKEN_ENV, cloud_config, drain
+
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.core.models import InboundMessage
+    from bridge.importer import import_list
+
+    async with FakeGraph() as fake:
+        fake.templates = {"welkom_storingsberichten": 2, "storing_melding": 1, "storing_nieuw": 3}
+        monkeypatch.setenv(TOKEN_ENV, fake.token)
+        app = App(load(cloud_config(tmp_path, fake.base_url, cloud_extra=WELCOME_TEMPLATE)))
+        try:
+            r = import_list(app, "0612345678\n0622222222\n", "leden.txt", welcome=True)
+            assert r.welcome == 2
+            app.store.db.execute("UPDATE deliveries SET due_at = 0")  # paced: not wait
+            await app.inbound(InboundMessage(channel="cloud", sender="+31633333333",
+                                             text="hoe werkt dit?", message_id="wamid.q",
+                                             received_at=datetime.now(timezone.utc)))
+            await drain(app)
+        finally:
+            await app.channel.close()
+            app.store.close()
+    assert fake.problems == []
+    for number in ("+31612345678", "+31622222222"):
+        (send,) = fake.sends(number)
+        t = send.body["template"]
+        assert send.answer.startswith("ok") and t["name"] == "welkom_storingsberichten"
+        params = [p["text"] for p in t["components"][0]["parameters"]]
+        assert params[0] == "CBG Connect" and "STOP" in params[1] and "\n" not in params[1]
+    (reply,) = fake.sends("+31633333333")  # an answer to a message: free text, as before
+    assert reply.body["type"] == "text"
+
+
+def test_bridge_check_renders_the_welcome_templates_parameters(tmp_path):
+    from test_cloud import cloud_config
+
+    from bridge.checks import check_all
+    from bridge.config import load
+
+    ok = load(cloud_config(tmp_path, "http://127.0.0.1:9", cloud_extra=WELCOME_TEMPLATE))
+    assert [p for p in check_all(ok) if "templates.welcome" in p] == []
+    bad = load(cloud_config(tmp_path, "http://127.0.0.1:9", cloud_extra="""
+        [channel.cloud.templates.welcome]
+        name = "welkom"
+        parameters = ["r.places|lijst"]
+        """))
+    found = [p for p in check_all(bad) if "templates.welcome" in p]
+    assert len(found) == 1 and "parameter failed" in found[0] and "r is None" in found[0], found
+
+
 def test_subscribers_add_refuses_what_cannot_have_whatsapp_and_warns_for_fixed_lines(tmp_path):
     cfg = write_config(tmp_path)
     p = bridge(cfg, "subscribers", "add", "0612345678", "0800-1234567", check=False)

@@ -250,9 +250,12 @@ def test_demo_mail_is_dated_now_and_queued(tmp_path):
     assert b"\r\n" in f.read_bytes() and b"\n" not in f.read_bytes().replace(b"\r\n", b"")
     age = datetime.now(UTC) - mail_date(f.read_bytes())
     assert timedelta(0) <= age < timedelta(minutes=5)
+    assert "Verwacht herstel" in bridge(cfg, "preview", str(f)).stdout
     out = json.loads(bridge(cfg, "ingest", "--json", str(f)).stdout)
     assert out["outcome"] == "queued" and out["queued"] == 1, out
-    assert "Verwacht herstel" in bridge(cfg, "preview", str(f)).stdout
+    # preview decides as ingest does (issue 11 item 8): now it is a repeat
+    p = bridge(cfg, "preview", str(f), check=False)
+    assert p.returncode == 1 and p.stdout.startswith("would be a duplicate: "), p.stdout
 
 
 def test_readme_try_it_uses_a_mail_dated_now():

@@ -135,3 +135,65 @@ async def test_a_start_that_fails_undoes_what_did_start(tmp_path):
     d.acquire()  # the lock was released
     d.release()
     app.store.close()
+
+
+# -- the parts: one declared protocol (bridge/part.py), asked for nothing else ------------------
+def test_every_part_the_daemon_builds_is_a_part(tmp_path, monkeypatch):
+    """The optional parts ([imap], [web], [mail_out]) and the SMTP intake implement
+    bridge.part.Part (start, run(stop), stop, describe, background), so the supervisor uses
+    them without probing for members."""
+    import inspect
+
+    from helpers import write_config
+
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.intake.smtp import SmtpIntake
+    from bridge.part import BasePart, Part
+
+    monkeypatch.setenv("T_PART_IMAP", "x")
+    extra = ('[web]\nport = 0\nwebhook = false\n'
+             '[imap]\nhost = "127.0.0.1"\ntls = "none"\nuser = "u"\npassword_env = "T_PART_IMAP"\n'
+             '[mail_out]\nhost = "127.0.0.1"\nfrom = "bridge@cbgconnect.example"\n'
+             'operators = ["ops@cbgconnect.example"]\n')
+    app = App(load(write_config(tmp_path, extra=extra)))
+    try:
+        import importlib
+
+        from bridge.config import OPTIONAL_PARTS
+
+        built = {name: importlib.import_module(OPTIONAL_PARTS[name].split(":")[0]).build(s, app)
+                 for name, s in app.cfg.parts().items()}
+        built["smtp"] = SmtpIntake(app.cfg.smtp, app.cfg.senders, app.mailroom)
+        assert set(built) == {"imap", "web", "mail_out", "smtp"}
+        for name, part in built.items():
+            assert isinstance(part, BasePart), name
+            for member in ("start", "run", "stop", "describe"):
+                assert inspect.iscoroutinefunction(getattr(part, member)) == (member != "describe")
+            assert list(inspect.signature(part.run).parameters) == ["stop"], name
+            assert isinstance(part.describe(), dict)
+        assert {n: p.background for n, p in built.items()} == {
+            "imap": False, "web": True, "mail_out": False, "smtp": False}
+        declared = {n for n in dir(Part) if not n.startswith("_")} | set(Part.__annotations__)
+        assert declared == {"background", "start", "run", "stop", "describe"}
+    finally:
+        app.store.close()
+
+
+def test_the_supervisor_and_bridge_check_do_not_probe_with_getattr():
+    """app.py asks parts and channels only for declared members; checks.py reads config
+    dataclasses through their declared fields (dataclasses.fields), not by guessing names."""
+    import ast
+    from pathlib import Path
+
+    import bridge
+
+    root = Path(bridge.__file__).parent
+    for name, allowed in (("app.py", 0), ("checks.py", 1)):
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "hasattr")]
+        # checks.py: the one getattr reads a field named by dataclasses.fields()
+        assert len(calls) == allowed, (name, [ast.unparse(c) for c in calls])
+        for c in calls:
+            assert ast.unparse(c.args[1]) == "f.name", ast.unparse(c)

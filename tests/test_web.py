@@ -205,16 +205,18 @@ async def test_sender_known_only_by_user_id_can_subscribe_and_unsubscribe(web):
 
 def test_non_text_messages():
     img = inbound_body("", kind="image", extra={"image": {"id": "1", "caption": "storing?"}})
-    msgs, _, skipped = parse_webhook(img)
+    p = parse_webhook(img)
+    msgs, skipped = p.messages, p.skipped
     assert [m.text for m in msgs] == ["storing?"] and not skipped
     sticker = inbound_body("", kind="sticker", extra={"sticker": {"id": "2"}})
-    msgs, _, _ = parse_webhook(sticker)
+    msgs = parse_webhook(sticker).messages
     assert [m.text for m in msgs] == [""]
     reaction = inbound_body("", kind="reaction", extra={"reaction": {"message_id": "x", "emoji": "👍"}})
-    msgs, _, skipped = parse_webhook(reaction)
+    p = parse_webhook(reaction)
+    msgs, skipped = p.messages, p.skipped
     assert msgs == [] and "reaction" in skipped[0]
     button = inbound_body("", kind="button", extra={"button": {"text": "STOP", "payload": "STOP"}})
-    msgs, _, _ = parse_webhook(button)
+    msgs = parse_webhook(button).messages
     assert [m.text for m in msgs] == ["STOP"]
     assert msgs[0].sender == "+31612345678" and msgs[0].channel == "cloud"
 
@@ -345,7 +347,8 @@ def test_webhook_needs_its_secrets(tmp_path, monkeypatch):
 def test_parse_ignores_other_fields():
     doc = copy.deepcopy(sample("cloud-inbound-text.json"))
     doc["entry"][0]["changes"][0]["field"] = "message_template_status_update"
-    msgs, statuses, skipped = parse_webhook(doc)
+    p = parse_webhook(doc)
+    msgs, statuses, skipped = p.messages, p.statuses, p.skipped
     assert msgs == [] and statuses == [] and skipped
 
 

@@ -43,7 +43,9 @@ class Outgoing:
     text: str
     kind: Literal["notice", "reply"]
     notice_id: int | None = None
-    template: str | None = None  # notice template name, e.g. "notices/storing_nieuw.j2"
+    # the template the text was rendered from: "notices/storing_nieuw.j2" for a notice,
+    # "replies/welcome.j2" for a reply (None: not known)
+    template: str | None = None
     report: dict | None = None  # the notice's report (JSON), for channel-side templates
     window_open: bool | None = None  # recipient wrote within 24 h (None: not looked up)
     attempt: int = 1
@@ -174,6 +176,12 @@ class Channel(Protocol):
         """The channel's own metrics, read at each scrape."""
         ...
 
+    def initiate_problem(self, reply: str) -> str | None:
+        """Why the reply named ``reply`` (``replies/<reply>.j2``, e.g. the "welcome" of an
+        import) cannot go to people who have not written to us, or None when it can (the
+        Cloud API needs an approved template for that)."""
+        ...
+
 
 class BaseChannel:
     """Defaults for the members of :class:`Channel` most channels do not need."""
@@ -200,6 +208,9 @@ class BaseChannel:
 
     def metrics(self) -> Sequence[Metric]:
         return ()
+
+    def initiate_problem(self, reply: str) -> str | None:
+        return None
 
 
 class ChannelModule(Protocol):

@@ -488,6 +488,56 @@ def parse_mail(raw: bytes, *, tz: str = DEFAULT_TZ, senders: SenderRules | None 
                       forward_comment=level.comment, **common)
 
 
+# The first bytes of files people hand to `bridge ingest` by mistake, with what they are.
+_FILE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "a PDF document"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Outlook .msg or other Office file (save the "
+                                          "mail as .eml)"),
+    (b"PK\x03\x04", "a ZIP archive (or a Word/Excel file)"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip file"),
+)
+# "Name:" at the start of a line (RFC 5322 2.2: printable ASCII but colon; obsolete
+# syntax allows blanks before the colon), an mbox separator line, a mail's own fields.
+_FIELD_NAME = re.compile(rb"^([!-9;-~]{1,76})[ \t]*:")
+_MBOX_FROM = re.compile(rb"^From \S")
+_MAIL_FIELDS = frozenset((b"from", b"sender", b"date", b"subject", b"message-id", b"received",
+                          b"return-path", b"to", b"delivered-to", b"reply-to"))
+
+
+def not_a_mail(raw: bytes) -> str | None:
+    """Why ``raw`` is not a mail at all, or None (then :func:`parse_mail` reads it).
+
+    A mail (RFC 5322 2.1) starts with header fields. Judged on the header block only (the
+    lines up to the first blank line, at most 256 kB): an empty file; a known other file
+    type by its first bytes (PDF, an Outlook .msg, ZIP, RTF, images); binary data (NUL
+    bytes); a first line that is not a header field ("Name: value"; an mbox "From " line
+    before it is allowed); or header fields none of which a mail has (From, Date, Subject,
+    Message-ID, Received, To, ...). Malformed mails with headers pass: they are judged by
+    what the pipeline reads in them.
+    """
+    data = bytes(raw[:_HEADER_BLOCK_MAX])
+    if not data.strip():
+        return "an empty file"
+    head = data.lstrip(b"\r\n\t \xef\xbb\xbf")  # blank lines, a UTF-8 byte order mark
+    for signature, what in _FILE_SIGNATURES:
+        if head.startswith(signature):
+            return what
+    block = re.split(rb"\r?\n[ \t]*\r?\n", head, maxsplit=1)[0]
+    if b"\0" in block:
+        return "binary data, not text"
+    lines = block.splitlines()
+    if lines and _MBOX_FROM.match(lines[0]):
+        lines = lines[1:]
+    if not lines or not _FIELD_NAME.match(lines[0]):
+        return "it does not start with header fields (\"From: ...\", RFC 5322)"
+    names = {m.group(1).lower() for ln in lines if (m := _FIELD_NAME.match(ln))}
+    if not names & _MAIL_FIELDS:
+        return "none of a mail's header fields (From, Date, Subject, Message-ID, Received)"
+    return None
+
+
 def header_problem(raw: bytes) -> str | None:
     """Why ``raw`` cannot be a mail the bridge accepts, judged from its header block alone
     (for an SMTP answer at the end of DATA), or None: it has no From header, or more than

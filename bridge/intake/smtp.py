@@ -29,6 +29,7 @@ from bridge.config import ConfigError, SmtpConfig, secret
 from bridge.core.mail import header_problem
 from bridge.core.models import RawMail
 from bridge.core.senders import SenderRules, envelope_allowed
+from bridge.part import BasePart
 from bridge.port import IntakePort
 
 log = logging.getLogger("bridge.intake.smtp")
@@ -194,7 +195,7 @@ class _SMTP(SMTP):
         super().data_received(data)
 
 
-class SmtpIntake:
+class SmtpIntake(BasePart):
     def __init__(self, cfg: SmtpConfig, senders: SenderRules, port: IntakePort):
         self.cfg = cfg
         self.handler = Handler(cfg, senders, port)
@@ -233,6 +234,11 @@ class SmtpIntake:
         self.server = await loop.create_server(self._factory(), host=self.cfg.host, port=self.cfg.port)
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("smtp: listening on %s:%d", self.cfg.host, self.port)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve (the server runs from :meth:`start`) until ``stop``; then stop accepting."""
+        await stop.wait()
+        await self.stop()
 
     async def stop(self) -> None:
         if self.server:

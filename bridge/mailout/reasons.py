@@ -16,7 +16,7 @@ _RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p, re.IGNORECASE)
      " herkent."),
     (r"could not be processed", "De bridge kon de mail niet automatisch lezen (een fout in de"
      " software; die staat in het logboek)."),
-    (r"not a readable mail", "De mail kon niet gelezen worden (geen geldige mail)."),
+    (r"not a (readable )?mail\b", "De mail kon niet gelezen worden (geen geldige mail)."),
     (r"has \d+ From headers", "De mail heeft meer dan één afzender (From); zo'n mail wordt"
      " nooit verwerkt."),
     (r"sent no forwarded KPN mail .*own words", "In je mail zat geen doorgestuurde KPN-mail;"

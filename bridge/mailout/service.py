@@ -31,6 +31,7 @@ from bridge.mailout import alerts as rules
 from bridge.mailout.back import MailBack, review_link, utc
 from bridge.mailout.relay import Relay, RelayAnswer, RelayError
 from bridge.mailout.settings import MailOutSettings
+from bridge.part import BasePart
 from bridge.store.mailout import OutMail, QueuedMail
 
 log = logging.getLogger("bridge.mailout")
@@ -48,7 +49,7 @@ def backoff(attempts: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(attempts, 20)) * random.uniform(0.9, 1.1)
 
 
-class MailOutPart:
+class MailOutPart(BasePart):
     """The ``[mail_out]`` part of the daemon (see the module doc)."""
 
     def __init__(self, settings: MailOutSettings, app: Any, back: MailBack):

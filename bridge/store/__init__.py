@@ -55,6 +55,13 @@ class Store:
     def open(cls, path: Path) -> "Store":
         return cls(Database(path))
 
+    @classmethod
+    def open_readonly(cls, path: Path) -> "Store":
+        """The store for reading only (``bridge preview``): nothing is created, migrated or
+        written. Raises :class:`StoreError` when there is no store at ``path`` yet, or its
+        schema is not this bridge's."""
+        return cls(Database(path, readonly=True))
+
     def tx(self, *, durable: bool = False):
         return self.db.tx(durable=durable)
 

@@ -209,9 +209,18 @@ class StoreError(RuntimeError):
 
 
 class Database:
-    def __init__(self, path: Path, *, busy_timeout: float = 10.0):
+    """``readonly=True``: a connection that can only read (``bridge preview``): the file
+    is opened with SQLite's ``mode=ro`` and ``query_only``, nothing is migrated or
+    checkpointed, a write raises; a store whose schema is not this bridge's raises
+    :class:`StoreError` (another version would have to migrate it first)."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 10.0, readonly: bool = False):
         self.path = Path(path)
         self._depth = 0
+        self.readonly = readonly
+        if readonly:
+            self.conn = self._open_readonly(busy_timeout)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(
@@ -232,6 +241,30 @@ class Database:
         except sqlite3.Error as e:
             c.close()
             raise StoreError(f"{self.path}: cannot open database: {e}") from None
+
+    def _open_readonly(self, busy_timeout: float) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: no store yet")
+        try:
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
+                                   timeout=busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+        if version != SCHEMA_VERSION:
+            conn.close()
+            todo = ("run the daemon (or bridge status) once to migrate it"
+                    if version < SCHEMA_VERSION else "upgrade the bridge")
+            raise StoreError(f"{self.path}: schema version {version}, this bridge knows "
+                             f"{SCHEMA_VERSION}; {todo} (a read-only look never migrates)")
+        return conn
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> None:
@@ -323,8 +356,9 @@ class Database:
             return False
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.scrub()
+        if not self.readonly:
+            with contextlib.suppress(sqlite3.Error):
+                self.scrub()
         self.conn.close()
 
 

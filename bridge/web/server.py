@@ -34,6 +34,7 @@ from aiohttp import web
 from bridge.channels.base import HttpRequest, HttpResponse, Route, WebOptions
 from bridge.config import Section
 from bridge.metrics import CONTENT_TYPE, Metrics
+from bridge.part import BasePart
 from bridge.port import StatusPort
 
 log = logging.getLogger("bridge.web")
@@ -74,7 +75,7 @@ def build(settings: WebSettings, app: StatusPort) -> "WebServer":
     return WebServer(settings, app)
 
 
-class WebServer:
+class WebServer(BasePart):
     background = True  # cancelled by the supervisor after the dispatcher has finished
 
     def __init__(self, settings: WebSettings, source: StatusPort):

@@ -3,10 +3,13 @@
 One module per job:
 
 - :mod:`.settings`   ``[channel.cloud]``: defaults and parsing;
-- :mod:`.graph`      the Graph HTTP client (httpx over aiohttp), its answers, error classes;
-- :mod:`.templates`  which approved template a notice goes as, with which parameters;
+- :mod:`.graph`      the Graph HTTP client (httpx over aiohttp), its answers (also without
+                     JSON), error classes;
+- :mod:`.templates`  which approved template a notice (or the import's welcome) goes as,
+                     with which parameters;
 - :mod:`.cap`        the unique-recipient cap per rolling 24 hours;
-- :mod:`.webhook`    Meta's webhook: handshake, signature, payload parsing;
+- :mod:`.webhook`    Meta's webhook: handshake, signature, payload parsing (messages and
+                     their kinds, system messages, statuses, a value's own errors);
 - :mod:`.channel`    the channel itself: text or template, error handling, pause and probe.
 
 See docs/cloud-api.md.

@@ -27,7 +27,7 @@ from bridge.channels.base import (BaseChannel, Metric, Outgoing, Route, SendResu
 from bridge.channels.cloud.cap import CAP_WINDOW, UniqueRecipientCap, cap_stale_conflict
 from bridge.channels.cloud.graph import (REENGAGE, GraphClient, Reply, Token, classify,
                                          template_payload, text_payload)
-from bridge.channels.cloud.settings import CloudSettings
+from bridge.channels.cloud.settings import REPLY_TEMPLATES, CloudSettings
 from bridge.channels.cloud.templates import Templates, mapped_problems
 from bridge.channels.cloud.webhook import Webhook
 from bridge.config import SettingsTable, secret
@@ -81,6 +81,16 @@ class CloudChannel(BaseChannel):
         """Template recipients in the cap's rolling 24 hours."""
         return self.cap.count()
 
+    def initiate_problem(self, reply: str) -> str | None:
+        """A reply to people who have not written goes only as an approved template: None
+        when ``reply`` (e.g. "welcome") is mapped in ``[channel.cloud.templates]``."""
+        if reply in REPLY_TEMPLATES and reply in self.settings.templates:
+            return None
+        return (f"on the Cloud API a first message to people who have not written must be an "
+                f"approved template, and no WhatsApp template is mapped for replies/{reply}.j2: "
+                f"add [channel.cloud.templates.{reply}] (docs/cloud-api.md, 'The welcome "
+                f"template')")
+
     def describe(self) -> dict[str, object]:
         return {
             "type": "cloud",
@@ -100,7 +110,7 @@ class CloudChannel(BaseChannel):
                Metric("bridge_unique_recipients", "Template recipients in the last 24 h",
                       "gauge", (), {(): self.unique_recipients()})]
         if self._webhook is not None:
-            out.append(self._webhook.metrics())
+            out += self._webhook.metrics()
         return out
 
     def routes(self, options: WebOptions) -> Sequence[Route]:
@@ -137,6 +147,9 @@ class CloudChannel(BaseChannel):
             return SendResult("paused", error=self._paused, retry_after=self._paused_retry)
         token = self.token.get() or ""
         if msg.kind == "notice" and (not msg.window_open or self._forced(msg.to)):
+            return await self._send_template(msg, token)
+        if msg.kind == "reply" and self.templates.for_reply(msg) is not None:
+            # to someone who has not written (the welcome of an import): only a template may go
             return await self._send_template(msg, token)
         with self.cap.sending(msg):
             reply = await self.graph.send_message(token, text_payload(msg.to, msg.text))
@@ -187,13 +200,14 @@ class CloudChannel(BaseChannel):
             self._pair_hits.pop(msg.to, None)
             return SendResult.ok(reply.wamid or None)
         if reply.code is None:
-            if reply.network:  # network trouble, 5xx: the dispatcher's backoff
-                return SendResult("retry", error=f"network {reply.network}")
+            if reply.network:  # a timeout, no connection, 408/429/5xx without JSON
+                return SendResult("retry", retry_after=reply.retry_after, error=(
+                    reply.network if reply.http else f"network {reply.network}"))
             return SendResult("failed", error=f"http {reply.title or reply.http}")
         err = f"{reply.code} {reply.title}".strip()
         cls = classify(reply.code)
         if cls == "transient":
-            return SendResult("retry", error=err)
+            return SendResult("retry", error=err, retry_after=reply.retry_after)
         if cls == "pair_rate":
             n = self._pair_hits.get(msg.to, 0) + 1
             self._pair_hits[msg.to] = n

@@ -5,6 +5,12 @@ over one shared ``httpx.AsyncClient`` (HTTP/1.1, keep-alive) whose transport is 
 client (``httpx_aiohttp.AiohttpTransport``). Every answer is reduced to a :class:`Reply`;
 errors are classified by Meta's ``error.code`` (never the HTTP status), see :func:`classify`
 and https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes.
+
+An answer without Meta's JSON (an HTML page or an empty body from a proxy or Meta's edge)
+has no code; it is judged by its HTTP status (RFC 9110 15): 408, 429 and 5xx are transient
+(``Reply.network`` says what came, ``Reply.retry_after`` honours a ``Retry-After`` header),
+any other 4xx fails for that message with a clear error. A request that runs past
+``timeout`` (or cannot connect) is transient too.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import aiohttp
@@ -60,17 +67,55 @@ def classify(code: int | None) -> ErrorClass:
 class Reply:
     """One Graph API answer, reduced to what we act on: a message id (``wamid``; "" when
     accepted without one), or Meta's error ``code`` and ``title``, or ``network`` trouble
-    (timeouts, connection errors, 5xx without an error body: worth a retry)."""
+    worth a retry (a timeout, a connection error, or an answer without Meta's JSON whose
+    status is 408, 429 or 5xx; for an HTTP answer it says which, e.g. "HTTP 503 without
+    JSON (text/html)"). Without a code and without ``network``, an error answer
+    (``http`` 4xx) fails for good, ``title`` saying why. ``retry_after``: seconds the
+    answer's ``Retry-After`` header asks us to wait (None: none sent)."""
 
     wamid: str | None = None
     code: int | None = None
     title: str = ""
     http: int = 0
     network: str | None = None
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.code is None and self.network is None and 200 <= self.http < 300
+
+
+RETRY_AFTER_MAX = 3600.0  # seconds: a longer Retry-After is cut to this
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header value (RFC 9110 10.2.3: delay-seconds or an HTTP-date) in
+    seconds from now, at least 0 and at most :data:`RETRY_AFTER_MAX`; None when absent or
+    unreadable."""
+    if not value or not value.strip():
+        return None
+    v = value.strip()
+    if v.isdigit():
+        return min(float(v), RETRY_AFTER_MAX)
+    try:
+        when = parsedate_to_datetime(v).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return min(max(0.0, when - (time.time() if now is None else now)), RETRY_AFTER_MAX)
+
+
+def _transient_status(status: int) -> bool:
+    """HTTP statuses worth a retry when the answer has no error code of Meta's: 408
+    Request Timeout, 429 Too Many Requests and every 5xx (RFC 9110 15.5.9, RFC 6585 4,
+    RFC 9110 15.6)."""
+    return status in (408, 429) or status >= 500
+
+
+def _body_kind(r: httpx.Response) -> str:
+    """"text/html", "an empty body", ... for the error text of an answer without JSON."""
+    if not r.content.strip():
+        return "an empty body"
+    return (r.headers.get("content-type") or "unknown content").split(";")[0].strip()
 
 
 # -- payloads -----------------------------------------------------------------------------------
@@ -174,23 +219,28 @@ class GraphClient:
             return Reply(network=f"timeout ({type(e).__name__})")
         except (httpx.HTTPError, aiohttp.ClientError) as e:  # the latter: any httpx_aiohttp
             return Reply(network=f"{type(e).__name__}: {e}")  # does not map
+        except TimeoutError as e:  # aiohttp's socket timeouts are asyncio's TimeoutError
+            return Reply(network=f"timeout ({type(e).__name__}), {self._settings.timeout:g} s")
+        status = r.status_code
+        wait = retry_after(r.headers.get("retry-after")) if status >= 400 else None
         try:
             data = r.json()
         except ValueError:
             data = None
-        if not isinstance(data, dict):
-            return Reply(http=r.status_code,
-                         network=None if r.status_code < 500 else f"HTTP {r.status_code}",
-                         title=f"HTTP {r.status_code} without JSON")
-        err = data.get("error")
-        if isinstance(err, dict):
-            code = err.get("code")
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("code"), int):
             title = str(err.get("error_user_title") or err.get("message") or err.get("type") or "")
-            return Reply(code=code if isinstance(code, int) else None, title=title,
-                         http=r.status_code)
-        if r.status_code >= 400:
-            return Reply(http=r.status_code, title=f"HTTP {r.status_code}",
-                         network=f"HTTP {r.status_code}" if r.status_code >= 500 else None)
+            return Reply(code=err["code"], title=title, http=status, retry_after=wait)
+        if status >= 400 or not isinstance(data, dict) or err is not None:
+            # No error code of Meta's (an HTML page, an empty body, JSON without a code):
+            # judged by the HTTP status.
+            what = (f"HTTP {status} without JSON ({_body_kind(r)})" if not isinstance(data, dict)
+                    else f"HTTP {status} without an error code")
+            if _transient_status(status):
+                return Reply(http=status, title=what, network=what, retry_after=wait)
+            if status >= 400:  # refused for good: 400, 401, 403, 404, 413, ...
+                return Reply(http=status, title=f"{what}: refused, not retried")
+            return Reply(http=status, title=what)  # 2xx/3xx without JSON: not known to be sent
         wamid = None
         msgs = data.get("messages")
         if isinstance(msgs, list) and msgs and isinstance(msgs[0], dict):

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.config import Section
+from bridge.config import Section, secret_file
 
 # WhatsApp template names: lower-case letters, digits and _ (WhatsApp Manager's rule).
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
@@ -28,7 +28,7 @@ class TemplateMap:
 class CloudSettings:
     phone_number_id: str = ""
     token_env: str = "BRIDGE_CLOUD_TOKEN"
-    token_file: Path | None = None
+    token_file: Path | None = field(default=None, metadata=secret_file(instead_of="token_env"))
     base_url: str = "https://graph.facebook.com"
     api_version: str = "v23.0"
     timeout: float = 10.0  # seconds per Graph API request
@@ -50,6 +50,21 @@ class CloudSettings:
     @property
     def probe_url(self) -> str:
         return f"{self.base_url.rstrip('/')}/{self.api_version}/{self.phone_number_id}"
+
+
+# Replies that go to people who have not written to us (outside a 24-hour service window),
+# so only as an approved template: the reply template's name (replies/<name>.j2), also its
+# key in [channel.cloud.templates]. Today: the welcome of `bridge subscribers import
+# --welcome`. Other replies answer a message and always go as text.
+REPLY_TEMPLATES = frozenset({"welcome"})
+
+
+def reply_name(template: str | None) -> str | None:
+    """"replies/welcome.j2" -> "welcome"; None for anything else."""
+    t = (template or "").strip()
+    if t.startswith("replies/") and t.endswith(".j2"):
+        return t[len("replies/"):-3] or None
+    return None
 
 
 def short_name(template: str | None) -> str:

@@ -2,11 +2,13 @@
 
 ``[channel.cloud.templates.<notice>]`` maps a notice template (``storing_nieuw`` =
 ``notices/storing_nieuw.j2``) to a WhatsApp template name, language and body parameters;
-unmapped notices use the ``fallback`` entry (``fallback_template``). Each parameter is a
-Jinja expression rendered by the application in the notices' sandbox
-(:meth:`bridge.port.ChannelPort.render_for_notice`: the notice context plus ``tekst``, the
-notice text on one line), then made single-line and cut to 1,024 characters
-(:func:`single_line`). A template Meta rejects (132xxx) is not used for
+unmapped notices use the ``fallback`` entry (``fallback_template``). A reply that goes to
+people who have not written (:data:`.settings.REPLY_TEMPLATES`: ``welcome`` =
+``replies/welcome.j2``) goes as the template mapped under its name, never the
+fallback. Each parameter is a Jinja expression rendered by the application in the
+notices' sandbox (:meth:`bridge.port.ChannelPort.render_for_notice`: the notice context
+plus ``tekst``, the notice text on one line; for a reply ``org`` and ``tekst`` only), then
+made single-line and cut to 1,024 characters (:func:`single_line`). A template Meta rejects (132xxx) is not used for
 ``broken_template_hold`` seconds; notices fall back meanwhile.
 """
 
@@ -18,7 +20,8 @@ import time
 from collections.abc import Sequence
 
 from bridge.channels.base import Outgoing
-from bridge.channels.cloud.settings import CloudSettings, TemplateMap, short_name
+from bridge.channels.cloud.settings import (REPLY_TEMPLATES, CloudSettings, TemplateMap,
+                                            reply_name, short_name)
 from bridge.core.models import OutageReport
 from bridge.port import ChannelPort, NoticeTemplates, SampleNotice
 
@@ -57,9 +60,28 @@ class Templates:
         self._params_cache: dict[tuple[TemplateMap, int, str], list[str]] = {}
         self._by_wamid: dict[str, str] = {}  # recent template sends, for webhook 132xxx
 
+    def for_reply(self, msg: Outgoing) -> TemplateMap | None:
+        """The template a reply goes as (the welcome of an import, when mapped), else None:
+        the reply goes as text."""
+        name = reply_name(msg.template) if msg.kind == "reply" else None
+        return self._settings.templates.get(name) if name in REPLY_TEMPLATES else None
+
     def choose(self, msg: Outgoing) -> tuple[TemplateMap, list[str]] | str:
-        """The template and its parameters for an out-of-window notice, or why there is none."""
+        """The template and its parameters for an out-of-window notice or a mapped reply,
+        or why there is none."""
         s = self._settings
+        if msg.kind == "reply":
+            tm = self.for_reply(msg)
+            if tm is None:
+                return f"no WhatsApp template for reply {msg.template or '(unnamed)'}"
+            if self.is_broken(tm.name):
+                return f"no usable WhatsApp template: {tm.name} is marked broken"
+            try:
+                return tm, render_params(self._port, tm, None, msg.text)
+            except Exception as e:  # noqa: BLE001 - said in the delivery's error
+                log.error("cloud: parameters of WhatsApp template %s failed for reply %s: %s",
+                          tm.name, msg.template, e)
+                return f"no usable WhatsApp template: {tm.name} parameters: {e}"
         candidates = []
         mapped = s.templates.get(short_name(msg.template))
         if mapped is not None:
@@ -135,6 +157,11 @@ class Templates:
         return self._by_wamid.get(wamid)
 
 
+# The welcome text's shape, to trial-render a reply template's parameters in `bridge check`.
+WELCOME_SAMPLE = ("Welkom! Je ontvangt vanaf nu storingsberichten via WhatsApp. "
+                  "Stuur STOP als je ze niet meer wilt ontvangen.")
+
+
 def mapped_problems(settings: CloudSettings, known: frozenset[str],
                     samples: Sequence[SampleNotice], port: NoticeTemplates) -> list[str]:
     """``bridge check`` of the mapping: a missing fallback, mapped notices without a notice
@@ -150,6 +177,16 @@ def mapped_problems(settings: CloudSettings, known: frozenset[str],
                             f"[{where}.{settings.fallback_template}]: notices {', '.join(unmapped)} "
                             "cannot reach subscribers outside their 24-hour window")
     for key, tm in sorted(settings.templates.items()):
+        if key in REPLY_TEMPLATES:  # a reply's template: its parameters see tekst and org
+            try:
+                params = render_params(port, tm, None, WELCOME_SAMPLE)
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"{where}.{key}:0: reply replies/{key}.j2: parameter failed: "
+                                f"{e} (a reply has no report: r is None; tekst is its text)")
+                continue
+            problems += [f"{where}.{key}:0: warning: parameter {j + 1} is empty (sent as '-')"
+                         for j, p in enumerate(params) if p == "-"]
+            continue
         if known and key not in known and key != settings.fallback_template:
             problems.append(f"{where}.{key}:0: warning: no notice template notices/{key}.j2")
         chosen = list(samples)

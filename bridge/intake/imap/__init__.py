@@ -16,14 +16,18 @@ docs/imap.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge.intake.imap.commands import parse_fetch
 from bridge.intake.imap.intake import ImapIntake
 from bridge.intake.imap.settings import ImapSettings, parse_config
-from bridge.port import IntakePort
+if TYPE_CHECKING:
+    from bridge.app import App
 
 __all__ = ["ImapIntake", "ImapSettings", "build", "parse_config", "parse_fetch"]
 
 
-def build(settings: ImapSettings, port: IntakePort) -> ImapIntake:
-    """The daemon's IMAP part (see :mod:`bridge.app`): ``run(stop)``, ``describe()``."""
-    return ImapIntake(settings, port)
+def build(settings: ImapSettings, app: App) -> ImapIntake:
+    """The daemon's IMAP part (:class:`bridge.part.Part`). The intake itself gets only the
+    App's :class:`bridge.port.IntakePort` (``app.mailroom``), never the App."""
+    return ImapIntake(settings, app.mailroom)

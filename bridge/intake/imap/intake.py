@@ -29,6 +29,7 @@ from bridge.intake.imap.failures import REPEATS_TO_PAUSE, Dead, Failure, Failure
 from bridge.intake.imap.folder import Folder
 from bridge.intake.imap.lock import MailboxLock
 from bridge.intake.imap.settings import ImapSettings
+from bridge.part import BasePart
 from bridge.port import IntakePort, StoreUnavailable
 
 log = logging.getLogger("bridge.intake.imap")
@@ -37,7 +38,7 @@ INSTALL_KEY = "imap:install"  # this installation's id (the lock), kept through 
 _UIDVALIDITY_RE = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 
 
-class ImapIntake:
+class ImapIntake(BasePart):
     """The ``[imap]`` part: ``run(stop)`` until stopped, ``describe()`` for ``bridge status``.
     Reaches the application only through ``port`` (:class:`bridge.port.IntakePort`)."""
 
