@@ -471,6 +471,7 @@ def parse(data: dict, path: Path) -> Config:
         max_mail_age_hours=rv.float("max_mail_age_hours", ReviewRules.max_mail_age_hours,
                                     min=0.1, max=24 * 365),
         timezone=organisation.timezone,
+        approval_mode=rv.bool("approval_mode", ReviewRules.approval_mode),
     )
     rv.done()
 

@@ -147,6 +147,7 @@ class MailBack:
                             e.reason or "", None)
         ctx["controle"] = {"id": e.review_id, "reden": rv.get("reason", ""),
                            "sinds": utc(rv.get("created_at"))}
+        ctx["door"] = e.by or ""  # who decided (the console's user), when known
         if e.decision == "approved" and e.notice_id:
             ctx["melding"] = self._notice(e.notice_id)
             name = "followup_approved.j2"

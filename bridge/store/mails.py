@@ -110,6 +110,25 @@ class Mails:
         return {r[0] or "unprocessed": r[1] for r in self.db.execute(
             "SELECT outcome, count(*) FROM raw_mails GROUP BY outcome")}
 
+    def recent(self, limit: int = 50, offset: int = 0, outcome: str | None = None) -> list[dict]:
+        """Newest first, without the bytes: id, source, envelope_from, received_at, outcome,
+        reason, incident_id, notice_id, processed_at (for the console and its CLI)."""
+        sql = ("SELECT id, source, source_ref, envelope_from, received_at, outcome, reason,"
+               " incident_id, notice_id, processed_at, data IS NOT NULL AS stored"
+               " FROM raw_mails")
+        params: tuple = ()
+        if outcome:
+            sql += " WHERE outcome = ?"
+            params = (outcome,)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        return [dict(r) for r in self.db.execute(sql, (*params, limit, offset))]
+
+    def review_of(self, mail_id: int) -> dict | None:
+        """The newest review item of a mail, or None."""
+        row = self.db.one("SELECT * FROM review WHERE raw_mail_id=? ORDER BY id DESC LIMIT 1",
+                          (mail_id,))
+        return dict(row) if row else None
+
     def last_received(self) -> float | None:
         return self.db.scalar("SELECT max(received_at) FROM raw_mails")
 
