@@ -124,7 +124,7 @@ def analyse(data: bytes, cfg: Config) -> Analysis:
 def make_renderer(cfg: Config) -> Renderer:
     return Renderer(cfg.render.templates_dir, cfg.organisation,
                     max_length=cfg.render.max_length, time_limit=cfg.render.time_limit,
-                    loader=template_loader(cfg.render.templates_dir))
+                    loader=template_loader(cfg.render.templates_dir, cfg.render.edited_dir))
 
 
 def utc_now() -> datetime:
