@@ -176,12 +176,13 @@ def _problems(cfg: Config, r: Renderer, name: str) -> list[str]:
         from bridge.mailout.texts import MailTexts
 
         found = MailTexts(r).check()
-        tail = "/" + name
     else:
         found = r.check(sample_reports())
-        tail = "/" + name
-    own = [p for p in found if p.split(":", 1)[0].endswith(tail)]
-    # The draft has no file: name it as the file it becomes.
+    tail = "/" + name
+    # The draft has no file: Jinja names it "<template>" (or the renderer names it by the
+    # shipped path); name it as the file it becomes.
+    own = [p for p in found
+           if p.split(":", 1)[0].endswith(tail) or p.split(":", 1)[0] == "<template>"]
     return [name + p[p.index(":"):] for p in own]
 
 

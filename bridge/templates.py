@@ -31,6 +31,11 @@ class LayeredLoader(ChoiceLoader):
         super().__init__([FileSystemLoader(str(self.edited_dir)),
                           FileSystemLoader(str(self.templates_dir))])
 
+    def load(self, environment, name, globals=None):
+        # ChoiceLoader.load asks each loader itself; go through get_source below instead,
+        # so the "still shipped" check is part of every cached template.
+        return BaseLoader.load(self, environment, name, globals)
+
     def get_source(self, environment, template):
         source, filename, uptodate = super().get_source(environment, template)
         edited = self.edited_dir.joinpath(*template.split("/"))

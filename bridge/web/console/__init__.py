@@ -52,9 +52,9 @@ def mount(root: web.Application, settings: WebSettings, app: App) -> Console:
         module.setup(sub.router, console)
     sub.on_shutdown.append(overview.close_streams(console))
     root.add_subapp(PREFIX, sub)
-    root.router.add_get(PREFIX, lambda request: _to_console())
+    root.router.add_get(PREFIX, _to_console)
     return console
 
 
-async def _to_console() -> web.Response:
+async def _to_console(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(PREFIX + "/")

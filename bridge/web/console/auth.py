@@ -21,7 +21,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bridge.web.console.context import (LOGIN_COOKIE, PREFIX, SECURITY_HEADERS, SESSION_COOKIE,
-                                        Console, User)
+                                        USER, Console, User)
 
 PUBLIC = (PREFIX + "/login", PREFIX + "/static/")
 
@@ -47,7 +47,7 @@ async def _guarded(c: Console, request: web.Request, handler):
     token = request.cookies.get(SESSION_COOKIE)
     session = c.accounts.session(token) if token else None
     if session is not None and token:
-        request["user"] = User(session.user, token, session)
+        request[USER] = User(session.user, token, session)
     public = path == PUBLIC[0] or path.startswith(PUBLIC[1])
     if session is None and not public:
         if request.method == "GET" and not path.endswith("/events"):
@@ -66,7 +66,7 @@ async def _guarded(c: Console, request: web.Request, handler):
 
 def setup(router: web.UrlDispatcher, c: Console) -> None:
     async def login_page(request: web.Request) -> web.Response:
-        if request.get("user") is not None:
+        if request.get(USER) is not None:
             raise web.HTTPSeeOther(PREFIX + "/")
         return _login_form(c, request)
 

@@ -57,18 +57,6 @@ SECURITY_HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
-_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
-
-
-def whatsapp_html(text: str) -> Markup:
-    """A WhatsApp text as the app shows it: *bold* and _italic_, line breaks kept
-    (escaped first: the text is never trusted as HTML)."""
-    out = html.escape(text or "")
-    out = _BOLD.sub(r"<strong>\1</strong>", out)
-    out = _ITALIC.sub(r"<em>\1</em>", out)
-    return Markup(out)
-
 
 @dataclass
 class User:
@@ -81,6 +69,21 @@ class User:
     @property
     def csrf(self) -> str:
         return csrf_token(self.token)
+
+
+USER = web.RequestKey("user", User)  # request[USER]: set by the guard (bridge.web.console.auth)
+
+_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
+
+
+def whatsapp_html(text: str) -> Markup:
+    """A WhatsApp text as the app shows it: *bold* and _italic_, line breaks kept
+    (escaped first: the text is never trusted as HTML)."""
+    out = html.escape(text or "")
+    out = _BOLD.sub(r"<strong>\1</strong>", out)
+    out = _ITALIC.sub(r"<em>\1</em>", out)
+    return Markup(out)
 
 
 class Console:
@@ -124,12 +127,12 @@ class Console:
 
     def user(self, request: web.Request) -> User:
         """The signed-in user (the auth middleware guarantees one on console pages)."""
-        return request["user"]
+        return request[USER]
 
     def page(self, request: web.Request, template: str, status: int = 200,
              **ctx: Any) -> web.Response:
         """Render a page (or a fragment: a template whose name starts with "_")."""
-        user: User | None = request.get("user")
+        user: User | None = request.get(USER)
         body = self.env.get_template(template).render(
             user=user, csrf=user.csrf if user else ctx.pop("csrf", ""), path=request.path,
             review_count=self._review_count() if user else 0, paused=self._paused() if user else None,
@@ -173,7 +176,7 @@ class Console:
         logging.getLogger("bridge.web").info("console: %s%s", self.url, hint)
 
     def check_csrf(self, request: web.Request, given: str | None) -> bool:
-        user: User | None = request.get("user")
+        user: User | None = request.get(USER)
         if user is not None:
             return csrf_ok(user.token, given)
         return csrf_ok(request.cookies.get(LOGIN_COOKIE), given)
