@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from bridge.accounts import Accounts, csrf_ok, csrf_token
 from bridge.core.phone import mask, mask_text
+from bridge.mailout.reasons import in_dutch
 from bridge.store.users import Session
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ class Console:
                                autoescape=select_autoescape(["html"]), trim_blocks=True,
                                lstrip_blocks=True)
         self.env.filters.update(lokaal=self.local, masker=mask_number, whatsapp=whatsapp_html,
-                                tekst_masker=mask_text, aantal=count_nl)
+                                tekst_masker=mask_text, aantal=count_nl,
+                                uitleg=lambda reason: in_dutch(reason or "") or "")
         self.env.globals.update(menu=MENU, org=app.cfg.organisation)
 
     # -- formatting -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from bridge.store.mails import header_subject
 from bridge.web.console.context import Console
 
 TICK = 2.0  # seconds between refreshes of a live page without events
+KEEPALIVE = 15.0  # seconds without a write before a comment is sent (a closed page's stream ends)
 RATE_WINDOW = 30.0  # seconds of progress samples a fan-out's rate is measured over
 
 
@@ -155,6 +156,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         page = request.query.get("pagina", "")
         token = c.user(request).token
         sent: dict[str, str] = {}
+        last_write = time.monotonic()
         live.streams += 1
         try:
             while not live.closing.is_set():
@@ -163,11 +165,18 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
                     break
                 frags = live_fragments(c, live) if page == "overview" else {
                     "nav-review-count": str(len(c.store.mails.reviews("open")) or "")}
+                wrote = False
                 for key, html in frags.items():
                     if sent.get(key) != html:
                         sent[key] = html
                         data = json.dumps({"id": key, "html": html})
                         await resp.write(f"data: {data}\n\n".encode())
+                        wrote = True
+                if not wrote and time.monotonic() - last_write > KEEPALIVE:
+                    await resp.write(b": -\n\n")  # a comment: finds a browser that left
+                    wrote = True
+                if wrote:
+                    last_write = time.monotonic()
                 live.changed.clear()
                 waiters = [asyncio.ensure_future(live.changed.wait()),
                            asyncio.ensure_future(live.closing.wait())]

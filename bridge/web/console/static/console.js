@@ -17,8 +17,10 @@
   var csrf = meta ? meta.getAttribute("content") : "";
 
   var page = document.body.getAttribute("data-live");
-  if (page !== null && window.EventSource) {
-    var stream = new EventSource("/console/events?pagina=" + encodeURIComponent(page));
+  var stream = null;
+  function listen() {
+    if (page === null || !window.EventSource || stream !== null) { return; }
+    stream = new EventSource("/console/events?pagina=" + encodeURIComponent(page));
     stream.onmessage = function (event) {
       var part;
       try { part = JSON.parse(event.data); } catch (e) { return; }
@@ -26,10 +28,18 @@
       if (el && el.innerHTML !== part.html) { el.innerHTML = part.html; }
     };
     stream.addEventListener("signedout", function () {
-      stream.close();
+      stop();
       window.location.reload();
     });
   }
+  function stop() {
+    if (stream !== null) { stream.close(); stream = null; }
+  }
+  // A page kept in the back/forward cache must not keep its stream open: browsers allow
+  // six connections to a host, and the seventh page would wait for ever.
+  window.addEventListener("pagehide", stop);
+  window.addEventListener("pageshow", listen);
+  listen();
 
   Array.prototype.forEach.call(document.querySelectorAll("form[data-preview]"), function (form) {
     var url = form.getAttribute("data-preview");
