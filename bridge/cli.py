@@ -558,15 +558,15 @@ def cmd_review(cfg, args) -> int:
             print("--- notice (exactly what approve sends) ---")
             print(draft.notice.text)
         return 0
-    who = actor()
+    who = actor()  # for the audit log; mail back names only the console's users
     try:
         if args.action == "approve":
-            o = app.pipeline.approve(args.id, by=who)
+            o = app.pipeline.approve(args.id)
             app.store.audit.record(who, "review.approve", f"review {args.id}",
                                    f"notice {o.notice_id} to {o.queued} subscribers")
             print(f"review {args.id}: approved; notice {o.notice_id} queued for {o.queued} subscribers")
         else:
-            app.pipeline.reject(args.id, reason=args.reason or None, by=who)
+            app.pipeline.reject(args.id, reason=args.reason or None)
             app.store.audit.record(who, "review.reject", f"review {args.id}", args.reason or None)
             print(f"review {args.id}: rejected")
     except LookupError as e:

@@ -187,7 +187,8 @@ async def test_a_wrong_password_or_name_does_not_sign_in(env):
 
 async def test_csrf_is_refused_and_changes_nothing(env):
     await env.signin()
-    for data in ({}, {"csrf": "forged"}, {"csrf": env.csrf[:-1] + "0"}):
+    flipped = env.csrf[:-1] + ("1" if env.csrf[-1] == "0" else "0")
+    for data in ({}, {"csrf": "forged"}, {"csrf": flipped}):
         r = await env.client.post("/console/pause", data={**data, "bevestigd": "ja"})
         assert r.status == 403, data
         assert "Formulier verlopen" in await r.text()
@@ -305,7 +306,7 @@ async def test_every_page_renders_with_data(env):
         f"/console/incidents/{incident_id}": ["Tijdlijn", "Melding 1", "wacht 1"],
         f"/console/notices/{notice_id}": ["Aan wie: 1 abonnees", "+316****5678",
                                           "Stop met versturen"],
-        "/console/review": ["no ticket found in the mail"],
+        "/console/review": ["geen ticketnummer dat de bridge herkent"],
         f"/console/review/{review_id}": ["De mail", "Wat de bridge las", "Goedkeuren"],
         "/console/templates": ["notices/storing_nieuw.j2", "replies/help.j2",
                                "mail/receipt_queued.j2"],
