@@ -553,3 +553,37 @@ def test_run_with_the_web_port_in_use_and_the_console_on_exits_78(tmp_path):
     assert p.returncode == 78, (p.returncode, p.stderr)
     last = p.stderr.strip().splitlines()[-1]
     assert last == f"bridge: cannot start: web.port: 127.0.0.1:{port}: address already in use"
+
+
+def test_users_add_at_a_terminal_asks_twice(tmp_path):
+    """At a terminal the password is typed twice and must match (getpass, no echo)."""
+    import fcntl
+    import os
+    import select
+    import termios
+
+    cfg = write_config(tmp_path)
+    results = []
+    for first, second in (("een lang wachtwoord", "een ander wachtwoord"),
+                          ("een lang wachtwoord", "een lang wachtwoord")):
+        master, slave = os.openpty()
+        # the pty becomes the command's controlling terminal: getpass reads /dev/tty
+        p = subprocess.Popen([sys.executable, "-m", "bridge", "users", "add", "anna",
+                              "--config", str(cfg)], stdin=slave, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             start_new_session=True,
+                             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        # getpass flushes what was typed before it asks: answer each prompt when it shows
+        for prompt, answer in ((b"Password: ", first), (b"(again): ", second)):
+            seen = b""
+            while not seen.endswith(prompt):
+                assert select.select([master], [], [], 30)[0], f"no prompt: {seen!r}"
+                seen += os.read(master, 100)
+            os.write(master, answer.encode() + b"\n")
+        out, err = p.communicate(timeout=60)
+        os.close(master)
+        results.append((p.returncode, out, err))
+    (code1, _, err1), (code2, out2, err2) = results
+    assert code1 == 1 and "the passwords differ; nothing changed" in err1, err1
+    assert code2 == 0 and "user anna: added" in out2, err2

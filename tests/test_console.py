@@ -272,6 +272,7 @@ async def test_health_and_metrics_are_still_served_and_the_console_is_off_by_def
     try:
         assert (await e.client.get("/healthz")).status == 200
         assert (await e.client.get("/metrics")).status == 200
+        assert (await e.client.get("/webhook")).status == 404  # only with the Cloud channel
         r = await e.client.get("/console", allow_redirects=False)
         assert r.status in (301, 303)  # to /console/, or first to the sign-in
     finally:

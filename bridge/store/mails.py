@@ -172,6 +172,9 @@ class Mails:
             return [dict(r) for r in self.db.execute(sql + " WHERE r.state=? ORDER BY r.id", (state,))]
         return [dict(r) for r in self.db.execute(sql + " ORDER BY r.id")]
 
+    def review_count(self, state: str = "open") -> int:
+        return self.db.scalar("SELECT count(*) FROM review WHERE state=?", (state,)) or 0
+
     def review(self, review_id: int) -> dict | None:
         row = self.db.one("SELECT * FROM review WHERE id=?", (review_id,))
         return dict(row) if row else None

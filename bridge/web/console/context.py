@@ -142,7 +142,7 @@ class Console:
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     def _review_count(self) -> int:
-        return len(self.store.mails.reviews("open"))
+        return self.store.mails.review_count()
 
     def _paused(self):
         return self.store.control.paused()

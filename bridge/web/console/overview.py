@@ -131,7 +131,7 @@ def live_fragments(c: Console, live: Live) -> dict[str, str]:
     for m in mails:
         m["subject"] = header_subject(m.pop("head", None))
     ctx = {"health": _health(c), "fanouts": live.fanouts(),
-           "review_count": len(st.mails.reviews("open")),
+           "review_count": st.mails.review_count(),
            "open_incidents": st.incidents.open_count(), "subscribers": st.subscribers.count(),
            "waiting": st.deliveries.pending(), "mails": mails, "lokaal": c.local}
     tmpl = c.env.get_template("_overview_live.html")
@@ -164,7 +164,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
                     await resp.write(b"event: signedout\ndata: {}\n\n")
                     break
                 frags = live_fragments(c, live) if page == "overview" else {
-                    "nav-review-count": str(len(c.store.mails.reviews("open")) or "")}
+                    "nav-review-count": str(c.store.mails.review_count() or "")}
                 wrote = False
                 for key, html in frags.items():
                     if sent.get(key) != html:
