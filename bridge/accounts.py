@@ -45,6 +45,16 @@ class AccountError(ValueError):
     """A name or password that cannot be used (the message says why, in English)."""
 
 
+def _verify(user: User | None, password: str) -> bool:
+    """argon2 verify (slow, pure): against a dummy hash when there is no such user, so an
+    unknown name takes as long as a wrong password."""
+    try:
+        ok = _hasher.verify(user.password_hash if user else _DUMMY, password[:MAX_PASSWORD])
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    return bool(ok) and user is not None
+
+
 def check_name(name: str) -> str:
     name = name.strip().lower()
     if not NAME.fullmatch(name):
@@ -123,19 +133,33 @@ class Accounts:
         return wait
 
     def sign_in(self, name: str, password: str, address: str | None) -> SignIn:
-        """Check a name and password (slow: argon2; run it in a worker thread). A failure is
-        recorded for the name and the address; a success clears the name's failures and
-        opens a session."""
-        name = name.strip().lower()[:64]
-        wait = self.throttled(name, address)
+        """Check a name and password (slow: argon2). A failure is recorded for the name and
+        the address; a success clears the name's failures and opens a session. In the event
+        loop use :meth:`sign_in_async`."""
+        name, user, wait = self._begin(name, address)
         if wait > 0:
             return SignIn(throttled=wait)
-        user = self.store.users.get(name) if NAME.fullmatch(name) else None
-        ok = False
-        try:
-            ok = _hasher.verify(user.password_hash if user else _DUMMY, password[:MAX_PASSWORD])
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
+        return self._finish(name, user, _verify(user, password), password, address)
+
+    async def sign_in_async(self, name: str, password: str, address: str | None) -> SignIn:
+        """:meth:`sign_in` with only the hashing in a worker thread: the store is used from
+        the event loop's thread alone (its connection and transactions are not shared)."""
+        import asyncio
+
+        name, user, wait = self._begin(name, address)
+        if wait > 0:
+            return SignIn(throttled=wait)
+        ok = await asyncio.to_thread(_verify, user, password)
+        return self._finish(name, user, ok, password, address)
+
+    def _begin(self, name: str, address: str | None) -> tuple[str, User | None, float]:
+        name = name.strip().lower()[:64]
+        wait = self.throttled(name, address)
+        user = self.store.users.get(name) if wait <= 0 and NAME.fullmatch(name) else None
+        return name, user, wait
+
+    def _finish(self, name: str, user: User | None, ok: bool, password: str,
+                address: str | None) -> SignIn:
         if not ok or user is None:
             self.store.users.add_failure([f"user:{name}"]
                                          + ([f"addr:{address}"] if address else []))

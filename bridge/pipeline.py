@@ -371,28 +371,32 @@ class Pipeline:
         mail, report, error = self._for_review(data)
         return mail, report, error, self.review_notice(mail, report)
 
-    def _for_review(self, data: bytes) -> tuple[ParsedMail, OutageReport | None, str | None]:
+    def _for_review(self, data: bytes, analysis: Analysis | None = None
+                    ) -> tuple[ParsedMail, OutageReport | None, str | None]:
         """:func:`analyse` for the review queue: the mail (raises MailError when it is not
         readable), its report or None, and the extraction error (the bug that may have sent
         the mail to review)."""
-        a = analyse(data, self.cfg)
+        a = analysis or analyse(data, self.cfg)
         if a.mail is None:
             assert a.mail_error is not None
             raise a.mail_error
         return a.mail, a.report, a.error_text
 
-    def review_draft(self, review_id: int, now: datetime | None = None) -> "ReviewDraft":
+    def review_draft(self, review_id: int, now: datetime | None = None,
+                     analysis: Analysis | None = None) -> "ReviewDraft":
         """What a review item would send: the mail, the report to show in the form (for an
         item held by approval mode: with what the incident's last report adds, as processing
         would have sent it), the extraction error, and the exact notice :meth:`approve` sends
-        now. Raises LookupError (no such item, or its mail is gone) and MailError."""
+        now. ``analysis``: the mail already read by :func:`analyse` (in a worker thread; the
+        store is only used from the caller's thread). Raises LookupError (no such item, or
+        its mail is gone) and MailError."""
         rv = self.store.mails.review(review_id)
         if rv is None:
             raise LookupError(f"no review item {review_id}")
         stored = self.store.mails.get(rv["raw_mail_id"])
         if stored is None or stored.data is None:
             raise LookupError(f"the mail of review item {review_id} is no longer stored")
-        mail, report, error = self._for_review(stored.data)
+        mail, report, error = self._for_review(stored.data, analysis)
         now = now or self.clock()
         held = rv["reason"].startswith(APPROVAL_REASON) and _complete(report)
         if held:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from urllib.parse import quote
 
@@ -74,7 +73,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         form = await c.form(request)
         name, password = form.get("naam", ""), form.get("wachtwoord", "")
         address = c.address(request)
-        result = await asyncio.to_thread(c.accounts.sign_in, name, password, address)
+        result = await c.accounts.sign_in_async(name, password, address)
         who = name.strip().lower()[:64] or "-"
         if result.throttled:
             minutes = max(1, round(result.throttled / 60))

@@ -21,6 +21,7 @@ from aiohttp import web
 from bridge.core.mail import MailError
 from bridge.core.models import OutageReport
 from bridge.core.phone import mask_text
+from bridge.pipeline import analyse
 from bridge.store.mails import header_subject
 from bridge.web.console.context import Console
 
@@ -109,8 +110,15 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
                       klaar=request.query.get("klaar"))
 
     async def load(review_id: int):
+        """The item and what approving it sends. Reading the mail (slow) runs in a worker
+        thread; the store is used from the event loop only."""
+        rv = c.store.mails.review(review_id)
+        stored = c.store.mails.get(rv["raw_mail_id"]) if rv else None
+        analysis = None
+        if stored is not None and stored.data is not None:
+            analysis = await asyncio.to_thread(analyse, stored.data, c.cfg)
         try:
-            return await asyncio.to_thread(pipeline.review_draft, review_id)
+            return pipeline.review_draft(review_id, analysis=analysis)
         except LookupError as e:
             raise web.HTTPNotFound(text=str(e)) from None
         except MailError as e:

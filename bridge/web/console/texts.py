@@ -87,8 +87,10 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         if form.get("actie") == "voorbeeld":  # without JavaScript: show the preview
             return await editor(request, source=source)
         try:
-            await asyncio.to_thread(te.save, cfg, c.store, name, source, c.user(request).name,
-                                    real_reports(c), datetime.now(timezone.utc))
+            # on the event loop: the store is not used from other threads (a few trial
+            # renders, each under the sandbox's CPU deadline)
+            te.save(cfg, c.store, name, source, c.user(request).name, real_reports(c),
+                    datetime.now(timezone.utc))
         except te.TemplateRejected as e:
             return await editor(request, source=source, status=400,
                                 error="Niet bewaard: de tekst heeft fouten. " + "; ".join(e.problems))
@@ -107,9 +109,8 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         except ValueError:
             raise web.HTTPBadRequest(text="Geen versie gekozen.") from None
         try:
-            await asyncio.to_thread(te.restore, cfg, c.store, name, version,
-                                    c.user(request).name, real_reports(c),
-                                    datetime.now(timezone.utc))
+            te.restore(cfg, c.store, name, version, c.user(request).name, real_reports(c),
+                       datetime.now(timezone.utc))
         except LookupError as e:
             raise web.HTTPNotFound(text=str(e)) from None
         except te.TemplateRejected as e:
