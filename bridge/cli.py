@@ -4,9 +4,11 @@ Every command takes ``--config PATH`` (default ./config.toml), before or after t
 and on failure exits non-zero with a one-line reason on stderr.
 
 Exit status: 0 done; 1 a one-line failure (or, for ``bridge run``, a task that kept
-crashing); 2 an internal error (a bug); 78 (EX_CONFIG) ``bridge run`` could not start: a
-config error, a missing secret, a port in use, another daemon on the store (systemd:
-``RestartPreventExitStatus=78``); 130 interrupted.
+crashing); 2 an internal error (a bug); 64 (EX_USAGE) a usage error (an unknown command or
+option, a missing argument); 78 (EX_CONFIG) ``bridge run`` could not start: a config
+error, a missing secret, a port in use, another daemon on the store (systemd:
+``RestartPreventExitStatus=78``); 130 interrupted; 141 the reader of the output went away
+(``bridge ... | head``: quietly, as a tool killed by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from pathlib import Path
 from bridge import __version__
 
 
+EX_USAGE = 64  # sysexits.h: the command was used wrongly
 EX_CONFIG = 78  # sysexits.h: a configuration error; systemd need not restart
+EX_PIPE = 141  # 128 + SIGPIPE: the output's reader closed it (e.g. head)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as exit status 64 (EX_USAGE), not 2: 2 is a bug here."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 
 
 class CliError(Exception):
@@ -35,16 +47,16 @@ class CliError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(add_help=False)
+    top = _Parser(add_help=False)
     top.add_argument("--config", default="config.toml", metavar="PATH",
                      help="config file (default: ./config.toml)")
     # The commands' copy of --config has no default of its own: given before the command it
     # would otherwise be overwritten by the command's default ("--config X run" ignored X).
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
                         help="config file (default: ./config.toml)")
 
-    p = argparse.ArgumentParser(prog="bridge", parents=[top],
+    p = _Parser(prog="bridge", parents=[top],
                                 description="KPN outage mails in, Dutch WhatsApp notices out.")
     p.add_argument("--version", action="version", version=f"storingsbridge {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -99,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("reject", "drop the item; nothing is sent")):
         a = rsub.add_parser(name, parents=[common], help=text)
         a.add_argument("id", type=int, metavar="ID")
+        if name == "reject":
+            a.add_argument("--reason", default="", metavar="TEXT",
+                           help="why (the forwarder's follow-up mail says it)")
 
     s = sub.add_parser("inbound", parents=[common],
                        help="handle one inbound message as if it came on the console channel")
@@ -111,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     a = msub.add_parser("test", parents=[common],
                         help="send a test mail through the relay; one line with its answer")
     a.add_argument("address", metavar="ADDRESS")
+
+    # -- the operator console's commands: users, notices, pause, resume (bridge.cli_operator)
+    from bridge import cli_operator
+
+    cli_operator.add_parsers(sub, common)
     return p
 
 
@@ -123,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         logs.setup(cfg.log_level if args.command == "run" else "WARNING")
-        return COMMANDS[args.command](cfg, args)
+        code = COMMANDS[args.command](cfg, args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _pipe_closed()
     except (ConfigError, StoreError, CliError) as e:
         print(f"bridge: {e}", file=sys.stderr)
         if isinstance(e, CliError):
@@ -140,6 +164,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bridge: internal error: {type(e).__name__}: {e} (BRIDGE_DEBUG=1 shows where)",
               file=sys.stderr)
         return 2
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (``bridge subscribers list | head``): end
+    quietly. Standard output goes to /dev/null so the interpreter's own flush at exit does
+    not complain (the Python documentation's recipe for SIGPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EX_PIPE
 
 
 def _app(cfg):
@@ -281,6 +319,10 @@ def cmd_dispatch(cfg, args) -> int:
     from bridge.outbox import DispatcherBusy
 
     app = _app(cfg)
+    pause = app.store.control.paused()
+    if pause is not None:
+        raise CliError(f"sending is {pause.describe()} (since {_ts(pause.since, cfg)});"
+                       " bridge resume lifts it")
     d = app.dispatcher
     try:
         d.acquire()
@@ -346,6 +388,7 @@ def cmd_status(cfg, args) -> int:
         "review_queue": len(st.mails.reviews("open")),
         "mails": st.mails.counts(),
         "daemon": app.daemon_status(),
+        "sending_paused": (lambda p: p.__dict__ if p else None)(st.control.paused()),
     }
     # Wishes to stop from an id that matched no subscriber: the person got a reply; an
     # operator may have to remove them by hand (their WARNING log lines say when).
@@ -359,7 +402,11 @@ def cmd_status(cfg, args) -> int:
     print("deliveries:      " + (", ".join(f"{k} {v}" for k, v in sorted(doc["deliveries"].items()))
                                  or "none"))
     print(f"review queue:    {doc['review_queue']}")
-    print(f"unmatched opt-outs: {unmatched}" + (f" (last {_ts(unmatched_at)}; see the WARNING"
+    if doc["sending_paused"]:
+        p = doc["sending_paused"]
+        print(f"sending:         PAUSED by {p['by']} since {_ts(p['since'], cfg)}"
+              + (f" ({p['reason']})" if p["reason"] else "") + "; bridge resume sends again")
+    print(f"unmatched opt-outs: {unmatched}" + (f" (last {_ts(unmatched_at, cfg)}; see the WARNING"
                                                " lines of bridge.inbound)" if unmatched else ""))
     print("mails:           " + (", ".join(f"{k} {v}" for k, v in sorted(doc["mails"].items()))
                                  or "none"))
@@ -368,9 +415,11 @@ def cmd_status(cfg, args) -> int:
         print("daemon:          never ran on this store")
     else:
         state = "running" if daemon.get("running") else "not running"
-        print(f"daemon:          {state} (status of {_ts(daemon.get('updated_at'))})")
+        print(f"daemon:          {state} (status of {_ts(daemon.get('updated_at'), cfg)})")
         for name, part in (daemon.get("parts") or {}).items():
-            print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in part.items()))
+            print(f"  {name}: " + ", ".join(
+                f"{k}={_ts(v, cfg) if k.endswith('_at') and isinstance(v, (int, float)) else v}"
+                for k, v in part.items()))
     return 0
 
 
@@ -413,7 +462,7 @@ def cmd_subscribers(cfg, args) -> int:
     if args.action == "list":
         for s in subs.iter():
             print(f"{s.number if args.unmasked else mask(s.number)}\t{s.channel}\t"
-                  f"since {_ts(s.consent_at)}")
+                  f"since {_ts(s.consent_at, cfg)}")
         return 0
 
     if args.action == "show":
@@ -424,9 +473,10 @@ def cmd_subscribers(cfg, args) -> int:
             return 0
         pending = app.store.deliveries.waiting_for(s.id)
         doc = {"number": s.number, "ids": ", ".join(s.ids), "channel": s.channel,
-               "consent_at": _ts(s.consent_at), "consent_message_id": s.consent_ref,
+               "consent_at": _ts(s.consent_at, cfg), "consent_message_id": s.consent_ref,
                "consent_wording": s.consent_wording or "-",
-               "consent_note": s.consent_note or "-", "last_message_at": _ts(s.last_inbound_at),
+               "consent_note": s.consent_note or "-",
+               "last_message_at": _ts(s.last_inbound_at, cfg),
                "unreachable_reports_in_a_row": s.unreachable, "pending_messages": pending}
         for k, v in doc.items():
             print(f"{k}: {v}")
@@ -435,7 +485,7 @@ def cmd_subscribers(cfg, args) -> int:
     warnings = {n: _addable(n) for n in numbers} if args.action == "add" else {}
     for number in numbers:
         if args.action == "add":
-            _, created = subs.add(number, cfg.channel.type, f"cli:added {_ts(time.time())}",
+            _, created = subs.add(number, cfg.channel.type, f"cli:added {_ts(time.time(), cfg)}",
                                   wording="added by the operator (bridge subscribers add)")
             warning = f"; warning: {warnings[number]}" if warnings[number] and created else ""
             print(f"{mask(number)}: {'added' if created else 'already subscribed'}{warning}")
@@ -507,15 +557,20 @@ def cmd_import(cfg, args) -> int:
 
 
 def cmd_review(cfg, args) -> int:
+    from bridge.cli_operator import actor
+    from bridge.store.mails import header_subject
+
     app = _app(cfg)
     mails = app.store.mails
     if args.action == "list":
         items = mails.reviews(None if args.all else "open")
         if not items:
             print("review queue is empty")
+            return 0
+        print("id\tstate\twaiting since\tfrom\tsubject\treason")
         for r in items:
-            print(f"{r['id']}\t{r['state']}\t{_ts(r['created_at'])}\t{r['envelope_from'] or ''}\t"
-                  f"{r['reason']}")
+            print(f"{r['id']}\t{r['state']}\t{_ts(r['created_at'], cfg)}\t"
+                  f"{r['envelope_from'] or '-'}\t{header_subject(r['head']) or '-'}\t{r['reason']}")
         return 0
     if args.action == "show":
         r = mails.review(args.id)
@@ -526,7 +581,8 @@ def cmd_review(cfg, args) -> int:
         if m is None or m.data is None:
             print("(the mail is no longer stored)")
             return 0
-        mail, report, error, notice = app.pipeline.review_preview(m.data)
+        draft = app.pipeline.review_draft(args.id)
+        mail, report, error = draft.mail, draft.report, draft.error
         print(f"from: {mail.outer.from_addr}\nsubject: {mail.effective.subject}")
         if report is None:
             print(f"report: none ({error})")
@@ -536,14 +592,18 @@ def cmd_review(cfg, args) -> int:
         print(mail.text[:4000])
         if r["state"] == "open":
             print("--- notice (exactly what approve sends) ---")
-            print(notice.text)
+            print(draft.notice.text)
         return 0
+    who = actor()  # for the audit log; mail back names only the console's users
     try:
         if args.action == "approve":
             o = app.pipeline.approve(args.id)
+            app.store.audit.record(who, "review.approve", f"review {args.id}",
+                                   f"notice {o.notice_id} to {o.queued} subscribers")
             print(f"review {args.id}: approved; notice {o.notice_id} queued for {o.queued} subscribers")
         else:
-            app.pipeline.reject(args.id)
+            app.pipeline.reject(args.id, reason=args.reason or None)
+            app.store.audit.record(who, "review.reject", f"review {args.id}", args.reason or None)
             print(f"review {args.id}: rejected")
     except LookupError as e:
         raise CliError(str(e.args[0])) from None
@@ -595,10 +655,17 @@ def cmd_mail(cfg, args) -> int:
     return 0
 
 
-def _ts(t: float | None) -> str:
+def _ts(t: float | None, cfg=None) -> str:
+    """A stored time (Unix seconds) as local time: in ``organisation.timezone`` when the
+    config is given (Europe/Amsterdam), else the machine's zone; "-" for none."""
     if not t:
         return "-"
-    return datetime.fromtimestamp(t, timezone.utc).astimezone().isoformat(timespec="seconds")
+    when = datetime.fromtimestamp(t, timezone.utc)
+    if cfg is not None:
+        from zoneinfo import ZoneInfo
+
+        return when.astimezone(ZoneInfo(cfg.organisation.timezone)).isoformat(timespec="seconds")
+    return when.astimezone().isoformat(timespec="seconds")
 
 
 COMMANDS = {
@@ -614,3 +681,7 @@ COMMANDS = {
     "inbound": cmd_inbound,
     "mail": cmd_mail,
 }
+# the operator console's commands (bridge.cli_operator): users, notices, pause, resume
+from bridge.cli_operator import COMMANDS as OPERATOR_COMMANDS  # noqa: E402
+
+COMMANDS.update(OPERATOR_COMMANDS)

@@ -197,6 +197,8 @@ class RenderConfig:
     templates_dir: Path
     max_length: int = 700
     time_limit: float = 0.5
+    # templates saved in the operator console, laid over templates_dir (None: no layer)
+    edited_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,7 @@ def parse(data: dict, path: Path) -> Config:
         templates_dir=re_.path("templates_dir", "templates", base),  # type: ignore[arg-type]
         max_length=re_.int("max_length", RenderConfig.max_length, min=80, max=4096),
         time_limit=re_.float("time_limit", RenderConfig.time_limit, min=0.01, max=10),
+        edited_dir=re_.path("edited_dir", "var/templates", base),
     )
     if render.templates_dir is None:
         raise re_.fail("templates_dir", "must not be empty")
@@ -484,6 +487,7 @@ def parse(data: dict, path: Path) -> Config:
         max_mail_age_hours=rv.float("max_mail_age_hours", ReviewRules.max_mail_age_hours,
                                     min=0.1, max=24 * 365),
         timezone=organisation.timezone,
+        approval_mode=rv.bool("approval_mode", ReviewRules.approval_mode),
     )
     rv.done()
 

@@ -201,7 +201,8 @@ class Dispatcher:
                 self._expire()
             paused = self.channel.paused
             self._note_paused(paused)
-            ready = not paused
+            # an operator's pause (console, `bridge pause`): like a paused channel, no alert
+            ready = not paused and self.store.control.paused() is None
             batch = self.store.deliveries.claim(self._claim_size) if ready else []
             if not batch:
                 self._maybe_scrub()
@@ -216,7 +217,7 @@ class Dispatcher:
                     nxt = self.store.deliveries.next_due()
                     if nxt is None or nxt - time.time() > 5 or not ready:
                         return
-                await self._idle(stop)
+                await self._idle(stop, ready)
                 continue
             self._track(batch)
             checked, gone = time.monotonic(), set()
@@ -285,10 +286,10 @@ class Dispatcher:
         if n:
             log.warning("dispatch: %d claimed deliveries put back in the queue", n)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
+    async def _idle(self, stop: asyncio.Event, ready: bool = True) -> None:
         timeout = self.cfg.poll_interval
         nxt = self.store.deliveries.next_due()
-        if nxt is not None:
+        if nxt is not None and ready:  # paused: due deliveries wait, poll_interval apart
             timeout = max(0.0, min(timeout, nxt - time.time()))
         self._wake.clear()
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]

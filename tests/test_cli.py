@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -411,3 +412,221 @@ def test_run_with_the_web_port_in_use_exits_78_at_once(tmp_path):
     last = p.stderr.strip().splitlines()[-1]
     assert last == f"bridge: cannot start: web.port: 127.0.0.1:{port}: address already in use"
     assert "crashed" not in p.stderr
+
+
+# --- usage errors, closed pipes, local times ------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["nope"], ["review", "approve"], ["review", "approve", "x"],
+                                  ["subscribers"], ["status", "--bogus"]])
+def test_usage_errors_exit_64(argv):
+    """EX_USAGE (sysexits.h), not argparse's 2: 2 means a bug in this command line."""
+    p = bridge_raw(*argv)
+    assert p.returncode == 64, (argv, p.returncode, p.stderr)
+    assert "usage:" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    """`bridge subscribers list | head` printed a BrokenPipeError "internal error"."""
+    cfg = write_config(tmp_path)
+    numbers = tmp_path / "n.txt"
+    numbers.write_text("".join(f"06{20000000 + i}\n" for i in range(3000)))
+    bridge(cfg, "subscribers", "import", str(numbers))
+    p = subprocess.run(f"{sys.executable} -m bridge subscribers list --config {cfg} | head -3",
+                       shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       executable="/bin/bash")
+    assert p.stdout.count("\n") == 3 and p.stderr == "", p.stderr
+    p = subprocess.run(f"set -o pipefail; {sys.executable} -m bridge subscribers list"
+                       f" --config {cfg} | head -1", shell=True, capture_output=True, text=True,
+                       cwd=ROOT, timeout=60, executable="/bin/bash")
+    assert p.returncode == 141 and p.stderr == "", (p.returncode, p.stderr)
+
+
+def test_status_and_subscribers_list_show_local_time(tmp_path, capsys):
+    """Times in organisation.timezone (Europe/Amsterdam), whatever the machine's zone."""
+    import os
+
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        code, out, _ = run_cli(capsys, "subscribers", "list", "--config", str(cfg))
+    finally:
+        if old is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    offset = out.split("since ")[1].strip()[-6:]
+    assert offset in ("+01:00", "+02:00"), out
+
+
+# --- review list: a header row and the subject ------------------------------------------------
+
+
+def test_review_list_has_a_header_and_the_subject(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "ingest", str(no_ticket_mail(tmp_path)), "--config", str(cfg))
+    code, out, _ = run_cli(capsys, "review", "list", "--config", str(cfg))
+    header, row = out.splitlines()
+    assert header.split("\t") == ["id", "state", "waiting since", "from", "subject", "reason"]
+    cols = row.split("\t")
+    assert cols[0] == "1" and cols[1] == "open"
+    assert cols[4].startswith("Storingsmelding KPN"), cols
+    assert cols[5] == "no ticket found in the mail"
+
+
+def test_review_reject_with_a_reason_and_the_audit_log(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "ingest", str(no_ticket_mail(tmp_path)), "--config", str(cfg))
+    code, out, err = run_cli(capsys, "review", "reject", "1", "--reason", "geen storing",
+                             "--config", str(cfg))
+    assert code == 0, err
+    from bridge.store import Store
+    from bridge.config import load
+
+    st = Store.open(load(cfg).store.path)
+    try:
+        [e] = st.audit.entries()
+        assert e.action == "review.reject" and e.actor.startswith("cli") and e.detail == "geen storing"
+        assert st.mails.get(1).reason.endswith(": geen storing")
+    finally:
+        st.close()
+
+
+# --- users, notices, pause, resume ------------------------------------------------------------
+
+
+def test_users_add_list_passwd_remove(tmp_path):
+    cfg = write_config(tmp_path, extra="[web]\nport = 0\nconsole = true\n")
+    p = subprocess.run([sys.executable, "-m", "bridge", "users", "add", "anna", "--config",
+                        str(cfg)], input="een lang wachtwoord\n", capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "user anna: added" in p.stdout and "sign in at http://127.0.0.1:0/console/" in p.stdout
+    again = subprocess.run([sys.executable, "-m", "bridge", "users", "add", "anna", "--config",
+                            str(cfg)], input="een lang wachtwoord\n", capture_output=True,
+                           text=True, cwd=ROOT, timeout=60)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    short = subprocess.run([sys.executable, "-m", "bridge", "users", "add", "bert", "--config",
+                            str(cfg)], input="kort\n", capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+    assert short.returncode == 1 and "at least 10 characters" in short.stderr
+    empty = subprocess.run([sys.executable, "-m", "bridge", "users", "add", "bert", "--config",
+                            str(cfg)], input="", capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+    assert empty.returncode == 1 and "no password" in empty.stderr
+    listing = bridge(cfg, "users", "list").stdout.splitlines()
+    assert listing[0].split("\t") == ["name", "created", "last sign-in", "sessions"]
+    assert listing[1].startswith("anna\t") and len(listing) == 2
+    from bridge.accounts import Accounts
+    from bridge.config import load
+    from bridge.store import Store
+
+    p = subprocess.run([sys.executable, "-m", "bridge", "users", "passwd", "anna", "--config",
+                        str(cfg)], input="een ander wachtwoord\n", capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0 and "password changed" in p.stdout, p.stderr
+    st = Store.open(load(cfg).store.path)
+    try:
+        acc = Accounts(st)
+        assert acc.sign_in("anna", "een lang wachtwoord", "127.0.0.1").token is None
+        assert acc.sign_in("anna", "een ander wachtwoord", "127.0.0.1").token is not None
+        # the hash is argon2id, never the password
+        h = st.users.get("anna").password_hash
+        assert h.startswith("$argon2id$") and "ander" not in h
+    finally:
+        st.close()
+    assert "removed" in bridge(cfg, "users", "remove", "anna").stdout
+    assert bridge(cfg, "users", "remove", "anna", check=False).returncode == 1
+    st = Store.open(load(cfg).store.path)
+    try:
+        actions = [e.action for e in st.audit.entries()]
+    finally:
+        st.close()
+    assert actions == ["user.remove", "user.passwd", "user.add"]
+
+
+def test_notices_list_show_cancel_and_pause_resume(tmp_path):
+    cfg = write_config(tmp_path)
+    for n in ("0612345678", "0612345679"):
+        bridge(cfg, "subscribers", "add", n)
+    ingest(cfg, "01-storing-nieuw.eml")
+    listing = bridge(cfg, "notices", "list").stdout.splitlines()
+    assert listing[0].split("\t") == ["id", "created", "kind", "ticket", "recipients",
+                                      "deliveries"]
+    assert listing[1].split("\t")[2:] == ["storing nieuw", "INC000012345678", "2", "pending 2"]
+    show = bridge(cfg, "notices", "show", "1").stdout
+    assert "deliveries: pending 2" in show and "Amersfoort" in show
+    # pause: dispatch refuses, nothing is sent; resume: sent
+    p = bridge(cfg, "pause", "onderhoud aan de bridge")
+    assert "sending paused; 2 deliveries wait" in p.stdout
+    assert "PAUSED by cli" in bridge(cfg, "status").stdout
+    d = bridge(cfg, "dispatch", check=False)
+    assert d.returncode == 1 and "sending is paused by cli" in d.stderr
+    assert read_outbox(tmp_path) == []
+    assert "already paused" in bridge(cfg, "pause").stdout
+    assert "sending resumed" in bridge(cfg, "resume").stdout
+    assert "was not paused" in bridge(cfg, "resume").stdout
+    # cancel: the unsent deliveries of a notice
+    ingest(cfg, "05-onderhoud-aangekondigd.eml")
+    assert "2 unsent deliveries cancelled" in bridge(cfg, "notices", "cancel", "2").stdout
+    bridge(cfg, "dispatch")
+    assert len(read_outbox(tmp_path)) == 2  # notice 1 only
+    show = bridge(cfg, "notices", "show", "2").stdout
+    assert "deliveries: cancelled 2" in show
+    assert bridge(cfg, "notices", "show", "9", check=False).returncode == 1
+    show = bridge(cfg, "notices", "show", "1").stdout
+    assert "deliveries: sent 2" in show
+
+
+def test_run_with_the_web_port_in_use_and_the_console_on_exits_78(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_config(tmp_path, extra=f"""\
+            [web]
+            port = {port}
+            console = true
+            """)
+        p = bridge(cfg, "run", check=False, timeout=20)
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == f"bridge: cannot start: web.port: 127.0.0.1:{port}: address already in use"
+
+
+def test_users_add_at_a_terminal_asks_twice(tmp_path):
+    """At a terminal the password is typed twice and must match (getpass, no echo)."""
+    import fcntl
+    import os
+    import select
+    import termios
+
+    cfg = write_config(tmp_path)
+    results = []
+    for first, second in (("een lang wachtwoord", "een ander wachtwoord"),
+                          ("een lang wachtwoord", "een lang wachtwoord")):
+        master, slave = os.openpty()
+        # the pty becomes the command's controlling terminal: getpass reads /dev/tty
+        p = subprocess.Popen([sys.executable, "-m", "bridge", "users", "add", "anna",
+                              "--config", str(cfg)], stdin=slave, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             start_new_session=True,
+                             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        # getpass flushes what was typed before it asks: answer each prompt when it shows
+        for prompt, answer in ((b"Password: ", first), (b"(again): ", second)):
+            seen = b""
+            while not seen.endswith(prompt):
+                assert select.select([master], [], [], 30)[0], f"no prompt: {seen!r}"
+                seen += os.read(master, 100)
+            os.write(master, answer.encode() + b"\n")
+        out, err = p.communicate(timeout=60)
+        os.close(master)
+        results.append((p.returncode, out, err))
+    (code1, _, err1), (code2, out2, err2) = results
+    assert code1 == 1 and "the passwords differ; nothing changed" in err1, err1
+    assert code2 == 0 and "user anna: added" in out2, err2

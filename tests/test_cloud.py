@@ -598,3 +598,24 @@ def test_config_errors_name_the_key(tmp_path):
             [channel.cloud.templates.storing_update]
             name = "Storing Nieuw"
             """))
+
+
+# -- an operator's own message (the console's "Zelf versturen") ----------------------------------
+async def test_an_operators_message_goes_as_text_inside_and_as_the_template_outside(
+        fake, make_app):
+    app = make_app(fake.base_url)
+    subscribe(app, IN, 1)
+    subscribe(app, OUT, 72)
+    o = app.pipeline.send_message("*Let op*: vannacht onderhoud.\nInternet valt kort weg.",
+                                  by="anna")
+    assert o.queued == 2
+    await drain(app)
+    await close(app)
+    assert fake.problems == []
+    assert fake.sends(IN)[0].body["text"]["body"] == (
+        "*Let op*: vannacht onderhoud.\nInternet valt kort weg.")
+    # outside the window: no [channel.cloud.templates.bericht], so the fallback template
+    t = fake.sends(OUT)[0].body["template"]
+    assert t["name"] == "storing_melding"
+    (param,) = t["components"][0]["parameters"]
+    assert param["text"] == "*Let op*: vannacht onderhoud. Internet valt kort weg."

@@ -307,3 +307,33 @@ def test_check_renders_the_mail_templates_with_line_numbers(tmp_path):
     assert f"{templates / 'mail' / 'alert_paused.j2'}:3: syntax error" in p.stdout
     assert f"{templates / 'mail' / 'test.j2'}:0: missing" in p.stdout
     assert "4 problem(s) found" in p.stderr, p.stdout  # the bad line fails both samples
+
+
+def test_review_links_use_the_consoles_address(tmp_path):
+    """Without [mail_out] console_url the links go to the operator console (web.public_url)."""
+    from bridge.mailout.back import review_link
+
+    relay = """
+        [mail_out]
+        host = "127.0.0.1"
+        from = "bridge@cbgconnect.example"
+        """
+    web = """
+        [web]
+        port = 0
+        console = true
+        public_url = "https://bridge.cbgconnect.example/"
+        """
+    app = App(load(write_config(tmp_path, extra=relay + web)))
+    try:
+        url = app.mailback.console_url
+        assert review_link(url, 7) == "https://bridge.cbgconnect.example/console/review/7"
+    finally:
+        app.store.close()
+    (tmp_path / "own").mkdir()
+    own = relay + '        console_url = "https://elders.example/r/{review}"\n' + web
+    app = App(load(write_config(tmp_path / "own", extra=own)))
+    try:
+        assert review_link(app.mailback.console_url, 7) == "https://elders.example/r/7"
+    finally:
+        app.store.close()

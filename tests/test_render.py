@@ -847,3 +847,34 @@ def test_wijzigingen_context(renderer: Renderer) -> None:
     assert renderer.notice_context(R04)["waar"] == "landelijk"
     no_places = dataclasses.replace(R01, places=())
     assert renderer.notice_context(no_places)["waar"] == "in postcodegebied 3811, 3812 en 3831"
+
+
+# --- the editable layer over the shipped templates (bridge.templates) --------------------------
+
+
+def test_an_edited_copy_wins_from_the_next_render_and_going_back_too(tmp_path):
+    import shutil
+    import time
+
+    from bridge.core.models import Organisation
+    from bridge.core.render import Renderer
+    from bridge.templates import template_loader
+
+    shipped = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, shipped)
+    edited = tmp_path / "var" / "templates"
+    r = Renderer(shipped, Organisation(), loader=template_loader(shipped, edited))
+    report = OutageReport(ticket="T1", kind="storing", status="nieuw", subject="s",
+                          places=("Baarn",))
+    assert "Baarn" in r.render_notice(report).text
+    (edited / "notices").mkdir(parents=True)
+    (edited / "notices" / "storing_nieuw.j2").write_text("bewerkt: {{ plaatsen }}")
+    assert r.render_notice(report).text == "bewerkt: Baarn"  # no restart, no cache clearing
+    time.sleep(0.01)
+    (edited / "notices" / "storing_nieuw.j2").unlink()
+    assert r.render_notice(report).text != "bewerkt: Baarn"
+    # other templates still come from the shipped folder; check names the edited file
+    (edited / "notices" / "storing_update.j2").write_text("{{ nope }}")
+    problems = r.check([report])
+    assert any(p.startswith(str(edited / "notices" / "storing_update.j2") + ":1:")
+               for p in problems), problems

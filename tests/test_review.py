@@ -142,3 +142,67 @@ def test_approved_text_of_a_kpn_mail_without_ticket_keeps_its_facts(tmp_path, ca
                                .read_bytes())
     assert sent == shown
     assert "Amersfoort" in sent and "groet" not in sent.lower(), sent
+
+
+# --- approval mode, and approving with an operator's report -----------------------------------
+
+
+def test_approval_mode_cli_approve_sends_the_reports_own_notice(tmp_path):
+    from helpers import now_of
+
+    cfg = write_config(tmp_path, extra="[review]\napproval_mode = true\n")
+    bridge(cfg, "subscribers", "add", "0612345678")
+    f = MAILS / "01-storing-nieuw.eml"
+    out = bridge(cfg, "ingest", str(f), "--now", now_of(f)).stdout
+    assert ": review: approval mode: every notice waits" in out, out
+    show = bridge(cfg, "review", "show", "1").stdout
+    # show prints the notice approve sends: the storing_nieuw template, not the fallback
+    assert "*Storing internet en bellen* in Amersfoort" in show, show
+    assert "queued for 1 subscribers" in bridge(cfg, "review", "approve", "1").stdout
+    bridge(cfg, "dispatch")
+    [msg] = read_outbox(tmp_path)
+    assert msg["text"].startswith("*Storing internet en bellen* in Amersfoort")
+    # the notice belongs to the incident: the next update threads onto it
+    g = MAILS / "02-storing-update.eml"
+    out = bridge(cfg, "ingest", str(g), "--now", now_of(g)).stdout
+    assert ": review: approval mode" in out
+    assert "queued for 1 subscribers" in bridge(cfg, "review", "approve", "2").stdout
+    notices = bridge(cfg, "notices", "list").stdout.splitlines()[1:]
+    assert [n.split("\t")[3] for n in notices] == ["INC000012345678"] * 2
+
+
+def test_approve_with_an_operators_report_threads_into_its_incident(app):
+    import dataclasses
+
+    from bridge.store import RawMail
+
+    app.store.subscribers.add("+31612345678", "console", "cli:test")
+    data = (MAILS / "01-storing-nieuw.eml").read_bytes()
+    vague = data.replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
+    mail_id = app.store.mails.add(RawMail(data=vague, source="cli"))
+    assert app.pipeline.process(mail_id).outcome == "review"
+    draft = app.pipeline.review_draft(1)
+    assert not draft.held and draft.report.ticket is None
+    fixed = dataclasses.replace(draft.report, ticket="INC9", status="nieuw", places=("Baarn",))
+    preview = app.pipeline.draft_notice(fixed)
+    assert "Baarn" in preview.text and preview.template == "notices/storing_nieuw.j2"
+    o = app.pipeline.approve_report(1, fixed, by="anna")
+    notice = app.store.notices.get(o.notice_id)
+    assert notice["text"] == app.store.notices.get(o.notice_id)["text"]
+    assert "Baarn" in notice["text"] and notice["ticket"] == "INC9"
+    assert app.store.incidents.get(app.cfg.senders.source, "INC9").status == "nieuw"
+    # an older report than the incident's last notice is refused
+    mail2 = app.store.mails.add(RawMail(data=vague.replace(b"inc12345678.1@", b"v2@"),
+                                        source="cli"))
+    app.pipeline.process(mail2)
+    older = dataclasses.replace(fixed, status="nieuw",
+                                sent_at=fixed.sent_at.replace(year=2020) if fixed.sent_at else None)
+    app.pipeline.approve_report(2, dataclasses.replace(fixed, status="opgelost"), by="anna")
+    mail3 = app.store.mails.add(RawMail(data=vague.replace(b"inc12345678.1@", b"v3@"),
+                                        source="cli"))
+    app.pipeline.process(mail3)
+    import pytest
+
+    with pytest.raises(LookupError, match="older than the last notice"):
+        app.pipeline.approve_report(3, older, by="anna")
+    assert app.store.mails.review(3)["state"] == "open"

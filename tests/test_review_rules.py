@@ -203,3 +203,27 @@ def test_an_update_with_news_keeps_the_incidents_facts_in_its_notice():
     again = decide(thin, IncidentState(7, "update", d.report),
                    now=T0 + timedelta(hours=1, minutes=10))
     assert again.action == "duplicate"
+
+
+# --- approval mode: every notice waits for a person -------------------------------------------
+
+
+def test_approval_mode_holds_a_report_the_bridge_could_vouch_for():
+    from bridge.core.confidence import APPROVAL_REASON
+
+    report = OutageReport(ticket="INC1", kind="storing", status="nieuw", subject="s",
+                          places=("Amersfoort",), sent_at=T0)
+    assert decide(report, None, now=T0, rules=ReviewRules()).action == "notice"
+    held = decide(report, None, now=T0, rules=ReviewRules(approval_mode=True))
+    assert held.action == "review" and held.reason == APPROVAL_REASON
+    # a real doubt is named before it, and a duplicate stays a duplicate
+    thin = dataclasses.replace(report, places=())
+    assert "names no place" in decide(thin, None, now=T0,
+                                      rules=ReviewRules(approval_mode=True)).reason
+    known = IncidentState(id=1, status="nieuw", report=report)
+    assert decide(report, known, now=T0, rules=ReviewRules(approval_mode=True)).action == \
+        "duplicate"
+    # an update that only adds news still waits
+    news = dataclasses.replace(report, status="update", places=(), description="Monteur is er.")
+    assert decide(news, known, now=T0,
+                  rules=ReviewRules(approval_mode=True)).reason == APPROVAL_REASON

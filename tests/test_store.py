@@ -234,3 +234,70 @@ def test_disk_full_is_reported_as_disk_full_and_durability_is_restored(store):
     assert not store.db.conn.in_transaction
     store.db.execute(f"PRAGMA max_page_count={10**9}")
     assert store.mails.add(RawMail(data=b"y", source="cli"))
+
+
+# --- the operator console's tables: pause, tally, sessions, audit ------------------------------
+
+
+def test_an_operator_pause_is_kept_and_lifted(store):
+    assert store.control.paused() is None
+    p = store.control.pause("anna", "  test  ")
+    assert (p.by, p.reason) == ("anna", "test") and store.control.paused() == p
+    assert store.control.pause("bert").by == "anna"  # an existing pause is kept
+    assert store.control.resume() == p and store.control.paused() is None
+    assert store.control.resume() is None
+
+
+def test_subscribes_and_unsubscribes_are_counted_per_day_without_ids(store):
+    from datetime import date
+
+    store.subscribers.add("+31611111111", "console", "cli:x")
+    store.subscribers.import_numbers(["+31622222222", "+31633333333"], "console", "import:f",
+                                     wording="w")
+    store.subscribers.remove("+31611111111")
+    [(day, sub, unsub)] = store.tally.per_day(1, "Europe/Amsterdam")
+    assert (sub, unsub) == (3, 1)
+    # a local day: 22:30 UTC on 10 June is 00:30 on 11 June in Amsterdam (summer time)
+    from datetime import datetime, timezone
+
+    t = datetime(2025, 6, 10, 22, 30, tzinfo=timezone.utc).timestamp()
+    with store.tx():
+        store.tally.bump("subscribed", 5, t)
+    days = store.tally.per_day(3, "Europe/Amsterdam", today=date(2025, 6, 12))
+    assert days == [(date(2025, 6, 10), 0, 0), (date(2025, 6, 11), 5, 0),
+                    (date(2025, 6, 12), 0, 0)]
+    # only counts: no id in the table
+    rows = store.db.execute("SELECT * FROM subscriber_tally").fetchall()
+    assert all(set(dict(r)) == {"hour", "event", "n"} for r in rows)
+
+
+def test_sessions_expire_and_failures_are_purged(store):
+    import time
+
+    store.users.add("anna", "$argon2id$x")
+    uid = store.users.get("anna").id
+    store.users.open_session(uid, "h1", time.time() + 60, "127.0.0.1")
+    store.users.open_session(uid, "h2", time.time() - 1, "127.0.0.1")
+    assert store.users.session("h1").user == "anna" and store.users.session("h2") is None
+    store.users.add_failure(["user:anna"])
+    assert store.users.failures("user:anna", 0)[0] == 1
+    assert store.users.purge(time.time() + 1) == 2  # the expired session, the failure
+    assert store.users.set_password("anna", "$argon2id$y")
+    assert store.users.session("h1") is None  # a new password signs out everywhere
+
+
+def test_cancel_a_notice_stops_only_its_unsent_deliveries(store):
+    for n in ("+31611111111", "+31622222222", "+31633333333"):
+        store.subscribers.add(n, "console", "cli:x")
+    with store.tx():
+        nid = store.incidents.add_notice(incident_id=None, raw_mail_id=None, kind="storing",
+                                         status=None, template="t", text="x", report=None,
+                                         fallback=False)
+        store.deliveries.fan_out(nid, None)
+    [d] = store.deliveries.claim(1)
+    assert store.notices.cancel(nid) == 2
+    assert store.notices.counts(nid) == {"sending": 1, "cancelled": 2}
+    assert store.db.scalar("SELECT count(*) FROM deliveries WHERE state='cancelled'"
+                           " AND to_addr IS NOT NULL") == 0
+    [(row)] = store.notices.in_progress()
+    assert row["id"] == nid and row["open"] == 1

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.core.models import OutageReport
 
-__all__ = ["DEFAULT_REVIEW_RULES", "ReviewRules", "doubt", "window_end"]
+__all__ = ["APPROVAL_REASON", "DEFAULT_REVIEW_RULES", "ReviewRules", "doubt", "window_end"]
 
 _ANNOUNCING = ("aangekondigd", "nieuw", "update")
 
@@ -41,10 +41,18 @@ class ReviewRules:
     """What :func:`doubt` checks against (config ``[review]``).
 
     ``max_mail_age_hours``: a mail dated longer ago than this when it is processed goes to
-    review. ``timezone``: the IANA zone the reasons show times in (the organisation's)."""
+    review. ``timezone``: the IANA zone the reasons show times in (the organisation's).
+    ``approval_mode``: every notice waits for a person's approval (reason
+    :data:`APPROVAL_REASON`)."""
 
     max_mail_age_hours: float = 6.0
     timezone: str = "Europe/Amsterdam"
+    approval_mode: bool = False
+
+
+# The review reason of a report held only because of ``[review] approval_mode``; approving
+# such an item sends the notice the report makes (not the fallback text of a vague mail).
+APPROVAL_REASON = "approval mode: every notice waits for a person's approval"
 
 
 DEFAULT_REVIEW_RULES = ReviewRules()
@@ -112,9 +120,11 @@ def doubt(report: OutageReport, previous: OutageReport | None, now: datetime | N
             what = "outage update" if report.status == "update" else "new outage"
             if report.status == "update" and previous is not None:
                 said = " ".join(report.description.split())
-                if said and said != " ".join(previous.description.split()):
-                    return None
-                return (f"{what} names no place, service or time, and says nothing new "
-                        f"compared with the incident's previous report")
-            return f"{what} names no place, service or time"
+                if not said or said == " ".join(previous.description.split()):
+                    return (f"{what} names no place, service or time, and says nothing new "
+                            f"compared with the incident's previous report")
+            else:
+                return f"{what} names no place, service or time"
+    if rules.approval_mode:
+        return APPROVAL_REASON
     return None

@@ -61,6 +61,11 @@ class MailBack:
                  events: EventBus | None = None):
         self.settings = settings
         self.cfg = cfg
+        # Links to review items: [mail_out] console_url, else the operator console's own
+        # address (web.public_url) when it is on.
+        web = cfg.web
+        self.console_url = settings.console_url or (
+            web.console_url + "review/{review}" if web is not None and web.console else "")
         self.store = store
         self.texts = MailTexts(renderer)
         self.org = renderer.org
@@ -127,7 +132,7 @@ class MailBack:
                 return
             ctx["controle"] = {"id": rv["id"], "reden": rv["reason"],
                                "sinds": utc(rv["created_at"])}
-            ctx["link"] = review_link(s.console_url, rv["id"])
+            ctx["link"] = review_link(self.console_url, rv["id"])
         if e.outcome == "queued" and ctx["melding"] is None:
             return
         thread = {"to": list(to.to), "bcc": list(to.bcc), "subject": reply_subject(h.subject),
@@ -147,6 +152,7 @@ class MailBack:
                             e.reason or "", None)
         ctx["controle"] = {"id": e.review_id, "reden": rv.get("reason", ""),
                            "sinds": utc(rv.get("created_at"))}
+        ctx["door"] = e.by or ""  # who decided (the console's user), when known
         if e.decision == "approved" and e.notice_id:
             ctx["melding"] = self._notice(e.notice_id)
             name = "followup_approved.j2"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 _RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p, re.IGNORECASE), t) for p, t in (
+    (r"^approval mode", "Elke melding wacht op goedkeuring van een collega (goedkeurmodus"
+     " staat aan)."),
     (r"no ticket and no status found", "In de mail staat geen ticketnummer en geen status"
      " (nieuw, update, opgelost) die de bridge herkent."),
     (r"no ticket found", "In de mail staat geen ticketnummer dat de bridge herkent."),

@@ -303,7 +303,7 @@ class MailOutPart(BasePart):
                     "kanaal": kanaal, "was": a.was[0] if a.was else "", "sinds": utc(a.since),
                     "duur": _duration(duur) if duur > 0 else "", "wachtend": wachtend})
         elif a.key == "review":
-            url = self.settings.console_url
+            url = self.back.console_url
             items = [{"id": int(i), "reden": r["reason"], "sinds": utc(r["created_at"]),
                       "link": review_link(url, int(i))}
                      for i in a.detail if (r := self._review_items.get(i))]

@@ -84,10 +84,22 @@ class MailTexts:
         self.renderer = renderer
         self.folder = Path(renderer.templates_dir) / FOLDER
 
+    def source(self, name: str) -> tuple[str, str]:
+        """``(source, path)`` of template ``name`` as the renderer's loader has it (an edited
+        copy in the editable layer wins, see bridge.templates). Raises FileNotFoundError."""
+        from jinja2 import TemplateNotFound
+
+        env = self.renderer.env
+        try:
+            source, filename, _ = env.loader.get_source(env, f"{FOLDER}/{name}")  # type: ignore[union-attr]
+        except TemplateNotFound:
+            raise FileNotFoundError(str(self.folder / name)) from None
+        return source, filename or str(self.folder / name)
+
     def render(self, name: str, ctx: Mapping[str, Any]) -> str:
         """The text of template ``name`` (e.g. ``receipt_queued.j2``). Raises
         :class:`RenderError` (a template problem) or :class:`OSError` (missing file)."""
-        source = (self.folder / name).read_text(encoding="utf-8")
+        source, _ = self.source(name)
         if not any(m in source for m in ("{{", "{%", "{#")):
             return source.strip()  # plain text: render_string would read it as an expression
         return self.renderer.render_string(source, ctx)
@@ -124,7 +136,7 @@ class MailTexts:
         for name, contexts in _sample_contexts().items():
             path = self.folder / name
             try:
-                source = path.read_text(encoding="utf-8")
+                source, path = self.source(name)  # type: ignore[assignment]
             except FileNotFoundError:
                 problems.append(f"{path}:0: missing (a plain built-in text would go instead)")
                 continue

@@ -3,6 +3,8 @@
     store = Store.open(path)
     store.mails / store.incidents / store.deliveries / store.subscribers / store.state
     store.mailout (the mail-out queue of bridge.mailout)
+    store.users / store.audit / store.control / store.notices / store.tally /
+    store.template_versions (the operator console and its CLI commands)
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from bridge.store.mailout import MailOut
 from bridge.store.mails import Mails, RawMail, StoredMail
 from bridge.store.stats import StoreCounts, read_counts
 from bridge.store.subscribers import Subscriber, Subscribers
+# the operator console and its CLI commands
+from bridge.store.audit import Audit
+from bridge.store.control import Control
+from bridge.store.notices import Notices
+from bridge.store.tally import Tally
+from bridge.store.template_versions import TemplateVersions
+from bridge.store.users import Users
 
 __all__ = ["Store", "StoreError", "RawMail", "StoredMail", "Delivery", "Subscriber", "StoreCounts",
            "now"]
@@ -50,6 +59,13 @@ class Store:
         self.subscribers = Subscribers(db)
         self.state = State(db)
         self.mailout = MailOut(db)
+        # the operator console and its CLI commands
+        self.users = Users(db)
+        self.audit = Audit(db)
+        self.control = Control(db)
+        self.notices = Notices(db)
+        self.tally = Tally(db)
+        self.template_versions = TemplateVersions(db)
 
     @classmethod
     def open(cls, path: Path) -> "Store":
@@ -82,6 +98,7 @@ class Store:
             while n := step(cutoff):
                 out[name] += n
                 yield out
+        out["sessions"] = self.users.purge(now() - 86400)  # expired sessions, old failures
         self.db.scrub()
         yield out
 

@@ -199,6 +199,60 @@ MIGRATIONS: list[str] = [
     CREATE TABLE questions (key BLOB PRIMARY KEY, question TEXT NOT NULL,
                             expires_at REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 7: the operator console (issue 14): accounts and their sessions (a hash of the
+    # token, never the token), failed sign-ins for throttling, the audit log of every
+    # change, earlier versions of edited templates, and subscribes/unsubscribes counted
+    # per hour (numbers only, no ids) for the subscriber chart
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,     -- argon2id, PHC string format (argon2-cffi)
+        created_at REAL NOT NULL,
+        password_changed_at REAL NOT NULL,
+        last_login_at REAL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,     -- sha256 of the cookie's token, hex
+        user_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        address TEXT                     -- where it signed in from
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        scope TEXT NOT NULL,             -- "user:<name>" or "addr:<address>"
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_failures_scope ON login_failures(scope, at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,             -- console user, or "cli:<os user>"
+        action TEXT NOT NULL,            -- e.g. review.approve, sending.pause
+        target TEXT,                     -- e.g. "review 4", "notice 12"
+        detail TEXT,                     -- what changed, masked numbers only
+        address TEXT
+    );
+    CREATE INDEX audit_at ON audit(at);
+    CREATE TABLE template_versions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,              -- e.g. notices/storing_nieuw.j2
+        source TEXT NOT NULL,            -- the text as it was before a save or restore
+        saved_at REAL NOT NULL,
+        saved_by TEXT NOT NULL,
+        note TEXT                        -- e.g. "shipped", "edited"
+    );
+    CREATE INDEX template_versions_name ON template_versions(name, id);
+    CREATE TABLE subscriber_tally (
+        hour INTEGER NOT NULL,           -- Unix time // 3600
+        event TEXT NOT NULL,             -- subscribed, unsubscribed
+        n INTEGER NOT NULL,
+        PRIMARY KEY (hour, event)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -39,6 +39,17 @@ def header_message_id(data: bytes) -> str | None:
     return str(mid).strip().strip("<>").strip() or None
 
 
+def header_subject(data: bytes | None) -> str:
+    """The Subject of a mail's own header (RFC 2047 words decoded), "" when none."""
+    if not data:
+        return ""
+    try:
+        msg = BytesHeaderParser(policy=policy.default).parsebytes(data[:65536])
+        return " ".join(str(msg.get("Subject") or "").split())
+    except Exception:
+        return ""
+
+
 class Mails:
     def __init__(self, db: Database):
         self.db = db
@@ -110,6 +121,26 @@ class Mails:
         return {r[0] or "unprocessed": r[1] for r in self.db.execute(
             "SELECT outcome, count(*) FROM raw_mails GROUP BY outcome")}
 
+    def recent(self, limit: int = 50, offset: int = 0, outcome: str | None = None) -> list[dict]:
+        """Newest first, without the bytes: id, source, envelope_from, received_at, outcome,
+        reason, incident_id, notice_id, processed_at, ``stored`` (the bytes are kept) and
+        ``head`` (the first 16 KiB, for the subject) (for the console and its CLI)."""
+        sql = ("SELECT id, source, source_ref, envelope_from, received_at, outcome, reason,"
+               " incident_id, notice_id, processed_at, data IS NOT NULL AS stored,"
+               " substr(data, 1, 16384) AS head FROM raw_mails")
+        params: tuple = ()
+        if outcome:
+            sql += " WHERE outcome = ?"
+            params = (outcome,)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        return [dict(r) for r in self.db.execute(sql, (*params, limit, offset))]
+
+    def review_of(self, mail_id: int) -> dict | None:
+        """The newest review item of a mail, or None."""
+        row = self.db.one("SELECT * FROM review WHERE raw_mail_id=? ORDER BY id DESC LIMIT 1",
+                          (mail_id,))
+        return dict(row) if row else None
+
     def last_received(self) -> float | None:
         return self.db.scalar("SELECT max(received_at) FROM raw_mails")
 
@@ -134,11 +165,15 @@ class Mails:
         return int(cur.lastrowid)
 
     def reviews(self, state: str | None = "open") -> list[dict]:
-        sql = ("SELECT r.*, m.envelope_from, m.received_at, m.source FROM review r"
+        sql = ("SELECT r.*, m.envelope_from, m.received_at, m.source,"
+               " substr(m.data, 1, 16384) AS head FROM review r"
                " JOIN raw_mails m ON m.id = r.raw_mail_id")
         if state:
             return [dict(r) for r in self.db.execute(sql + " WHERE r.state=? ORDER BY r.id", (state,))]
         return [dict(r) for r in self.db.execute(sql + " ORDER BY r.id")]
+
+    def review_count(self, state: str = "open") -> int:
+        return self.db.scalar("SELECT count(*) FROM review WHERE state=?", (state,)) or 0
 
     def review(self, review_id: int) -> dict | None:
         row = self.db.one("SELECT * FROM review WHERE id=?", (review_id,))

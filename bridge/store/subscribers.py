@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Sequence
 from bridge.core.phone import USER_PREFIX, id_kind, mask, preferred_address
 from bridge.store.db import Database, now
 from bridge.store.hashes import KeyedHashes
+from bridge.store.tally import Tally
 
 UNMATCHED_KEY = "inbound:unmatched_optouts"  # state: {"count": n, "last_at": t}
 _CHUNK = 500  # ids per "IN (...)" query
@@ -56,6 +57,7 @@ class Subscribers:
     def __init__(self, db: Database):
         self.db = db
         self.hashes = KeyedHashes(db)
+        self.tally = Tally(db)  # subscribes and unsubscribes per hour (counts only)
 
     # -- looking people up ----------------------------------------------------------------
     def _load(self, row) -> Subscriber:
@@ -132,6 +134,7 @@ class Subscribers:
             self.db.conn.executemany(
                 "INSERT INTO subscriber_ids (id, subscriber_id, kind, linked_at)"
                 " VALUES (?,?,?,?)", [(i, sid, id_kind(i), t) for i in every])
+            self.tally.bump("subscribed", 1, t)
             return self.by_id(sid), True  # type: ignore[return-value]
 
     def link(self, subscriber_id: int, ids: str | Iterable[str] | None) -> list[str]:
@@ -268,6 +271,7 @@ class Subscribers:
                 f" AND state='pending'", (t, *addresses))
             self.db.execute("DELETE FROM subscriber_ids WHERE subscriber_id=?", (sub.id,))
             self.db.execute("DELETE FROM subscribers WHERE id=?", (sub.id,))
+            self.tally.bump("unsubscribed", 1, t)
 
     # -- an operator's import ---------------------------------------------------------------
     def import_numbers(self, numbers: Sequence[str], channel: str, consent_ref: str, *,
@@ -290,6 +294,7 @@ class Subscribers:
                 "INSERT INTO subscriber_ids (id, subscriber_id, kind, linked_at)"
                 " SELECT number, id, 'number', consent_at FROM subscribers WHERE id > ?",
                 (before,))
+            self.tally.bump("subscribed", len(fresh), t)
             return [(r[0], r[1]) for r in self.db.execute(
                 "SELECT id, number FROM subscribers WHERE id > ? ORDER BY id", (before,))]
 

@@ -16,8 +16,11 @@ Routes:
 - the channel's own (:meth:`bridge.channels.base.Channel.routes`): with the Cloud API,
   Meta's webhook ``GET``/``POST /webhook`` (unless ``webhook = false``). The server knows
   nothing of them beyond method, path and handler; a handler that raises answers 500.
+- ``/console/...`` with ``console = true``: the operator console (:mod:`bridge.web.console`),
+  mounted by one call in :class:`WebServer`.
 
-The server reads the application only through :class:`bridge.port.StatusPort`.
+The server reads the application only through :class:`bridge.port.StatusPort`; the
+console, an operator's front end like the CLI, is handed the App itself.
 """
 
 from __future__ import annotations
@@ -48,6 +51,23 @@ class WebSettings:
     verify_token_env: str = "BRIDGE_CLOUD_VERIFY_TOKEN"
     app_secret_env: str = "BRIDGE_CLOUD_APP_SECRET"
     max_body: int = 4 * 1024 * 1024  # bytes per request
+    # the operator console (bridge.web.console) under /console/
+    console: bool = False
+    public_url: str = ""  # the address behind a reverse proxy, e.g. https://bridge.isp.nl
+    session_hours: float = 12.0  # a console session ends this long after sign-in ...
+    idle_minutes: float = 60.0  # ... or after this long without use
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the web server: ``public_url``, else ``http://host:port``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def console_url(self) -> str:
+        """The console's address for pages, mails and the start-up line."""
+        return self.base_url + "/console/"
 
     @property
     def options(self) -> WebOptions:
@@ -65,7 +85,15 @@ def parse_config(sec: Section, base: Path) -> WebSettings:
         verify_token_env=sec.env("verify_token_env", d.verify_token_env) or d.verify_token_env,
         app_secret_env=sec.env("app_secret_env", d.app_secret_env) or d.app_secret_env,
         max_body=sec.int("max_body", d.max_body, min=1024, max=64 * 1024 * 1024),
+        console=sec.bool("console", d.console),
+        public_url=sec.str("public_url", d.public_url).strip(),
+        session_hours=sec.float("session_hours", d.session_hours, min=0.1, max=24 * 30),
+        idle_minutes=sec.float("idle_minutes", d.idle_minutes, min=1, max=24 * 60 * 30),
     )
+    if s.public_url and (not s.public_url.startswith(("http://", "https://"))
+                         or any(c in s.public_url for c in " ?#")):
+        raise sec.fail("public_url", "must be an address such as https://bridge.example.nl"
+                                     f" (http:// or https://, no query), got {s.public_url!r}")
     sec.done()
     return s
 
@@ -93,6 +121,12 @@ class WebServer(BasePart):
         self.channel_routes: list[Route] = list(source.channel.routes(settings.options))
         for route in self.channel_routes:
             self.web.router.add_route(route.method, route.path, self._serve(route.handler))
+        # -- the operator console ([web] console = true): its own pages under /console/
+        self.console = None
+        if settings.console:
+            from bridge.web.console import mount
+
+            self.console = mount(self.web, settings, source)
 
     def _serve(self, handler: Callable[[HttpRequest], Awaitable[HttpResponse]]
                ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -131,7 +165,11 @@ class WebServer(BasePart):
         addrs = runner.addresses
         self.port = addrs[0][1] if addrs else port
         paths = sorted({r.path for r in self.channel_routes}) + ["/healthz", "/metrics"]
+        if self.console is not None:
+            paths.append("/console/")
         log.info("web: listening on http://%s:%d (%s)", host, self.port, ", ".join(paths))
+        if self.console is not None:
+            self.console.started(self.port)
         self.started.set()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -151,7 +189,8 @@ class WebServer(BasePart):
 
     def describe(self) -> dict[str, object]:
         return {"listen": f"{self.settings.host}:{self.port or self.settings.port}",
-                "webhook": bool(self.channel_routes), "requests": self.requests}
+                "webhook": bool(self.channel_routes), "requests": self.requests,
+                **({"console": self.console.url} if self.console is not None else {})}
 
     # -- health and metrics -----------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
