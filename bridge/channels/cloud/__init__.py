@@ -3,7 +3,7 @@
 One module per job:
 
 - :mod:`.settings`   ``[channel.cloud]``: defaults and parsing;
-- :mod:`.graph`      the Graph HTTP client (httpx over aiohttp), its answers, error classes;
+- :mod:`.graph`      the Graph HTTP client (aiohttp), its answers, error classes;
 - :mod:`.templates`  which approved template a notice goes as, with which parameters;
 - :mod:`.cap`        the unique-recipient cap per rolling 24 hours;
 - :mod:`.webhook`    Meta's webhook: handshake, signature, payload parsing;
