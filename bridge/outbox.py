@@ -43,6 +43,7 @@ BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
+PACE_QUANTUM = 0.01  # seconds: the shortest wait of the rate limiter (sends in groups)
 
 
 class DispatcherBusy(RuntimeError):
@@ -50,7 +51,13 @@ class DispatcherBusy(RuntimeError):
 
 
 class RateLimiter:
-    """Token bucket: ``rate`` per second, bursts of at most ``burst``."""
+    """Token bucket: ``rate`` per second, bursts of at most ``burst``.
+
+    When it must wait, it waits at least PACE_QUANTUM: at high rates the sends go out in
+    small groups (about ``rate * PACE_QUANTUM``, 10 at 1,000/s) that share the event loop's
+    turns, instead of one timer and one loop turn per send. The average rate is the same;
+    below 1 / PACE_QUANTUM (100/s) nothing changes.
+    """
 
     def __init__(self, rate: float, burst: float | None = None):
         self.rate = rate
@@ -71,7 +78,7 @@ class RateLimiter:
             if self.tokens >= 1:
                 self.tokens -= 1
                 return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            await asyncio.sleep(max((1 - self.tokens) / self.rate, PACE_QUANTUM))
 
 
 @dataclass
@@ -340,8 +347,8 @@ class Dispatcher:
         notice = self._notice(d.notice_id)
         window = None
         if channel.wants_window and d.subscriber_id is not None:
-            sub = self.store.subscribers.by_id(d.subscriber_id)
-            window = bool(sub and sub.last_inbound_at and time.time() - sub.last_inbound_at < 86400)
+            last = self.store.subscribers.last_inbound_at(d.subscriber_id)
+            window = bool(last and time.time() - last < 86400)
         return Outgoing(delivery_id=d.id, to=d.to_addr, text=notice["text"], kind="notice",
                         notice_id=d.notice_id, template=notice["template"],
                         report=notice["report"], window_open=window, attempt=d.attempts)

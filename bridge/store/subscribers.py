@@ -68,6 +68,13 @@ class Subscribers:
         row = self.db.one("SELECT * FROM subscribers WHERE id=?", (subscriber_id,))
         return self._load(row) if row else None
 
+    def last_inbound_at(self, subscriber_id: int) -> float | None:
+        """When the subscriber last wrote to us (epoch seconds), or None (never, or no such
+        subscriber). One indexed look-up: the dispatcher asks it for every send on a
+        channel with a 24-hour window."""
+        return self.db.scalar("SELECT last_inbound_at FROM subscribers WHERE id=?",
+                              (subscriber_id,))
+
     def find(self, ids: Iterable[str]) -> Subscriber | None:
         """The subscriber holding any of ``ids`` (the earliest consent when ids of one
         person still sit with two subscribers: :meth:`link` merges them)."""
