@@ -31,6 +31,7 @@ from helpers import dated_now, free_port, sample_now, write_config  # noqa: E402
 
 from bridge.app import App  # noqa: E402
 from bridge.config import load  # noqa: E402
+from bridge.runtime import tune_gc  # noqa: E402
 
 
 _BASE: list[str] = []
@@ -136,6 +137,7 @@ async def bench(n: int, mix: bool = False) -> list[float]:
         port = free_port()
         cfg = load(write_config(Path(tmp), smtp=True, smtp_port=port))
         app = App(cfg)
+        tune_gc()  # as `bridge run` does once its parts are built
         app.store.subscribers.add("+31612345678", "console", "cli:bench")
         sent_at: dict[int, float] = {}
         received: dict[int, float] = {}
