@@ -185,7 +185,9 @@ class GraphClient:
         """The shared session, made on first use (inside the running event loop):
         keep-alive connections, at most ``max_connections``; ``timeout`` seconds per
         request, ``min(5, timeout)`` to connect; no cookies (the Graph API sets none we
-        need)."""
+        need); TLS verified against the system's CA certificates (``SSL_CERT_FILE`` and
+        ``SSL_CERT_DIR`` are honoured); redirects are not followed; no proxy (as before:
+        httpx ignored proxy variables once it was given its own transport)."""
         if self._session is None:
             s = self._settings
             self._session = aiohttp.ClientSession(
@@ -213,7 +215,8 @@ class GraphClient:
             body = payload if isinstance(payload, bytes) else _encode_json(payload).encode()
             headers["Content-Type"] = "application/json"
         try:
-            async with self._http().request(method, url, data=body, headers=headers) as resp:
+            async with self._http().request(method, url, data=body, headers=headers,
+                                            allow_redirects=False) as resp:
                 r = _Answer(resp.status, resp.headers, await resp.read())
         except TimeoutError as e:  # asyncio's, and aiohttp's own timeouts derive from it
             return Reply(network=f"timeout ({type(e).__name__})")
