@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from datetime import datetime, timezone
 
@@ -182,6 +183,24 @@ def test_template_body_is_the_payload_as_json(to, params):
     assert template_body(to, tm, params) == expected
     assert template_body(to, tm, params) == expected  # again, from the cache
     assert json.loads(template_body(to, tm, params)) == payload
+
+
+def test_tls_is_verified_against_certifi_or_the_ca_file_the_environment_names(
+        tmp_path, monkeypatch):
+    import certifi
+
+    from bridge.channels.cloud.graph import tls_context
+
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    default = tls_context()
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
+    assert default.cert_store_stats()["x509_ca"] > 50  # certifi's bundle
+    one = tmp_path / "one-ca.pem"
+    pem = open(certifi.where()).read()
+    one.write_text(pem[:pem.index("-----END CERTIFICATE-----") + 26])
+    monkeypatch.setenv("SSL_CERT_FILE", str(one))
+    assert tls_context().cert_store_stats()["x509_ca"] == 1
 
 
 async def test_slow_answer_times_out_as_transient_and_the_next_send_works(fake, make_app):

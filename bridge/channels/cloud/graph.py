@@ -18,12 +18,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+import certifi
 from yarl import URL
 
 from bridge import __version__
@@ -172,6 +174,16 @@ class _Answer:
         return json.loads(self.content)
 
 
+def tls_context() -> ssl.SSLContext:
+    """How Meta's certificate is verified, as the httpx client did: against the CA file
+    or directory ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` names, else certifi's bundle."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class GraphClient:
     """The Graph API calls the channel makes; never raises for network or API errors."""
 
@@ -185,13 +197,13 @@ class GraphClient:
         """The shared session, made on first use (inside the running event loop):
         keep-alive connections, at most ``max_connections``; ``timeout`` seconds per
         request, ``min(5, timeout)`` to connect; no cookies (the Graph API sets none we
-        need); TLS verified against the system's CA certificates (``SSL_CERT_FILE`` and
-        ``SSL_CERT_DIR`` are honoured); redirects are not followed; no proxy (as before:
-        httpx ignored proxy variables once it was given its own transport)."""
+        need); TLS verified as :func:`tls_context` says; redirects are not followed; no
+        proxy (as before: httpx ignored proxy variables once it was given a transport)."""
         if self._session is None:
             s = self._settings
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=s.max_connections, keepalive_timeout=30.0),
+                connector=aiohttp.TCPConnector(limit=s.max_connections, keepalive_timeout=30.0,
+                                               ssl=tls_context()),
                 timeout=aiohttp.ClientTimeout(total=s.timeout, sock_connect=min(5.0, s.timeout)),
                 headers={"User-Agent": f"storingsbridge/{__version__}"},
                 cookie_jar=aiohttp.DummyCookieJar(),
