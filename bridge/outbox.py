@@ -22,7 +22,6 @@ import asyncio
 import collections
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import random
@@ -460,7 +459,8 @@ class Dispatcher:
         now = time.monotonic()
         self._last_to.pop(to, None)
         self._last_to[to] = now
-        for k in list(itertools.islice(self._last_to, 64)):
+        for _ in range(64):  # the oldest first; at most 64 per call
+            k = next(iter(self._last_to))
             if now - self._last_to[k] < interval:
                 break
             del self._last_to[k]
