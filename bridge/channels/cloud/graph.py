@@ -20,7 +20,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -127,8 +127,9 @@ def template_body(to: str, tm: TemplateMap, params: list[str]) -> bytes:
 
 # -- the token ------------------------------------------------------------------------------------
 class Token:
-    """The access token, from ``token_file`` (re-read at most once a second, so a renewed
-    token is picked up without a restart) or the ``token_env`` environment variable."""
+    """The access token, from ``token_file`` or the ``token_env`` environment variable,
+    read again at most once a second (a renewed token file is picked up without a
+    restart; the dispatcher asks for the token with every send)."""
 
     def __init__(self, settings: CloudSettings):
         self._settings = settings
@@ -136,17 +137,19 @@ class Token:
         self._read_at = -1e9
 
     def get(self) -> str | None:
+        t = time.monotonic()
+        if t - self._read_at <= 1.0:
+            return self._cached
+        self._read_at = t
         s = self._settings
         if s.token_file:
-            t = time.monotonic()
-            if t - self._read_at > 1.0:
-                self._read_at = t
-                try:
-                    self._cached = s.token_file.read_text().strip() or None
-                except OSError:
-                    self._cached = None
-            return self._cached
-        return os.environ.get(s.token_env) or None
+            try:
+                self._cached = s.token_file.read_text().strip() or None
+            except OSError:
+                self._cached = None
+        else:
+            self._cached = os.environ.get(s.token_env) or None
+        return self._cached
 
     def missing(self) -> str:
         """Why there is no token, for the pause reason."""
@@ -210,9 +213,11 @@ class GraphClient:
             )
         return self._session
 
-    async def send_message(self, token: str, payload: dict[str, object] | bytes) -> Reply:
-        """``POST .../messages`` with ``payload`` (a dict, or its JSON body already encoded)."""
-        return await self._call("POST", self._messages_url, token, payload)
+    def send_message(self, token: str,
+                     payload: dict[str, object] | bytes) -> Coroutine[Any, Any, Reply]:
+        """``POST .../messages`` with ``payload`` (a dict, or its JSON body already
+        encoded); await the result (no coroutine layer of its own: it runs per send)."""
+        return self._call("POST", self._messages_url, token, payload)
 
     async def probe(self, token: str) -> Reply:
         """One cheap authenticated ``GET`` of the phone number (``?fields=id``)."""
