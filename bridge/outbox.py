@@ -124,6 +124,8 @@ class Dispatcher:
         self._last_to: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._progress: dict[int, _Progress] = {}
         self._notice_cache: dict[int, dict] = {}
+        # subscriber id -> last inbound message, read for each claimed batch at once
+        self._inbound_at: dict[int, float | None] = {}
         self._lock_file = None
         self._scrub_due = False  # a number left the store: checkpoint the WAL soon
         self._scrub_after_flush = False  # ... once the pending group commit is done
@@ -350,7 +352,9 @@ class Dispatcher:
         notice = self._notice(d.notice_id)
         window = None
         if channel.wants_window and d.subscriber_id is not None:
-            last = self.store.subscribers.last_inbound_at(d.subscriber_id)
+            sid = d.subscriber_id
+            last = (self._inbound_at[sid] if sid in self._inbound_at
+                    else self.store.subscribers.last_inbound_at(sid))
             window = bool(last and time.time() - last < 86400)
         return Outgoing(delivery_id=d.id, to=d.to_addr, text=notice["text"], kind="notice",
                         notice_id=d.notice_id, template=notice["template"],
@@ -466,6 +470,12 @@ class Dispatcher:
             del self._last_to[k]
 
     def _track(self, batch: list[Delivery]) -> None:
+        if self.channel.wants_window:
+            # The 24-hour window of the batch's subscribers in one query, not one per send
+            # (judged as of the claim: at most the batch's half second of sending earlier).
+            self._inbound_at = self.store.subscribers.last_inbound_many(
+                d.subscriber_id for d in batch
+                if d.subscriber_id is not None and d.notice_id is not None)
         for d in batch:
             if d.notice_id is not None and d.notice_id not in self._progress:
                 total, unfinished = self.store.deliveries.notice_open(d.notice_id)
