@@ -12,7 +12,9 @@
    messages. Prints its rate and the ratio of the two.
 
 The fake API (tests/fake_graph.py) runs in its own process, so its CPU is not counted;
-every request it answers still passes its shape checks.
+every request it answers still passes its shape checks. Like ``bridge run``, the bench
+tunes Python's garbage collector once its parts are built (bridge/runtime.py);
+``--no-gc-tuning`` leaves it as it is, to compare.
 """
 
 from __future__ import annotations
