@@ -195,8 +195,12 @@ def cmd_run(cfg, args) -> int:
     from bridge.outbox import DispatcherBusy
     from bridge.store import StoreError
 
+    from bridge.runtime import tune_gc
+
     try:
-        return asyncio.run(_app(cfg).run())
+        app = _app(cfg)
+        tune_gc()  # after the parts are built: see bridge/runtime.py
+        return asyncio.run(app.run())
     except (ConfigError, StoreError, DispatcherBusy) as e:
         raise CliError(str(e), EX_CONFIG) from None
     except OSError as e:

@@ -19,9 +19,9 @@ All sends run in one TaskGroup owned by :meth:`Dispatcher.run`; nothing is fire-
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import random
@@ -43,6 +43,7 @@ BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
+PACE_QUANTUM = 0.01  # seconds: the shortest wait of the rate limiter (sends in groups)
 
 
 class DispatcherBusy(RuntimeError):
@@ -50,7 +51,13 @@ class DispatcherBusy(RuntimeError):
 
 
 class RateLimiter:
-    """Token bucket: ``rate`` per second, bursts of at most ``burst``."""
+    """Token bucket: ``rate`` per second, bursts of at most ``burst``.
+
+    When it must wait, it waits at least PACE_QUANTUM: at high rates the sends go out in
+    small groups (about ``rate * PACE_QUANTUM``, 10 at 1,000/s) that share the event loop's
+    turns, instead of one timer and one loop turn per send. The average rate is the same;
+    below 1 / PACE_QUANTUM (100/s) nothing changes.
+    """
 
     def __init__(self, rate: float, burst: float | None = None):
         self.rate = rate
@@ -71,7 +78,7 @@ class RateLimiter:
             if self.tokens >= 1:
                 self.tokens -= 1
                 return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            await asyncio.sleep(max((1 - self.tokens) / self.rate, PACE_QUANTUM))
 
 
 @dataclass
@@ -111,9 +118,14 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight_ids: set[int] = set()
         self._inflight_to: set[str] = set()
-        self._last_to: dict[str, float] = {}
+        # An OrderedDict: its front stays cheap to read while old entries are dropped
+        # from it (a dict's iteration would first skip every slot deleted since its
+        # last resize: thousands at 1,000 sends a second).
+        self._last_to: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._progress: dict[int, _Progress] = {}
         self._notice_cache: dict[int, dict] = {}
+        # subscriber id -> last inbound message, read for each claimed batch at once
+        self._inbound_at: dict[int, float | None] = {}
         self._lock_file = None
         self._scrub_due = False  # a number left the store: checkpoint the WAL soon
         self._scrub_after_flush = False  # ... once the pending group commit is done
@@ -342,8 +354,10 @@ class Dispatcher:
         notice = self._notice(d.notice_id)
         window = None
         if channel.wants_window and d.subscriber_id is not None:
-            sub = self.store.subscribers.by_id(d.subscriber_id)
-            window = bool(sub and sub.last_inbound_at and time.time() - sub.last_inbound_at < 86400)
+            sid = d.subscriber_id
+            last = (self._inbound_at[sid] if sid in self._inbound_at
+                    else self.store.subscribers.last_inbound_at(sid))
+            window = bool(last and time.time() - last < 86400)
         return Outgoing(delivery_id=d.id, to=d.to_addr, text=notice["text"], kind="notice",
                         notice_id=d.notice_id, template=notice["template"],
                         report=notice["report"], window_open=window, attempt=d.attempts)
@@ -451,12 +465,19 @@ class Dispatcher:
         now = time.monotonic()
         self._last_to.pop(to, None)
         self._last_to[to] = now
-        for k in list(itertools.islice(self._last_to, 64)):
+        for _ in range(64):  # the oldest first; at most 64 per call
+            k = next(iter(self._last_to))
             if now - self._last_to[k] < interval:
                 break
             del self._last_to[k]
 
     def _track(self, batch: list[Delivery]) -> None:
+        if self.channel.wants_window:
+            # The 24-hour window of the batch's subscribers in one query, not one per send
+            # (judged as of the claim: at most the batch's half second of sending earlier).
+            self._inbound_at = self.store.subscribers.last_inbound_many(
+                d.subscriber_id for d in batch
+                if d.subscriber_id is not None and d.notice_id is not None)
         for d in batch:
             if d.notice_id is not None and d.notice_id not in self._progress:
                 total, unfinished = self.store.deliveries.notice_open(d.notice_id)

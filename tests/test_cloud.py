@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,8 @@ from helpers import free_port, write_config
 
 from bridge.app import App
 from bridge.channels.base import Outgoing
-from bridge.channels.cloud import classify, single_line
+from bridge.channels.cloud import TemplateMap, classify, single_line
+from bridge.channels.cloud.graph import template_body, template_payload
 from bridge.checks import sample_reports
 from bridge.config import load
 from bridge.core.models import InboundMessage
@@ -31,13 +33,13 @@ OUT = "+31622222222"  # wrote three days ago: outside it
 
 
 def cloud_config(tmp_path, base_url: str, cloud_extra: str = "", extra: str = "",
-                 rate: float = 1000.0):
+                 rate: float = 1000.0, timeout: float = 5):
     return write_config(tmp_path, extra=extra, rate=rate, channel="cloud", channel_extra=f"""
         [channel.cloud]
         phone_number_id = "{PHONE_NUMBER_ID}"
         base_url = "{base_url}"
         token_env = "{TOKEN_ENV}"
-        timeout = 5
+        timeout = {timeout}
         probe_interval = 0.2
         min_interval = 0
         {cloud_extra}
@@ -168,6 +170,48 @@ def test_single_line_parameters():
     assert single_line("  \n ") == "-"
     long = single_line("woord " * 400)
     assert len(long) == 1024 and long.endswith("…")
+
+
+@pytest.mark.parametrize("to", ["+31612345678", "31612345678", 'user:NL.1a"2\\b'])
+@pytest.mark.parametrize("params", [[], ['Storing "internet" in ’s-Hertogenbosch € – ✓'],
+                                    ["a", "b" * 1024, "\u2028"]])
+def test_template_body_is_the_payload_as_json(to, params):
+    """The request body of a template message, whose template part is encoded once per
+    notice, is byte for byte the JSON of the documented payload (compact, UTF-8)."""
+    tm = TemplateMap("storing_nieuw", "storing_nieuw", "nl", ("x",) * len(params))
+    payload = template_payload(to, tm, params)
+    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    assert template_body(to, tm, params) == expected
+    assert template_body(to, tm, params) == expected  # again, from the cache
+    assert json.loads(template_body(to, tm, params)) == payload
+
+
+def test_tls_is_verified_against_certifi_or_the_ca_file_the_environment_names(
+        tmp_path, monkeypatch):
+    import certifi
+
+    from bridge.channels.cloud.graph import tls_context
+
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    default = tls_context()
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
+    assert default.cert_store_stats()["x509_ca"] > 50  # certifi's bundle
+    one = tmp_path / "one-ca.pem"
+    pem = open(certifi.where()).read()
+    one.write_text(pem[:pem.index("-----END CERTIFICATE-----") + 26])
+    monkeypatch.setenv("SSL_CERT_FILE", str(one))
+    assert tls_context().cert_store_stats()["x509_ca"] == 1
+
+
+async def test_slow_answer_times_out_as_transient_and_the_next_send_works(fake, make_app):
+    app = make_app(fake.base_url, timeout=0.3)
+    fake.script(OUT, ("delay", 1.5))
+    slow = await app.channel.send(outgoing(OUT, window=False, n=1))
+    fine = await app.channel.send(outgoing(OUT, window=False, n=2))
+    await close(app)
+    assert slow.status == "retry" and slow.error.startswith("network timeout"), slow
+    assert fine.status == "sent" and fine.provider_id.startswith("wamid.")
 
 
 async def test_reengagement_error_resends_as_template(fake, make_app):

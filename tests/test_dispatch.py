@@ -118,6 +118,36 @@ async def test_rate_limit_is_kept(store):
     assert len(ch.calls) == 60
 
 
+async def test_at_high_rates_sends_go_out_in_small_groups_at_the_configured_rate(store):
+    """The limiter waits at least 10 ms: at 1,000/s about ten sends leave together (they
+    share the event loop's turns) instead of one every millisecond."""
+    queue(store, [f"+3161{i:07d}" for i in range(300)])
+    ch = Scripted()
+    cfg = DispatchConfig(rate=1000, concurrency=200, poll_interval=0.02)
+    t = time.monotonic()
+    await drain(store, ch, cfg)
+    took = time.monotonic() - t
+    gaps = [b - a for a, b in zip(ch.times, ch.times[1:])]
+    together = sum(g < 0.0005 for g in gaps)
+    assert together >= len(gaps) * 0.6, (together, len(gaps))
+    assert took >= (300 - 50) / 1000 * 0.95  # the rate holds (a burst of 50 at the start)
+
+
+async def test_the_24_hour_window_is_read_once_per_claimed_batch(store, monkeypatch):
+    wrote, silent = "+31611111111", "+31622222222"
+    queue(store, [wrote, silent])
+    store.subscribers.touch(wrote, time.time() - 3600)
+    ch = Scripted()
+    ch.wants_window = True
+
+    def per_send(subscriber_id):
+        raise AssertionError("looked up per send")
+
+    monkeypatch.setattr(store.subscribers, "last_inbound_at", per_send)
+    await drain(store, ch)
+    assert {m.to: m.window_open for m in ch.calls} == {wrote: True, silent: False}
+
+
 async def test_per_recipient_interval(store):
     a = "+31611111111"
     ch = Scripted()

@@ -210,3 +210,34 @@ def test_encoded_word_decoding_is_linear_on_hostile_headers(raw):
     mime.decode_words(raw, [])
     parse_mail(f"From: {raw} <a@kpn.example>\nSubject: {raw}\n\nx".encode())
     assert time.perf_counter() - t0 < 2.0
+
+
+# -- the reading policy ------------------------------------------------------------------------------
+def test_reading_policy_reads_headers_as_the_default_policy_and_parses_each_once():
+    import email
+    import email.policy
+
+    raw = (b"From: =?utf-8?q?KPN_St=C3=B6ring?= <storing@kpn.example>\r\n"
+           b"To: a@example.nl, \"B, C\" <b@example.nl>\r\n"
+           b"Subject: Storing\r\n =?iso-8859-1?q?Z=FCrich?=\r\n"
+           b"Content-Type: multipart/mixed;\r\n boundary=\"b1\"; charset=\"utf-8\"\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nhoi\r\n"
+           b"--b1\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*=utf-8''melding%20%C3%A9.eml\r\n\r\nx\r\n"
+           b"--b1--\r\n")
+    ours = email.message_from_bytes(raw, policy=mime.READING_POLICY)
+    std = email.message_from_bytes(raw, policy=email.policy.default)
+    for name in ("From", "To", "Subject", "Content-Type"):
+        assert str(ours[name]) == str(std[name])
+        # (the registry makes a class per parse: compare the header kind it derives from)
+        assert type(ours[name]).__mro__[1] is type(std[name]).__mro__[1]
+    assert ours["To"].addresses == std["To"].addresses
+    assert ours.get_content_type() == std.get_content_type() == "multipart/mixed"
+    assert ours.get_param("boundary") == "b1"
+    for a, b in zip(ours.walk(), std.walk()):
+        assert a.get_content_type() == b.get_content_type()
+        assert a.get_content_charset() == b.get_content_charset()
+        assert a.get_filename() == b.get_filename()
+    # parsed once: the same header object at every look-up
+    assert ours["Content-Type"] is ours["Content-Type"]
+    assert std["Content-Type"] is not std["Content-Type"]

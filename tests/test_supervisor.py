@@ -197,3 +197,38 @@ def test_the_supervisor_and_bridge_check_do_not_probe_with_getattr():
         assert len(calls) == allowed, (name, [ast.unparse(c) for c in calls])
         for c in calls:
             assert ast.unparse(c.args[1]) == "f.name", ast.unparse(c)
+
+
+# -- the daemon process: the garbage collector -----------------------------------------------------
+def test_tune_gc_freezes_start_up_and_raises_the_young_threshold():
+    """Run in a fresh interpreter: freezing and thresholds are process-wide."""
+    import subprocess
+    import sys
+
+    code = ("import gc; from bridge.runtime import tune_gc, YOUNG_THRESHOLD; "
+            "before = gc.get_threshold(); tune_gc(); tune_gc(); after = gc.get_threshold(); "
+            "print(before[0] < YOUNG_THRESHOLD, after[0] == YOUNG_THRESHOLD, "
+            "after[1:] == before[1:], gc.get_freeze_count() > 1000, gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True"] * 5
+
+
+def test_bridge_run_tunes_the_garbage_collector_once_its_parts_are_built(tmp_path,
+                                                                         monkeypatch):
+    from bridge import cli, logs, runtime
+    from bridge.app import App
+    from helpers import write_config
+
+    calls = []
+    monkeypatch.setattr(logs, "setup", lambda *a, **k: None)  # keep pytest's log handlers
+    monkeypatch.setattr(runtime, "tune_gc", lambda: calls.append("tune_gc"))
+
+    async def run(self):
+        calls.append("run")
+        return 0
+
+    monkeypatch.setattr(App, "run", run)
+    monkeypatch.setattr(App, "__init__", lambda self, cfg: calls.append("build"))
+    assert cli.main(["--config", str(write_config(tmp_path)), "run"]) == 0
+    assert calls == ["build", "tune_gc", "run"]

@@ -470,7 +470,7 @@ def parse_mail(raw: bytes, *, tz: str = DEFAULT_TZ, senders: SenderRules | None 
     if not bytes(raw).strip():
         raise MailError("empty mail (no bytes)")
     try:
-        msg = email.message_from_bytes(bytes(raw), policy=email.policy.default)
+        msg = email.message_from_bytes(bytes(raw), policy=mime.READING_POLICY)
     except Exception as exc:  # the stdlib parser is very lenient; this is a last resort
         raise MailError(f"unreadable mail: {exc}") from exc
     if not isinstance(msg, (EmailMessage, Message)):

@@ -8,7 +8,6 @@ leaf part's bytes, transfer-decoded in full (core.mime).
 from __future__ import annotations
 
 import email
-import email.policy
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -203,6 +202,6 @@ def _may_be_mail(name: str) -> bool:
 def bytes_message(data: bytes) -> Message | None:
     """Bytes of an attached mail (an ``*.eml`` file) parsed as a message, or None."""
     try:
-        return email.message_from_bytes(data, policy=email.policy.default)
+        return email.message_from_bytes(data, policy=mime.READING_POLICY)
     except Exception:
         return None

@@ -70,6 +70,25 @@ class Subscribers:
         row = self.db.one("SELECT * FROM subscribers WHERE id=?", (subscriber_id,))
         return self._load(row) if row else None
 
+    def last_inbound_at(self, subscriber_id: int) -> float | None:
+        """When the subscriber last wrote to us (epoch seconds), or None (never, or no such
+        subscriber). One indexed look-up: the dispatcher asks it for every send on a
+        channel with a 24-hour window."""
+        return self.db.scalar("SELECT last_inbound_at FROM subscribers WHERE id=?",
+                              (subscriber_id,))
+
+    def last_inbound_many(self, subscriber_ids: Iterable[int]) -> dict[int, float | None]:
+        """:meth:`last_inbound_at` of many subscribers at once: {id: last inbound or None}
+        for those that exist."""
+        ids = list(dict.fromkeys(subscriber_ids))
+        out: dict[int, float | None] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = tuple(ids[i:i + _CHUNK])
+            out.update(self.db.execute(
+                f"SELECT id, last_inbound_at FROM subscribers WHERE id IN ({_marks(len(chunk))})",
+                chunk).fetchall())
+        return out
+
     def find(self, ids: Iterable[str]) -> Subscriber | None:
         """The subscriber holding any of ``ids`` (the earliest consent when ids of one
         person still sit with two subscribers: :meth:`link` merges them)."""

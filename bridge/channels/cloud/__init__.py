@@ -3,7 +3,7 @@
 One module per job:
 
 - :mod:`.settings`   ``[channel.cloud]``: defaults and parsing;
-- :mod:`.graph`      the Graph HTTP client (httpx over aiohttp), its answers (also without
+- :mod:`.graph`      the Graph HTTP client (aiohttp), its answers (also without
                      JSON), error classes;
 - :mod:`.templates`  which approved template a notice (or the import's welcome) goes as,
                      with which parameters;

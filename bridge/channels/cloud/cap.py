@@ -14,11 +14,9 @@ plainly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from bridge.channels.base import Outgoing, SendResult
@@ -53,6 +51,25 @@ def cap_stale_conflict(unique_cap: int, max_age_hours: float | None) -> str | No
             f"unique_cap when Meta raises the number's messaging limit")
 
 
+class _Sending:
+    """The context of :meth:`UniqueRecipientCap.sending` (a plain class: it runs for every
+    send, and a generator-based context manager costs several times as much)."""
+
+    __slots__ = ("_granted", "_nid")
+
+    def __init__(self, granted: dict[int | None, int], nid: int | None):
+        self._granted = granted
+        self._nid = nid
+
+    def __enter__(self) -> None:
+        self._granted[self._nid] = self._granted.get(self._nid, 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        n = self._granted.pop(self._nid) - 1
+        if n:
+            self._granted[self._nid] = n
+
+
 class UniqueRecipientCap:
     """The rolling window of template recipients of one channel (``cap`` 0: no cap)."""
 
@@ -75,18 +92,11 @@ class UniqueRecipientCap:
         return len(self._window)
 
     # -- per send -----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def sending(self, msg: Outgoing) -> Iterator[None]:
+    def sending(self, msg: Outgoing) -> "_Sending":
         """Count a notice's sends under way that the cap let through: the deferral warning
-        subtracts them from the notice's unfinished deliveries."""
-        nid = msg.notice_id
-        self._granted[nid] = self._granted.get(nid, 0) + 1
-        try:
-            yield
-        finally:
-            n = self._granted.pop(nid) - 1
-            if n:
-                self._granted[nid] = n
+        subtracts them from the notice's unfinished deliveries. Use as ``with
+        cap.sending(msg): ...`` around the request."""
+        return _Sending(self._granted, msg.notice_id)
 
     def reserve(self, msg: Outgoing) -> tuple[str | None, SendResult | None]:
         """Reserve a slot for ``msg.to``: (key to :meth:`release` if the send fails, or a

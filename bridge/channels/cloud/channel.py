@@ -26,7 +26,7 @@ from bridge.channels.base import (BaseChannel, Metric, Outgoing, Route, SendResu
                                   WebOptions)
 from bridge.channels.cloud.cap import CAP_WINDOW, UniqueRecipientCap, cap_stale_conflict
 from bridge.channels.cloud.graph import (REENGAGE, GraphClient, Reply, Token, classify,
-                                         template_payload, text_payload)
+                                         template_body, text_payload)
 from bridge.channels.cloud.settings import REPLY_TEMPLATES, CloudSettings
 from bridge.channels.cloud.templates import Templates, mapped_problems
 from bridge.channels.cloud.webhook import Webhook
@@ -143,9 +143,12 @@ class CloudChannel(BaseChannel):
 
     # -- sending ----------------------------------------------------------------------------------
     async def send(self, msg: Outgoing) -> SendResult:
-        if self.paused:
+        token = self.token.get()  # read once per send (the ``paused`` property reads it too)
+        if self._paused is None and not token:
+            self._pause(self.token.missing())
+        if self._paused:
             return SendResult("paused", error=self._paused, retry_after=self._paused_retry)
-        token = self.token.get() or ""
+        token = token or ""
         if msg.kind == "notice" and (not msg.window_open or self._forced(msg.to)):
             return await self._send_template(msg, token)
         if msg.kind == "reply" and self.templates.for_reply(msg) is not None:
@@ -180,7 +183,7 @@ class CloudChannel(BaseChannel):
         if deferred is not None:
             return deferred
         with self.cap.sending(msg):
-            reply = await self.graph.send_message(token, template_payload(msg.to, tm, params))
+            reply = await self.graph.send_message(token, template_body(msg.to, tm, params))
         result = self._result(msg, reply, template=tm.name)
         if result.status != "sent":
             self.cap.release(slot)

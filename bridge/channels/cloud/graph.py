@@ -1,10 +1,16 @@
 """Meta's Graph API over HTTP: the client, its answers, and the error classes.
 
 Sending: ``POST {base_url}/{api_version}/{phone_number_id}/messages`` with a bearer token,
-over one shared ``httpx.AsyncClient`` (HTTP/1.1, keep-alive) whose transport is aiohttp's
-client (``httpx_aiohttp.AiohttpTransport``). Every answer is reduced to a :class:`Reply`;
-errors are classified by Meta's ``error.code`` (never the HTTP status), see :func:`classify`
-and https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes.
+over one shared ``aiohttp.ClientSession`` (HTTP/1.1, keep-alive, at most
+``max_connections``). Every answer is reduced to a :class:`Reply`; errors are classified by
+Meta's ``error.code`` (never the HTTP status), see :func:`classify` and
+https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes.
+
+Why aiohttp's client and not httpx (which the channel used before): at 1,000 messages a
+second the request path is most of the channel's CPU, and httpx's client layer (request
+and header models, the cookie jar it fills from every answer, its response stream) cost
+about 0.2 ms per request on top of the aiohttp transport it ran over, more than the
+transport itself (docs/cloud-api.md, "Tests and benchmark").
 
 An answer without Meta's JSON (an HTML page or an empty body from a proxy or Meta's edge)
 has no code; it is judged by its HTTP status (RFC 9110 15): 408, 429 and 5xx are transient
@@ -15,15 +21,19 @@ any other 4xx fails for that message with a clear error. A request that runs pas
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import ssl
 import time
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
+import certifi
+from yarl import URL
 
 from bridge import __version__
 from bridge.channels.cloud.settings import CloudSettings, TemplateMap
@@ -111,7 +121,7 @@ def _transient_status(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
-def _body_kind(r: httpx.Response) -> str:
+def _body_kind(r: "_Answer") -> str:
     """"text/html", "an empty body", ... for the error text of an answer without JSON."""
     if not r.content.strip():
         return "an empty body"
@@ -130,19 +140,41 @@ def text_payload(to: str, text: str) -> dict[str, object]:
             **addressee(to), "type": "text", "text": {"preview_url": False, "body": text}}
 
 
-def template_payload(to: str, tm: TemplateMap, params: list[str]) -> dict[str, object]:
+def _template(tm: TemplateMap, params: Sequence[str]) -> dict[str, object]:
     template: dict[str, object] = {"name": tm.name, "language": {"code": tm.language}}
     if params:
         template["components"] = [{"type": "body", "parameters": [
             {"type": "text", "text": p} for p in params]}]
+    return template
+
+
+def template_payload(to: str, tm: TemplateMap, params: list[str]) -> dict[str, object]:
     return {"messaging_product": "whatsapp", "recipient_type": "individual",
-            **addressee(to), "type": "template", "template": template}
+            **addressee(to), "type": "template", "template": _template(tm, params)}
+
+
+# The JSON body as httpx wrote it (compact, UTF-8, no NaN); one encoder for every request.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+@functools.lru_cache(maxsize=64)
+def _template_json(tm: TemplateMap, params: tuple[str, ...]) -> str:
+    return _encode_json(_template(tm, params))
+
+
+def template_body(to: str, tm: TemplateMap, params: list[str]) -> bytes:
+    """``template_payload(to, tm, params)`` as the JSON request body, byte for byte, with
+    the template part (the same for every recipient of a notice) encoded once."""
+    return ('{"messaging_product":"whatsapp","recipient_type":"individual",'
+            + _encode_json(addressee(to))[1:-1] + ',"type":"template","template":'
+            + _template_json(tm, tuple(params)) + "}").encode()
 
 
 # -- the token ------------------------------------------------------------------------------------
 class Token:
-    """The access token, from ``token_file`` (re-read at most once a second, so a renewed
-    token is picked up without a restart) or the ``token_env`` environment variable."""
+    """The access token, from ``token_file`` or the ``token_env`` environment variable,
+    read again at most once a second (a renewed token file is picked up without a
+    restart; the dispatcher asks for the token with every send)."""
 
     def __init__(self, settings: CloudSettings):
         self._settings = settings
@@ -150,17 +182,19 @@ class Token:
         self._read_at = -1e9
 
     def get(self) -> str | None:
+        t = time.monotonic()
+        if t - self._read_at <= 1.0:
+            return self._cached
+        self._read_at = t
         s = self._settings
         if s.token_file:
-            t = time.monotonic()
-            if t - self._read_at > 1.0:
-                self._read_at = t
-                try:
-                    self._cached = s.token_file.read_text().strip() or None
-                except OSError:
-                    self._cached = None
-            return self._cached
-        return os.environ.get(s.token_env) or None
+            try:
+                self._cached = s.token_file.read_text().strip() or None
+            except OSError:
+                self._cached = None
+        else:
+            self._cached = os.environ.get(s.token_env) or None
+        return self._cached
 
     def missing(self) -> str:
         """Why there is no token, for the pause reason."""
@@ -170,16 +204,32 @@ class Token:
 
 
 # -- the client -----------------------------------------------------------------------------------
-def _transport(max_connections: int) -> AiohttpTransport:
-    """httpx's API over aiohttp's HTTP/1.1 client (keep-alive, at most ``max_connections``).
 
-    httpx's own transport (httpcore) costs about 2 CPU s per 1,000 requests here, which
-    caps a fan-out near 500/s on one core; aiohttp's client does the same work for a
-    fraction of that (docs/cloud-api.md, benchmark).
-    """
-    limits = httpx.Limits(max_connections=max_connections,
-                          max_keepalive_connections=max_connections, keepalive_expiry=30.0)
-    return AiohttpTransport(limits=limits)
+@dataclass(slots=True)
+class _Answer:
+    """One HTTP answer read in full: its status, headers (case-insensitive names) and body;
+    ``json()`` raises ValueError when the body is not JSON."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def tls_context() -> ssl.SSLContext:
+    """How Meta's certificate is verified, as the httpx client did: against the CA file
+    or directory ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` names, else certifi's bundle."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class GraphClient:
@@ -187,40 +237,53 @@ class GraphClient:
 
     def __init__(self, settings: CloudSettings):
         self._settings = settings
-        self._client: httpx.AsyncClient | None = None
-        self._messages_url = httpx.URL(settings.messages_url)  # parsed once, not per send
+        self._session: aiohttp.ClientSession | None = None
+        self._messages_url = URL(settings.messages_url)  # parsed once, not per send
         self.requests = 0
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _http(self) -> aiohttp.ClientSession:
+        """The shared session, made on first use (inside the running event loop):
+        keep-alive connections, at most ``max_connections``; ``timeout`` seconds per
+        request, ``min(5, timeout)`` to connect; no cookies (the Graph API sets none we
+        need); TLS verified as :func:`tls_context` says; redirects are not followed; no
+        proxy (as before: httpx ignored proxy variables once it was given a transport)."""
+        if self._session is None:
             s = self._settings
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.timeout, connect=min(5.0, s.timeout)),
-                transport=_transport(s.max_connections),
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=s.max_connections, keepalive_timeout=30.0,
+                                               ssl=tls_context()),
+                timeout=aiohttp.ClientTimeout(total=s.timeout, sock_connect=min(5.0, s.timeout)),
                 headers={"User-Agent": f"storingsbridge/{__version__}"},
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
-        return self._client
+        return self._session
 
-    async def send_message(self, token: str, payload: dict[str, object]) -> Reply:
-        """``POST .../messages``."""
-        return await self._call("POST", self._messages_url, token, payload)
+    def send_message(self, token: str,
+                     payload: dict[str, object] | bytes) -> Coroutine[Any, Any, Reply]:
+        """``POST .../messages`` with ``payload`` (a dict, or its JSON body already
+        encoded); await the result (no coroutine layer of its own: it runs per send)."""
+        return self._call("POST", self._messages_url, token, payload)
 
     async def probe(self, token: str) -> Reply:
         """One cheap authenticated ``GET`` of the phone number (``?fields=id``)."""
         return await self._call("GET", self._settings.probe_url + "?fields=id", token)
 
-    async def _call(self, method: str, url: str | httpx.URL, token: str,
-                    payload: dict[str, object] | None = None) -> Reply:
+    async def _call(self, method: str, url: str | URL, token: str,
+                    payload: dict[str, object] | bytes | None = None) -> Reply:
         self.requests += 1
+        headers = {"Authorization": f"Bearer {token}"}
+        body = None
+        if payload is not None:
+            body = payload if isinstance(payload, bytes) else _encode_json(payload).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            r = await self._http().request(method, url, json=payload,
-                                           headers={"Authorization": f"Bearer {token}"})
-        except httpx.TimeoutException as e:
-            return Reply(network=f"timeout ({type(e).__name__})")
-        except (httpx.HTTPError, aiohttp.ClientError) as e:  # the latter: any httpx_aiohttp
-            return Reply(network=f"{type(e).__name__}: {e}")  # does not map
-        except TimeoutError as e:  # aiohttp's socket timeouts are asyncio's TimeoutError
+            async with self._http().request(method, url, data=body, headers=headers,
+                                            allow_redirects=False) as resp:
+                r = _Answer(resp.status, resp.headers, await resp.read())
+        except TimeoutError as e:  # asyncio's, and aiohttp's own timeouts derive from it
             return Reply(network=f"timeout ({type(e).__name__}), {self._settings.timeout:g} s")
+        except (aiohttp.ClientError, OSError) as e:
+            return Reply(network=f"{type(e).__name__}: {e}")
         status = r.status_code
         wait = retry_after(r.headers.get("retry-after")) if status >= 400 else None
         try:
@@ -248,6 +311,6 @@ class GraphClient:
         return Reply(wamid=wamid or "", http=r.status_code)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
