@@ -358,7 +358,7 @@ async def test_review_correct_a_place_see_the_notice_and_approve(env):
                        headers={"X-CSRF-Token": env.csrf})
     preview = await r.text()
     assert r.status == 200 and "Zeewolde" in preview and "Amersfoort" not in preview
-    assert "Verbeterd: places" in preview
+    assert "Verbeterd: plaatsen" in preview  # the form's label, not the field name
     # an impossible time is named, in Dutch
     r = await env.post(f"/console/review/{review_id}/preview",
                        {**form, "end": "2020-01-01T00:00", "start": "2021-01-01T00:00"},

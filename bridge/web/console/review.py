@@ -29,6 +29,11 @@ KINDS = ("storing", "onderhoud")
 STATUSES = ("", "nieuw", "update", "opgelost", "geannuleerd", "aangekondigd")
 FIELDS = ("kind", "status", "ticket", "places", "postcodes", "services", "start", "end",
           "end_expected", "end_unknown", "description")
+# What the operator reads for each field (the form's labels, in lower case).
+FIELD_LABELS = {"kind": "soort", "status": "status", "ticket": "ticketnummer",
+                "places": "plaatsen", "postcodes": "postcodes", "services": "diensten",
+                "start": "begin", "end": "einde", "end_expected": "einde is een verwachting",
+                "end_unknown": "einde nog onbekend", "description": "omschrijving"}
 
 
 class FieldError(ValueError):
@@ -155,7 +160,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         except FieldError as e:
             text, changed, error = "", [], str(e)
         return c.page(request, "_review_preview.html", preview=text, preview_error=error,
-                      changed=changed)
+                      changed=[FIELD_LABELS[f] for f in changed])
 
     async def approve(request: web.Request) -> web.StreamResponse:
         review_id = int(request.match_info["id"])
@@ -195,7 +200,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         return c.page(request, "review.html", status=status, d=draft, rv=draft.review,
                       values=values, original=form.get("original", "{}"), kinds=KINDS,
                       statuses=STATUSES, preview=text, preview_error=preview_error,
-                      changed=changed,
+                      changed=[FIELD_LABELS[f] for f in changed],
                       recipients=c.store.subscribers.count(),
                       subject=draft.mail.effective.subject, error=error)
 
