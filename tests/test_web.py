@@ -523,6 +523,12 @@ class _Status:
     def send_totals(self):
         return None
 
+    def sending(self, health=None):
+        from bridge.port import Sending
+
+        return Sending(state="ok", reason=None, since=None, urgent=False, rate=None,
+                       retrying=0, throttled=0)
+
 
 async def test_a_channels_routes_and_metrics_are_mounted_as_declared():
     from bridge.web import WebServer, WebSettings
