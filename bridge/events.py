@@ -134,7 +134,8 @@ class SendingDegraded(Event):
 @dataclass(frozen=True)
 class SendingRecovered(Event):
     """Sends are accepted again after :class:`SendingDegraded`; ``was`` its last reason,
-    ``degraded_for`` seconds."""
+    ``degraded_for`` seconds. Also published once after start (``was`` empty) when the
+    first full window is ok: an alert told before a restart gets its all-clear."""
 
     was: str = ""
     degraded_for: float = 0.0

@@ -19,7 +19,9 @@ pause, a store that cannot be written) to give the state operators see:
 It also writes the log's one WARNING summary per window ("dispatch: last 60 s: 412 sent, 88
 retrying (130429 x80, HTTP 500 x8), 0 failed"; nothing when every send was accepted)
 instead of a line per retry, and publishes :class:`bridge.events.SendingDegraded` /
-:class:`bridge.events.SendingRecovered` when the state changes (the operator alert).
+:class:`bridge.events.SendingRecovered` when the state changes (the operator alert;
+``SendingRecovered`` also once after start, when the first full window is ok, so an alert
+told before a restart gets its all-clear).
 
 Memory is bounded: one bucket per second of the window, one entry per delivery waiting
 for a retry (dropped when it falls due).
@@ -120,6 +122,7 @@ class SendHealth:
             "retry": collections.Counter(), "failed": collections.Counter(),
             "paused": collections.Counter()}
         self._last_judged = 0.0
+        self._confirmed = False  # a full window judged ok since start (or since degraded)
 
     # -- input ---------------------------------------------------------------------------------
     def note(self, outcome: Outcome, error: str | None = None, *, delivery_id: int | None = None,
@@ -195,9 +198,16 @@ class SendHealth:
         elif self.state == "degraded":
             was, since = self.reason or "", self.since or now
             self.state, self.reason, self.since = "ok", None, now
+            self._confirmed = True
             log.warning("dispatch: sending ok again after %s degraded", eta(now - since))
             if self.events is not None:
                 self.events.publish(SendingRecovered(was=was, degraded_for=now - since, at=now))
+        elif not self._confirmed and total >= self.cfg.min_results:
+            # The first full window since start is ok: said once, so that an alert of
+            # degraded sending told before a restart gets its all-clear.
+            self._confirmed = True
+            if self.events is not None:
+                self.events.publish(SendingRecovered(at=now))
         if now - self._summary_start >= self.cfg.window_s:
             self._summary(now)
 
