@@ -123,6 +123,7 @@ class SendHealth:
             "paused": collections.Counter()}
         self._last_judged = 0.0
         self._confirmed = False  # a full window judged ok since start (or since degraded)
+        self._window_reason = ""  # the last reason judged from a full window
 
     # -- input ---------------------------------------------------------------------------------
     def note(self, outcome: Outcome, error: str | None = None, *, delivery_id: int | None = None,
@@ -178,17 +179,21 @@ class SendHealth:
             bad.update(b.bad)
         n_bad = sum(bad.values())
         total = sent + n_bad
+        reason = self.reason
         if total >= self.cfg.min_results:
             degraded = n_bad / total >= self.cfg.degraded_share
+            if degraded:
+                reason = self._window_reason = (
+                    f"{100 * n_bad / total:.0f} % of {total} sends not accepted in the last"
+                    f" {self.cfg.window_s:g} s: {_counts(bad)}")
         elif total == 0:
-            degraded = self.state == "degraded" and self.retrying(now) > 0
+            waiting = self.retrying(now)
+            degraded = self.state == "degraded" and waiting > 0
+            reason = (f"{waiting} deliveries wait for a retry; last seen: "
+                      f"{self._window_reason}")
         else:
-            degraded = self.state == "degraded"  # too few to change the verdict
+            degraded = self.state == "degraded"  # too few to change the verdict or reason
         if degraded:
-            reason = (f"{100 * n_bad / total:.0f} % of {total} sends not accepted in the last"
-                      f" {self.cfg.window_s:g} s: {_counts(bad)}" if total
-                      else f"{self.retrying(now)} deliveries wait for a retry"
-                           f" ({self.reason or 'no answers accepted'})")
             if self.state != "degraded":
                 self.state, self.since = "degraded", now
                 log.warning("dispatch: sending degraded: %s", reason)
