@@ -18,6 +18,11 @@ Optional parts (``[imap]``, ``[web]``, ``[mail_out]``) are modules with
 run, runs in the foreground or the background, and is stopped when the start-up fails; see
 :data:`bridge.config.OPTIONAL_PARTS`. The SMTP intake is a Part too.
 
+While it runs, the daemon holds an flock on ``<store>.run.lock`` (:mod:`bridge.runlock`),
+so ``bridge status`` sees a daemon killed with SIGKILL at once, and writes its status
+(parts, and how sending goes: :mod:`bridge.sendhealth`) to the store every HEARTBEAT
+seconds.
+
 The App implements the ports of :mod:`bridge.port` through small parts it owns: the
 intakes (SMTP, and IMAP through ``build``) get :attr:`App.mailroom` (IntakePort), the channel :attr:`App.switchboard`
 (ChannelPort); the web server reads the App itself as its StatusPort.
@@ -34,6 +39,7 @@ import signal
 import time
 from typing import Any, Awaitable, Callable, Mapping, cast
 
+from bridge import runlock
 from bridge.channels.base import Channel, SendResult
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
 from bridge.events import DaemonStopping, EventBus
@@ -42,7 +48,6 @@ from bridge.mailroom import Mailroom
 from bridge.outbox import Counters, Dispatcher
 from bridge.part import Part, PartModule
 from bridge.pipeline import Pipeline, make_renderer
-from bridge import runlock
 from bridge.port import Health, Sending
 from bridge.sendhealth import SendHealth, overall
 from bridge.store import Delivery, Store, StoreCounts

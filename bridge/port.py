@@ -205,7 +205,8 @@ class CheckPort(NoticeTemplates, Protocol):
 # -- the web server and metrics ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Health:
-    """For ``GET /healthz``: healthy when the store answers and the channel is not paused."""
+    """Store, channel and queue for ``GET /healthz`` (with :class:`Sending`, which judges
+    them: see :func:`bridge.sendhealth.overall`)."""
 
     store_ok: bool
     paused: str | None  # why the channel cannot send, or None
