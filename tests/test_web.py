@@ -297,6 +297,28 @@ async def test_healthz(web):
     assert body["queue_depth"] == 0
 
 
+async def test_healthz_states_paused_by_the_operator_or_the_store(web, monkeypatch):
+    import dataclasses
+
+    body = (await web.client.get("/healthz")).json()
+    assert (body["state"], body["reason"], body["retrying"], body["throttled"]) == \
+        ("ok", None, 0, 0)
+    web.app.store.control.pause("anna", "onderhoud")
+    r = await web.client.get("/healthz")  # paused on purpose: not a reason to page anyone
+    assert r.status_code == 200
+    assert (r.json()["state"], r.json()["reason"]) == ("paused", "paused by anna: onderhoud")
+    web.app.store.control.resume()
+    healthy = web.app.health
+    monkeypatch.setattr(web.app, "health", lambda: dataclasses.replace(
+        healthy(), store_problem="database or disk is full"))
+    r = await web.client.get("/healthz")
+    assert r.status_code == 503
+    body = r.json()
+    assert (body["state"], body["reason"], body["store_problem"]) == \
+        ("paused", "store: database or disk is full", "database or disk is full")
+    assert "bridge_sending_state 2.0" in (await web.client.get("/metrics")).text
+
+
 async def test_metrics(web):
     await sent_wamids(web, 3)
     web.fake.script(IN, 131026)
