@@ -18,6 +18,11 @@ Optional parts (``[imap]``, ``[web]``, ``[mail_out]``) are modules with
 run, runs in the foreground or the background, and is stopped when the start-up fails; see
 :data:`bridge.config.OPTIONAL_PARTS`. The SMTP intake is a Part too.
 
+While it runs, the daemon holds an flock on ``<store>.run.lock`` (:mod:`bridge.runlock`),
+so ``bridge status`` sees a daemon killed with SIGKILL at once, and writes its status
+(parts, and how sending goes: :mod:`bridge.sendhealth`) to the store every HEARTBEAT
+seconds.
+
 The App implements the ports of :mod:`bridge.port` through small parts it owns: the
 intakes (SMTP, and IMAP through ``build``) get :attr:`App.mailroom` (IntakePort), the channel :attr:`App.switchboard`
 (ChannelPort); the web server reads the App itself as its StatusPort.
@@ -34,6 +39,7 @@ import signal
 import time
 from typing import Any, Awaitable, Callable, Mapping, cast
 
+from bridge import runlock
 from bridge.channels.base import Channel, SendResult
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
 from bridge.events import DaemonStopping, EventBus
@@ -42,13 +48,15 @@ from bridge.mailroom import Mailroom
 from bridge.outbox import Counters, Dispatcher
 from bridge.part import Part, PartModule
 from bridge.pipeline import Pipeline, make_renderer
-from bridge.port import Health
+from bridge.port import Health, Sending
+from bridge.sendhealth import SendHealth, overall
 from bridge.store import Delivery, Store, StoreCounts
 from bridge.switchboard import Switchboard
 
 log = logging.getLogger("bridge.app")
 
 STATUS_KEY = "daemon:status"
+HEARTBEAT = 5.0  # seconds between status writes (and send-health ticks)
 
 
 class App:
@@ -86,6 +94,7 @@ class App:
         self.started_at = time.time()
         self._stop: asyncio.Event | None = None
         self.fatal: str | None = None  # why a task that kept crashing stopped the daemon
+        self._run_lock = None  # bridge.runlock: held while the daemon runs
         # Called as listener(delivery, SendResult, latency_seconds) after each successful
         # send (e.g. the metrics of bridge.web).
         self.send_listeners: list[Callable[[Delivery, SendResult, float], None]] = []
@@ -111,7 +120,8 @@ class App:
         if self._dispatcher is None:
             self._dispatcher = Dispatcher(self.cfg.dispatch, self.store, self.channel,
                                           on_unreachable=self.inbound.unreachable,
-                                          on_sent=self._on_sent, events=self.events)
+                                          on_sent=self._on_sent, events=self.events,
+                                          health=SendHealth(self.cfg.health, self.events))
         return self._dispatcher
 
     def wake_dispatcher(self) -> None:
@@ -141,6 +151,8 @@ class App:
 
         self.dispatcher.acquire()
         try:
+            # held for the daemon's life: `bridge status` sees a SIGKILL at once (runlock)
+            self._run_lock = runlock.hold(cfg.store.path)
             smtp = await self._start_parts()
         except BaseException:
             # e.g. a port in use: undo what did start (listeners, the dispatcher lock)
@@ -148,6 +160,7 @@ class App:
                 with contextlib.suppress(Exception):
                     await part.stop()
             self.dispatcher.release()
+            self._release_run_lock()
             raise
 
         log.info("bridge: running (channel %s, %d subscribers, store %s)", cfg.channel.type,
@@ -177,6 +190,7 @@ class App:
         finally:
             self._write_status(running=False)
             self.dispatcher.release()
+            self._release_run_lock()
             if self._channel is not None:
                 await self._channel.close()
             self.store.close()
@@ -274,8 +288,10 @@ class App:
                     await asyncio.sleep(0)  # sends, intake and signals between batches
                 if any(purged.values()):
                     log.info("retention: purged %s", purged)
+            if self._dispatcher is not None:
+                self._dispatcher.health.tick()  # a state changes while nothing is sent too
             self._write_status(running=True)
-            await asyncio.sleep(5)
+            await asyncio.sleep(HEARTBEAT)
 
     # -- status ------------------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -302,6 +318,22 @@ class App:
         return Health(store_ok=store_ok, paused=paused, channel=state, queue_depth=depth,
                       uptime_s=round(time.time() - self.started_at, 1))
 
+    def sending(self, health: Health | None = None) -> Sending:
+        h = health if health is not None else self.health()
+        d = self._dispatcher
+        judged = d.health.judge() if d is not None else None
+        operator = None
+        if h.store_ok:
+            with contextlib.suppress(Exception):
+                p = self.store.control.paused()
+                operator = p.describe() if p is not None else None
+        v = overall(judged, store_ok=h.store_ok, store_problem=h.store_problem,
+                    channel_paused=h.paused, operator_paused=operator)
+        return Sending(state=v.state, reason=v.reason, since=v.since, urgent=v.urgent,
+                       rate=d.rate if d is not None else None,
+                       retrying=judged.retrying if judged else 0,
+                       throttled=judged.throttled if judged else 0)
+
     def store_counts(self) -> StoreCounts:
         return self.store.read_counts()
 
@@ -314,18 +346,42 @@ class App:
     def send_totals(self) -> Counters | None:
         return self._dispatcher.counters if self._dispatcher is not None else None
 
+    def _release_run_lock(self) -> None:
+        f, self._run_lock = self._run_lock, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()  # closing lets go of the flock
+
     def _write_status(self, running: bool) -> None:
-        doc = {"running": running, "updated_at": time.time(), "started_at": self.started_at,
-               "parts": self.describe()}
+        doc: dict[str, Any] = {"running": running, "updated_at": time.time(),
+                               "started_at": self.started_at}
+        with contextlib.suppress(Exception):
+            doc["parts"] = self.describe()
+        with contextlib.suppress(Exception):
+            h = self.health()
+            s = self.sending(h)
+            doc["sending"] = {"state": s.state, "reason": s.reason, "since": s.since,
+                              "urgent": s.urgent, "rate": s.rate, "retrying": s.retrying,
+                              "throttled": s.throttled, "queue": h.queue_depth}
         with contextlib.suppress(Exception):
             self.store.state.set(STATUS_KEY, json.dumps(doc, default=str))
 
     def daemon_status(self) -> dict | None:
+        """The daemon's last status (None: never ran on this store). ``running`` comes from
+        the run lock (:mod:`bridge.runlock`) when it can be tried: a daemon killed with
+        SIGKILL is seen as stopped at once, whatever its last heartbeat says; without a
+        lock file (an older daemon) from the heartbeat (none for over 30 s: stopped)."""
         raw = self.store.state.get(STATUS_KEY)
+        live = runlock.daemon_running(self.cfg.store.path)
         if not raw:
-            return None
+            return None if not live else {"running": True, "updated_at": None,
+                                          "note": "running; no status written yet"}
         doc = json.loads(raw)
-        if doc.get("running") and time.time() - doc.get("updated_at", 0) > 30:
+        if live is not None:
+            if doc.get("running") and not live:
+                doc["note"] = "the daemon stopped without saying so (killed?); not running"
+            doc["running"] = live
+        elif doc.get("running") and time.time() - doc.get("updated_at", 0) > 30:
             doc["running"] = False
             doc["note"] = "no heartbeat for over 30 s: the daemon is not running"
         return doc

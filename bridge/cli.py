@@ -22,7 +22,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bridge import __version__
+from bridge import __version__, cli_status
+from bridge.cli_status import local_time as _ts
 
 
 EX_USAGE = 64  # sysexits.h: the command was used wrongly
@@ -382,51 +383,6 @@ def cmd_check(cfg, args) -> int:
     return 0
 
 
-def cmd_status(cfg, args) -> int:
-    app = _app(cfg)
-    st = app.store
-    doc = {
-        "subscribers": st.subscribers.count(),
-        "open_incidents": st.incidents.open_count(),
-        "deliveries": st.deliveries.counts(),
-        "review_queue": len(st.mails.reviews("open")),
-        "mails": st.mails.counts(),
-        "daemon": app.daemon_status(),
-        "sending_paused": (lambda p: p.__dict__ if p else None)(st.control.paused()),
-    }
-    # Wishes to stop from an id that matched no subscriber: the person got a reply; an
-    # operator may have to remove them by hand (their WARNING log lines say when).
-    unmatched, unmatched_at = st.subscribers.unmatched_optouts()
-    doc["unmatched_optouts"] = {"count": unmatched, "last_at": unmatched_at}
-    if args.json:
-        print(json.dumps(doc, ensure_ascii=False, default=str))
-        return 0
-    print(f"subscribers:     {doc['subscribers']}")
-    print(f"open incidents:  {doc['open_incidents']}")
-    print("deliveries:      " + (", ".join(f"{k} {v}" for k, v in sorted(doc["deliveries"].items()))
-                                 or "none"))
-    print(f"review queue:    {doc['review_queue']}")
-    if doc["sending_paused"]:
-        p = doc["sending_paused"]
-        print(f"sending:         PAUSED by {p['by']} since {_ts(p['since'], cfg)}"
-              + (f" ({p['reason']})" if p["reason"] else "") + "; bridge resume sends again")
-    print(f"unmatched opt-outs: {unmatched}" + (f" (last {_ts(unmatched_at, cfg)}; see the WARNING"
-                                               " lines of bridge.inbound)" if unmatched else ""))
-    print("mails:           " + (", ".join(f"{k} {v}" for k, v in sorted(doc["mails"].items()))
-                                 or "none"))
-    daemon = doc["daemon"]
-    if daemon is None:
-        print("daemon:          never ran on this store")
-    else:
-        state = "running" if daemon.get("running") else "not running"
-        print(f"daemon:          {state} (status of {_ts(daemon.get('updated_at'), cfg)})")
-        for name, part in (daemon.get("parts") or {}).items():
-            print(f"  {name}: " + ", ".join(
-                f"{k}={_ts(v, cfg) if k.endswith('_at') and isinstance(v, (int, float)) else v}"
-                for k, v in part.items()))
-    return 0
-
-
 # A business-scoped user id as the Cloud API gives it (e.g. "NL.1502576394655843").
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -659,19 +615,6 @@ def cmd_mail(cfg, args) -> int:
     return 0
 
 
-def _ts(t: float | None, cfg=None) -> str:
-    """A stored time (Unix seconds) as local time: in ``organisation.timezone`` when the
-    config is given (Europe/Amsterdam), else the machine's zone; "-" for none."""
-    if not t:
-        return "-"
-    when = datetime.fromtimestamp(t, timezone.utc)
-    if cfg is not None:
-        from zoneinfo import ZoneInfo
-
-        return when.astimezone(ZoneInfo(cfg.organisation.timezone)).isoformat(timespec="seconds")
-    return when.astimezone().isoformat(timespec="seconds")
-
-
 COMMANDS = {
     "run": cmd_run,
     "ingest": cmd_ingest,
@@ -679,7 +622,7 @@ COMMANDS = {
     "demo-mail": cmd_demo_mail,
     "dispatch": cmd_dispatch,
     "check": cmd_check,
-    "status": cmd_status,
+    "status": cli_status.cmd_status,
     "subscribers": cmd_subscribers,
     "review": cmd_review,
     "inbound": cmd_inbound,

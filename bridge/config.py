@@ -214,6 +214,16 @@ class DispatchConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """How the sending health is judged ([health]; see bridge/sendhealth.py)."""
+
+    window_s: float = 60.0  # seconds of send results judged; also the summary line's interval
+    degraded_share: float = 0.5  # sending is degraded when at least this share is not accepted
+    degraded_after_s: float = 120.0  # ... and when it stays so this long, /healthz answers 503
+    min_results: int = 5  # fewer results than this in the window decide nothing
+
+
+@dataclass(frozen=True)
 class InboundConfig:
     support_reply_window_hours: float = 24.0
     unreachable_after: int = 3
@@ -257,6 +267,7 @@ class Config:
     automatic: AutomaticRules = DEFAULT_AUTOMATIC  # [automatic]
     mail: MailConfig = MailConfig()
     review: ReviewRules = ReviewRules()  # [review]: when in doubt
+    health: HealthConfig = HealthConfig()  # [health]: when sending counts as degraded
 
     def parts(self) -> dict[str, SettingsTable]:
         """The optional parts configured, by name (in OPTIONAL_PARTS order)."""
@@ -417,6 +428,16 @@ def parse(data: dict, path: Path) -> Config:
     )
     di.done()
 
+    he = top.table("health")
+    health = HealthConfig(
+        window_s=he.float("window_s", HealthConfig.window_s, min=1, max=3600),
+        degraded_share=he.float("degraded_share", HealthConfig.degraded_share, min=0.01, max=1),
+        degraded_after_s=he.float("degraded_after_s", HealthConfig.degraded_after_s, min=0,
+                                  max=86400),
+        min_results=he.int("min_results", HealthConfig.min_results, min=1, max=100000),
+    )
+    he.done()
+
     ib = top.table("inbound")
     kw_raw = ib.raw("keywords") or {}
     inbound = InboundConfig(
@@ -516,6 +537,7 @@ def parse(data: dict, path: Path) -> Config:
         automatic=automatic,
         mail=mail,
         review=review,
+        health=health,
     )
     for name, spec in OPTIONAL_CHECKS.items():
         if name in parts:

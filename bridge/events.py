@@ -25,6 +25,8 @@ ReviewDecided       pipeline: a review item was approved or rejected
 FanOutEnded         dispatcher: every delivery of a notice is finished
 ChannelPaused       dispatcher: the channel's ``paused`` went from None to a reason
 ChannelResumed      dispatcher: ... and back to None
+SendingDegraded     send health: most sends in the window were not accepted (a storm)
+SendingRecovered    send health: ... and sends are accepted again
 DaemonStopping      supervisor: the daemon stops (SIGTERM, or a task that kept crashing)
 ==================  ================================================================
 """
@@ -114,6 +116,29 @@ class ChannelResumed(Event):
     channel: str
     was: str = ""
     paused_for: float = 0.0
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class SendingDegraded(Event):
+    """Sending is degraded (:mod:`bridge.sendhealth`): at least ``[health] degraded_share``
+    of the send results in the last ``window_s`` seconds were not accepted. ``reason``
+    counts them by reason ("96 % of 100 sends not accepted in the last 60 s: 131000 x90,
+    HTTP 500 x6"); ``since`` is when it began (Unix seconds)."""
+
+    reason: str
+    since: float
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class SendingRecovered(Event):
+    """Sends are accepted again after :class:`SendingDegraded`; ``was`` its last reason,
+    ``degraded_for`` seconds. Also published once after start (``was`` empty) when the
+    first full window is ok: an alert told before a restart gets its all-clear."""
+
+    was: str = ""
+    degraded_for: float = 0.0
     at: float = field(default_factory=time.time)
 
 

@@ -9,7 +9,8 @@ from bridge.core.phone import mask_text
 
 
 class MaskingFormatter(logging.Formatter):
-    """Masks anything that looks like a phone number in the final line, tracebacks included."""
+    """Masks every phone number in the final line, tracebacks included (what parses as
+    one: :func:`bridge.core.phone.mask_text`; other numbers stay readable)."""
 
     def format(self, record: logging.LogRecord) -> str:
         return mask_text(super().format(record))

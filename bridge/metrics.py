@@ -19,6 +19,12 @@ Metrics:
 - ``bridge_channel_errors_total{code,source}`` channel errors by code (source: send; the
   Cloud API adds webhook)
 - ``bridge_channel_paused`` 1 while the channel is paused
+- ``bridge_send_rate`` the dispatcher's current allowed rate, messages per second
+- ``bridge_sends_retrying`` deliveries waiting for a retry now
+- ``bridge_sends_throttled_total`` rate-limit answers (130429, 131056, 80007, HTTP 429)
+  since start
+- ``bridge_sending_state`` 0 ok, 1 degraded, 2 paused (bridge.sendhealth);
+  ``bridge_sending_urgent`` 1 while /healthz answers 503
 - ``bridge_inbound_total{effect}`` inbound messages since start, by effect
 - and the channel's own; the Cloud API's: ``bridge_webhook_requests_total{result}``
   webhook POSTs by result (ok, forbidden, bad, error), ``bridge_unique_recipients``
@@ -40,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from bridge.channels.base import Metric, SendResult
 from bridge.port import StatusPort
+from bridge.sendhealth import STATE_VALUE
 from bridge.store import Delivery, StoreCounts
 
 log = logging.getLogger("bridge.metrics")
@@ -138,6 +145,18 @@ class _Collector:
         yield errors
         yield GaugeMetricFamily("bridge_channel_paused", "1 while the channel is paused",
                                 value=1 if channel.paused else 0)
+        sending = source.sending()
+        if sending.rate is not None:
+            yield GaugeMetricFamily("bridge_send_rate", "The dispatcher's current allowed rate"
+                                    " (messages per second)", value=sending.rate)
+        yield GaugeMetricFamily("bridge_sends_retrying", "Deliveries waiting for a retry now",
+                                value=sending.retrying)
+        yield CounterMetricFamily("bridge_sends_throttled", "Rate-limit answers since start"
+                                  " (130429, 131056, 80007, HTTP 429)", value=sending.throttled)
+        yield GaugeMetricFamily("bridge_sending_state", "Sending: 0 ok, 1 degraded, 2 paused",
+                                value=STATE_VALUE[sending.state])
+        yield GaugeMetricFamily("bridge_sending_urgent", "1 while /healthz answers 503",
+                                value=1 if sending.urgent else 0)
         yield from extra
 
         inb = CounterMetricFamily("bridge_inbound", "Inbound messages since start, by effect",

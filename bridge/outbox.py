@@ -32,9 +32,10 @@ from typing import Callable
 
 from bridge.channels.base import Channel, Outgoing, SendResult
 from bridge.config import DispatchConfig
-from bridge.core.phone import mask, mask_text
-from bridge.events import ChannelPaused, ChannelResumed, EventBus, FanOutEnded
-from bridge.logs import eta
+from bridge.core.phone import mask
+from bridge.events import ChannelPaused, ChannelResumed, EventBus
+from bridge.progress import FanOutProgress
+from bridge.sendhealth import SendHealth
 from bridge.store import Delivery, Store
 
 log = logging.getLogger("bridge.outbox")
@@ -91,19 +92,11 @@ class Counters:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class _Progress:
-    total: int
-    done: int = 0
-    started: float = field(default_factory=time.monotonic)
-    last_log: float = field(default_factory=time.monotonic)
-
-
 class Dispatcher:
     def __init__(self, cfg: DispatchConfig, store: Store, channel: Channel, *,
                  on_unreachable: Callable[[int, int], None] | None = None,
                  on_sent: Callable[[Delivery, SendResult, float], None] | None = None,
-                 events: EventBus | None = None):
+                 events: EventBus | None = None, health: SendHealth | None = None):
         self.cfg = cfg
         self.store = store
         self.channel = channel
@@ -122,7 +115,11 @@ class Dispatcher:
         # from it (a dict's iteration would first skip every slot deleted since its
         # last resize: thousands at 1,000 sends a second).
         self._last_to: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self._progress: dict[int, _Progress] = {}
+        # fan-out progress lines and end events (bridge.progress)
+        self.progress = FanOutProgress(store, cfg.progress_every, lambda: self.rate,
+                                       self.flush, events)
+        # the window of send results: ok / degraded, the summary line (bridge.sendhealth)
+        self.health = health if health is not None else SendHealth(events=events)
         self._notice_cache: dict[int, dict] = {}
         # subscriber id -> last inbound message, read for each claimed batch at once
         self._inbound_at: dict[int, float | None] = {}
@@ -221,7 +218,7 @@ class Dispatcher:
                 if not self._tasks:
                     # Nothing claimed, nothing under way: any fan-out still tracked ended
                     # (superseded, cancelled, stale) or waits for retries (tracked anew).
-                    self._progress.clear()
+                    self.progress.clear()
                 if drain:
                     if self._inflight_ids:
                         await asyncio.sleep(0.01)
@@ -263,7 +260,7 @@ class Dispatcher:
                     gone = self.store.deliveries.recheck([x.id for x in batch[i:]])
                 if d.id in gone:
                     sem.release()
-                    self._advance(d)
+                    self.progress.advance(d)
                     continue
                 if channel.jitter:
                     # The jitter adds to the interval: the next token counts from now.
@@ -381,12 +378,13 @@ class Dispatcher:
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
             c.sent += 1
+            self.health.note("sent", delivery_id=d.id)
             if d.subscriber_id is not None:
                 if not self.channel.receipts:
                     self._reached.append(d.subscriber_id)  # accepted = reached (no receipts)
             elif d.notice_id is None:
                 self._scrub_after_flush = True  # a reply to a non-subscriber: its number leaves
-            self._advance(d)
+            self.progress.advance(d)
             if self.on_sent:
                 try:
                     self.on_sent(d, r, latency)
@@ -398,6 +396,7 @@ class Dispatcher:
             c.errors[code] = c.errors.get(code, 0) + 1
         if r.status == "paused":
             c.paused += 1
+            self.health.note("paused", r.error or "channel paused", delivery_id=d.id)
             dl.mark_retry(d.id, time.time() + (r.retry_after or 5.0), r.error or "channel paused",
                           count_attempt=False)
             return
@@ -408,13 +407,16 @@ class Dispatcher:
                 delay = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (d.attempts - 1))
                 delay *= random.uniform(0.5, 1.5)
             dl.mark_retry(d.id, time.time() + delay, r.error or "transient error")
-            log.info("dispatch: delivery %d to %s: %s; retry %d/%d in %.1f s", d.id,
-                     mask(d.to_addr), r.error, d.attempts, self.cfg.max_attempts, delay)
+            # counted for the summary line and /healthz (after the adaptive-rate merge:
+            # throttled=<the SendResult's typed throttle field>)
+            self.health.note("retry", r.error or "transient error", delivery_id=d.id,
+                             retry_at=time.time() + delay)
             return
         why = r.error or "failed"
         if r.status == "retry":
             why = f"gave up after {d.attempts} attempts: {why}"
         self._finish_failed(d, why)
+        self.health.note("failed", r.error or why, delivery_id=d.id)
         if r.unreachable and d.subscriber_id is not None:
             n = self.store.subscribers.unreachable(d.subscriber_id)
             if self.on_unreachable:
@@ -444,7 +446,7 @@ class Dispatcher:
             self._scrub_due = True  # a reply to a non-subscriber: its number just left
         self.counters.failed += 1
         log.warning("dispatch: delivery %d to %s failed: %s", d.id, mask(d.to_addr), why)
-        self._advance(d)
+        self.progress.advance(d)
 
     # -- pacing, progress, upkeep ---------------------------------------------------------------
     def _recipient_wait(self, channel: Channel, to: str) -> float:
@@ -478,42 +480,7 @@ class Dispatcher:
             self._inbound_at = self.store.subscribers.last_inbound_many(
                 d.subscriber_id for d in batch
                 if d.subscriber_id is not None and d.notice_id is not None)
-        for d in batch:
-            if d.notice_id is not None and d.notice_id not in self._progress:
-                total, unfinished = self.store.deliveries.notice_open(d.notice_id)
-                done = total - unfinished
-                self._progress[d.notice_id] = _Progress(total=total, done=done)
-                if total >= 100:
-                    log.info("dispatch: notice %d: fan-out to %d recipients, %.0f/s, ETA %s",
-                             d.notice_id, total, self.rate, eta((total - done) / self.rate))
-
-    def _advance(self, d: Delivery) -> None:
-        if d.notice_id is None:
-            return
-        p = self._progress.get(d.notice_id)
-        if p is None:
-            return
-        p.done += 1
-        t = time.monotonic()
-        if p.done >= p.total:
-            if p.total >= 100:
-                log.info("dispatch: notice %d: fan-out finished, %d/%d in %.1f s", d.notice_id,
-                         p.done, p.total, t - p.started)
-            del self._progress[d.notice_id]
-            self._fan_out_ended(d.notice_id, p.total, t - p.started)
-        elif p.total >= 100 and t - p.last_log >= self.cfg.progress_every:
-            p.last_log = t
-            rate = p.done / max(t - p.started, 1e-6)
-            log.info("dispatch: notice %d: %d/%d done, %.0f/s, ETA %s", d.notice_id, p.done,
-                     p.total, rate, eta((p.total - p.done) / max(rate, 1e-6)))
-
-    def _fan_out_ended(self, notice_id: int, total: int, seconds: float) -> None:
-        if self.events is None:
-            return
-        failures = tuple((mask_text(r), n) for r, n in self.store.deliveries.failures(notice_id))
-        self.events.publish(FanOutEnded(notice_id=notice_id, recipients=total,
-                                        failed=sum(n for _, n in failures), failures=failures,
-                                        seconds=seconds))
+        self.progress.track(batch)
 
     def _note_paused(self, paused: str | None) -> None:
         """Publish the channel's pause and resume as this loop sees them change."""

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # types only: the port itself imports nothing from the shell
     from bridge.store.stats import StoreCounts
 
 __all__ = ["ChannelPort", "CheckPort", "Health", "InboundEvent", "IntakePort", "KeyedHash",
-           "NoticeProgress", "NoticeTemplates", "RawMail", "ReceiptState", "SampleNotice",
+           "NoticeProgress", "NoticeTemplates", "RawMail", "ReceiptState", "SampleNotice", "Sending",
            "StatusPort", "StoreUnavailable", "TemplateFailed"]
 
 
@@ -205,13 +205,31 @@ class CheckPort(NoticeTemplates, Protocol):
 # -- the web server and metrics ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Health:
-    """For ``GET /healthz``: healthy when the store answers and the channel is not paused."""
+    """Store, channel and queue for ``GET /healthz`` (with :class:`Sending`, which judges
+    them: see :func:`bridge.sendhealth.overall`)."""
 
     store_ok: bool
     paused: str | None  # why the channel cannot send, or None
     channel: Mapping[str, object]  # the channel's describe()
     queue_depth: int | None  # deliveries waiting or being sent (None: store not readable)
     uptime_s: float
+    store_problem: str | None = None  # why the store cannot be written now, or None
+
+
+@dataclass(frozen=True)
+class Sending:
+    """How sending goes (:mod:`bridge.sendhealth`), for ``/healthz``, ``/metrics`` and
+    ``bridge status``. ``state``: ``ok``, ``degraded`` (most sends in the window not
+    accepted) or ``paused`` (the store, the channel or the operator); ``urgent``: it needs
+    an operator now (``/healthz`` answers 503)."""
+
+    state: Literal["ok", "degraded", "paused"]
+    reason: str | None
+    since: float | None  # when the state began (Unix seconds), when known
+    urgent: bool
+    rate: float | None  # the dispatcher's current allowed rate, messages/s (None: none here)
+    retrying: int  # deliveries waiting for a retry now
+    throttled: int  # rate-limit answers since start
 
 
 class StatusPort(Protocol):
@@ -227,6 +245,11 @@ class StatusPort(Protocol):
 
     def health(self) -> Health:
         """Store, channel and queue now (cheap: index counts only)."""
+        ...
+
+    def sending(self, health: Health | None = None) -> Sending:
+        """How sending goes now; ``health``: a :meth:`health` just taken (else taken
+        here). Cheap: no store scan."""
         ...
 
     def store_counts(self) -> StoreCounts:

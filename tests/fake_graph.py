@@ -94,6 +94,9 @@ class FakeGraph:
     problems: list[str] = field(default_factory=list)
     window_closed: set[str] = field(default_factory=set)
     count: int = 0
+    # while set, every send is answered with this error code (e.g. 131000: HTTP 500, a
+    # storm), after any scripted answers for the recipient; None: answers as usual
+    storm: int | None = None
     _scripts: dict[str, list] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -214,6 +217,8 @@ class FakeGraph:
             if isinstance(action, int):
                 return self._reply(req, action)
             break  # "ok"
+        if self.storm is not None:
+            return self._reply(req, self.storm)
         if body["type"] == "text" and to in self.window_closed:
             return self._reply(req, 131047, "Message failed to send because more than 24 hours"
                                             " have passed since the customer last replied.")

@@ -398,3 +398,67 @@ async def test_the_stop_alert_goes_even_when_the_store_cannot_take_it(tmp_path, 
     [alert] = relay.messages
     assert str(alert.message["Subject"]) == "Storingsbridge CBG Connect: de dienst is gestopt"
     assert "database or disk is full" in alert.body
+
+
+# -- sending degraded for more than N minutes (issue 15) ---------------------------------------
+def test_degraded_sending_is_mailed_once_and_its_all_clear_once():
+    reason = ("100 % of 40 sends not accepted in the last 60 s: 131000 x40", "1000.0")
+    out, states = mails(("observe", 600, "sending", True, reason),
+                        ("observe", 601, "sending", True, reason),  # seen again
+                        ("tick", 700),
+                        ("observe", 900, "sending", False, ()),
+                        ("observe", 901, "sending", False, ()))
+    assert out == [[("sending", "raised")], [], [], [("sending", "cleared")], []]
+    assert not states["sending"].told_active
+
+
+def test_an_all_clear_without_an_alert_is_no_mail():
+    out, _ = mails(("observe", 0, "sending", False, ()))
+    assert out == [[]]
+
+
+async def test_sending_degraded_for_minutes_gives_one_alert_and_one_all_clear(tmp_path):
+    """Against a fake Graph API answering every send with HTTP 500 (131000), the daemon
+    mails the operator once sending has been degraded for degraded_alert_minutes, and once
+    when it is ok again; nothing in between."""
+    relay = SmtpRelay().start()
+    fake = FakeGraph(storm=131000)
+    await fake.start()
+    token, cfg = cloud_config(tmp_path, fake, relay, extra=(
+        "degraded_alert_minutes = 0.03\n\n"  # 1.8 s
+        "[health]\nwindow_s = 2\ndegraded_share = 0.5\ndegraded_after_s = 1\n"
+        "min_results = 3\n"))
+    cfg.write_text(cfg.read_text().replace("backoff_max = 0.5",
+                                           "backoff_max = 0.5\nmax_attempts = 100"))
+    token.write_text(fake.token + "\n")
+    numbers = [f"+3161111111{i}" for i in range(5)]
+    await asyncio.to_thread(bridge, cfg, "subscribers", "add", *numbers)
+    (tmp_path / "m.eml").write_bytes(sample_now("01"))
+    await asyncio.to_thread(bridge, cfg, "ingest", str(tmp_path / "m.eml"))
+    d = Daemon(cfg).start(wait=False)
+    try:
+        await until(lambda: alerts_in(relay), what="the degraded alert")
+        [alert] = alerts_in(relay)
+        assert str(alert.message["Subject"]) == \
+            "Storingsbridge CBG Connect: verzenden verstoord (cloud)"
+        assert alert.message["Auto-Submitted"] == "auto-generated"
+        assert "Wat de bridge telt: 100 % of " in alert.body and "131000 x" in alert.body
+        assert "Er wachten nu 5 berichten." in alert.body
+        await asyncio.sleep(1.0)
+        assert len(alerts_in(relay)) == 1  # still degraded: no more mail
+        fake.storm = None
+        await until(lambda: len(alerts_in(relay)) == 2, what="the all-clear")
+        ok = alerts_in(relay)[1]
+        assert str(ok.message["Subject"]) == \
+            "Storingsbridge CBG Connect: verzenden weer normaal (cloud)"
+        assert "verstoring" in ok.body and "Wat de bridge telde: 100 % of" in ok.body
+        await until(lambda: len({r.to for r in fake.accepted()}) == 5, what="all sent")
+        await asyncio.sleep(1.0)
+        assert len(alerts_in(relay)) == 2
+    finally:
+        code = await asyncio.to_thread(d.stop)
+        await fake.stop()
+        relay.stop()
+    assert code == 0, d.log()
+    for m in relay.messages:  # numbers never leave in a mail
+        assert not any(n[3:] in m.data.decode() for n in numbers)

@@ -630,3 +630,59 @@ def test_users_add_at_a_terminal_asks_twice(tmp_path):
     (code1, _, err1), (code2, out2, err2) = results
     assert code1 == 1 and "the passwords differ; nothing changed" in err1, err1
     assert code2 == 0 and "user anna: added" in out2, err2
+
+
+# --- status: how sending goes in one line; a daemon killed with SIGKILL is seen at once -------
+
+
+def test_status_says_how_sending_goes_in_one_line(tmp_path):
+    cfg = write_config(tmp_path)
+    for n in ("+31611111111", "+31622222222"):
+        bridge(cfg, "subscribers", "add", n)
+    ingest(cfg, "01-storing-nieuw.eml")
+    out = bridge(cfg, "status").stdout.splitlines()
+    [line] = [x for x in out if x.startswith("sending:")]
+    assert line == ("sending:         stopped: the daemon is not running; queue 2,"
+                    " throttled 0, retrying 0"), line
+    bridge(cfg, "pause", "onderhoud")
+    [line] = [x for x in bridge(cfg, "status").stdout.splitlines() if x.startswith("sending:")]
+    assert line.startswith("sending:         PAUSED by cli") and "onderhoud" in line, line
+    assert "queue 2, throttled 0, retrying 0" in line
+    doc = json.loads(bridge(cfg, "status", "--json").stdout)["sending"]
+    assert doc["state"] == "paused" and doc["queue"] == 2 and doc["throttled"] == 0
+
+
+def test_status_notices_a_daemon_killed_with_sigkill_at_once(tmp_path):
+    from daemon import Daemon, wait_for
+
+    cfg = write_config(tmp_path)
+    # the store made first: a status racing the daemon's first start over the migration
+    # fails ("duplicate column name"), a separate matter
+    assert "never ran on this store" in bridge(cfg, "status").stdout
+    d = Daemon(cfg).start(wait=False)
+    try:
+        def running():
+            doc = json.loads(bridge(cfg, "status", "--json").stdout)
+            sending = doc["sending"]
+            return doc["daemon"] and doc["daemon"]["running"] and sending["state"] == "ok" \
+                and doc
+        doc = wait_for(running, timeout=30, what="the daemon running", step=0.2)
+        assert doc["daemon"]["sending"]["rate"] == 1000.0
+        line = [x for x in bridge(cfg, "status").stdout.splitlines() if x.startswith("sending:")]
+        assert line == ["sending:         ok; rate 1000/s, queue 0, throttled 0, retrying 0"]
+    finally:
+        d.kill()  # SIGKILL: no stop, its last heartbeat in the store still says "running"
+    doc = json.loads(bridge(cfg, "status", "--json").stdout)
+    assert doc["daemon"]["running"] is False, doc["daemon"]
+    assert "killed" in doc["daemon"]["note"]
+    assert doc["sending"]["state"] == "stopped"
+    out = bridge(cfg, "status").stdout
+    assert "daemon:          not running" in out, out
+    # and the next start takes the lock again
+    d2 = Daemon(cfg).start(wait=False)
+    try:
+        wait_for(lambda: json.loads(bridge(cfg, "status", "--json").stdout)["daemon"]["running"],
+                 timeout=30, what="the daemon running again", step=0.2)
+    finally:
+        assert d2.stop() == 0
+    assert json.loads(bridge(cfg, "status", "--json").stdout)["daemon"]["running"] is False

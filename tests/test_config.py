@@ -273,3 +273,22 @@ def test_config_defaults_are_the_dataclass_defaults(tmp_path):
     assert cfg.web == WebSettings() and cfg.imap is None
     assert cfg.parts() == {"web": cfg.web}
     assert isinstance(cfg.parser, ReportRules) and cfg.keywords == DEFAULT_KEYWORDS
+
+
+# --- [health]: when sending counts as degraded ------------------------------------------------
+
+
+def test_health_keys_and_defaults():
+    from bridge.config import HealthConfig
+
+    base = {"senders": {"kpn": ["kpn.com"]}}
+    h = parse(base, Path("/tmp/config.toml")).health
+    assert h == HealthConfig() and (h.window_s, h.degraded_share, h.degraded_after_s,
+                                    h.min_results) == (60.0, 0.5, 120.0, 5)
+    h = parse({**base, "health": {"window_s": 30, "degraded_share": 0.8}},
+              Path("/tmp/config.toml")).health
+    assert (h.window_s, h.degraded_share) == (30.0, 0.8)
+    with pytest.raises(ConfigError, match="health.degraded_share"):
+        parse({**base, "health": {"degraded_share": 2}}, Path("/tmp/config.toml"))
+    with pytest.raises(ConfigError, match="health.window"):
+        parse({**base, "health": {"window": 30}}, Path("/tmp/config.toml"))

@@ -498,6 +498,17 @@ async def test_pause_and_resume_all_sending(env):
         "sending.resume", "sending.pause"]
 
 
+async def test_the_overview_shows_sending_degraded_with_its_reasons(env):
+    await env.signin()
+    health = env.app.dispatcher.health  # what the dispatcher tells it, send by send
+    for i in range(10):
+        health.note("retry", "131000 Something went wrong", delivery_id=i,
+                    retry_at=time.time() + 60)
+    html = await env.get_text("/console/")
+    assert "verstoord sinds" in html and "131000 x10" in html, html
+    assert "10 wachten op een nieuwe poging" in html
+
+
 # --- numbers masked unless revealed --------------------------------------------------------------
 
 

@@ -372,3 +372,78 @@ async def test_jitter_adds_to_the_interval_between_sends(store):
     assert len(gaps) == 11
     assert min(gaps) >= 0.19, gaps
     assert 0.24 <= sum(gaps) / len(gaps) <= 0.36, gaps
+
+
+# =============================================================================================
+# Issue 15, item 3 (visibility): fan-out progress after a restart, and the summary line that
+# replaces a log line per retry. (Kept together at the end of the file.)
+# =============================================================================================
+import logging  # noqa: E402
+import re  # noqa: E402
+
+from bridge.config import HealthConfig  # noqa: E402
+from bridge.sendhealth import SendHealth  # noqa: E402
+
+
+async def test_progress_after_a_restart_counts_what_is_left_at_the_real_rate(store, caplog,
+                                                                            monkeypatch):
+    import bridge.progress
+
+    monkeypatch.setattr(bridge.progress, "MEASURE_AFTER", 0.5)
+    numbers = [f"+3161{i:07d}" for i in range(300)]
+    nid = queue(store, numbers)
+    # before the "restart": 200 of the 300 were sent by the last run
+    store.db.execute("UPDATE deliveries SET state='sent', to_addr=NULL, finished_at=1"
+                     " WHERE id IN (SELECT id FROM deliveries ORDER BY id LIMIT 200)")
+    store.db.conn.commit()
+    cfg = dataclasses.replace(CFG, rate=50, progress_every=0.2)
+    caplog.set_level(logging.INFO, logger="bridge.outbox")
+    counters, _ = await drain(store, Scripted(), cfg)
+    assert counters.sent == 100 and states(store) == {"sent": 300}
+    lines = [r.getMessage() for r in caplog.records if f"notice {nid}:" in r.getMessage()]
+    assert lines[0] == f"dispatch: notice {nid}: fan-out to 300 recipients resumed, 100 left," \
+                       " 50/s, ETA 2 s", lines
+    progress = [re.search(r": (\d+)/300 done, (\d+) left, (\d+)/s", x) for x in lines[1:-1]]
+    assert progress and all(progress), lines
+    for m in progress:
+        done, left, rate = map(int, m.groups())
+        assert done + left == 300 and done >= 200  # done and left from the store
+        # the rate of this run only (before the fix: all 300 done over this run's time,
+        # several hundred per second)
+        assert rate <= 2 * 50, lines
+    assert any("(allowed)" not in x for x in lines[1:-1])  # measured once there was enough
+    assert lines[-1].startswith(f"dispatch: notice {nid}: fan-out finished, 300/300, 100 in ")
+
+
+def summaries(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "dispatch: last " in r.getMessage()]
+
+
+async def test_retries_are_summed_up_in_one_warning_per_interval_not_a_line_each(store, caplog):
+    numbers = [f"+3161{i:07d}" for i in range(40)]
+    script = {n: [SendResult("retry", error="130429 (#130429) Rate limit hit")] for n in numbers[:30]}
+    script.update({n: [SendResult("retry", error="HTTP 500")] for n in numbers[30:35]})
+    queue(store, numbers)
+    health = SendHealth(HealthConfig(window_s=30))
+    caplog.set_level(logging.DEBUG, logger="bridge.outbox")
+    counters, d = await drain(store, Scripted(script), health=health)
+    assert counters.sent == 40 and counters.retried == 35
+    assert not [r for r in caplog.records if "retry" in r.getMessage()
+                and r.levelno < logging.WARNING]  # no line per retry
+    assert summaries(caplog) == []  # the interval is not over yet
+    health.tick(time.time() + 31)
+    [line] = summaries(caplog)
+    assert re.fullmatch(r"dispatch: last \d+ s: 40 sent, 35 retrying \(130429 x30,"
+                        r" HTTP 500 x5\), 0 failed", line), line
+    assert [r.levelname for r in caplog.records if "dispatch: last " in r.getMessage()] == \
+        ["WARNING"]
+    assert health.throttled == 30 and health.retrying() == 0
+
+
+async def test_no_summary_line_when_every_send_is_accepted(store, caplog):
+    queue(store, [f"+3161{i:07d}" for i in range(20)])
+    health = SendHealth(HealthConfig(window_s=30))
+    caplog.set_level(logging.DEBUG, logger="bridge.outbox")
+    counters, _ = await drain(store, Scripted(), health=health)
+    health.tick(time.time() + 31)
+    assert counters.sent == 20 and summaries(caplog) == [] and health.state == "ok"

@@ -227,3 +227,34 @@ def test_national_forms_landline():
     assert {"+31854869699", "31854869699", "0854869699"} <= forms
     for f in forms:
         assert normalise(f) == "+31854869699", f
+
+
+# --- mask_text: phone numbers only, other long numbers stay readable ----------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("imap: UIDVALIDITY 1700005773 changed; 3 mails", "imap: UIDVALIDITY 1700005773 changed; 3 mails"),
+    ("imap:1700005773:4211 stored", "imap:1700005773:4211 stored"),
+    ("listening on 127.0.0.1:8080", "listening on 127.0.0.1:8080"),
+    ("at 1732871234 (unix), 1732871234567 ms", "at 1732871234 (unix), 1732871234567 ms"),
+    ("phone_number_id 106540352242922", "phone_number_id 106540352242922"),
+    ("delivery 123456789 done", "delivery 123456789 done"),
+    ("4294967295 uidvalidity", "4294967295 uidvalidity"),
+    ("sent 412, retrying 88 (130429 x80)", "sent 412, retrying 88 (130429 x80)"),
+])
+def test_mask_text_keeps_numbers_that_are_no_phone_number(text, expected):
+    assert mask_text(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("wa_id 31612345678 in", "wa_id 316****5678 in"),
+    ("chat 31612345678@s.whatsapp.net", "chat 316****5678@s.whatsapp.net"),
+    ("chat 31612345678@c.us", "chat 316****5678@c.us"),
+    ("linked 140000000001101@lid", "linked 140…@lid"),
+    ("bare 0612345678 and 0201234567", "bare 06****5678 and 02****4567"),
+    ("a US number 17328712345", "a US number 17*****2345"),
+    ("+31 6 12345678 and 06 1234 5678", "+31 6 ****5678 and 06 **** 5678"),
+    ("UIDVALIDITY 1700005773 from +31612345678", "UIDVALIDITY 1700005773 from +316****5678"),
+])
+def test_mask_text_masks_what_parses_as_a_phone_number(text, expected):
+    assert mask_text(text) == expected

@@ -297,6 +297,28 @@ async def test_healthz(web):
     assert body["queue_depth"] == 0
 
 
+async def test_healthz_states_paused_by_the_operator_or_the_store(web, monkeypatch):
+    import dataclasses
+
+    body = (await web.client.get("/healthz")).json()
+    assert (body["state"], body["reason"], body["retrying"], body["throttled"]) == \
+        ("ok", None, 0, 0)
+    web.app.store.control.pause("anna", "onderhoud")
+    r = await web.client.get("/healthz")  # paused on purpose: not a reason to page anyone
+    assert r.status_code == 200
+    assert (r.json()["state"], r.json()["reason"]) == ("paused", "paused by anna: onderhoud")
+    web.app.store.control.resume()
+    healthy = web.app.health
+    monkeypatch.setattr(web.app, "health", lambda: dataclasses.replace(
+        healthy(), store_problem="database or disk is full"))
+    r = await web.client.get("/healthz")
+    assert r.status_code == 503
+    body = r.json()
+    assert (body["state"], body["reason"], body["store_problem"]) == \
+        ("paused", "store: database or disk is full", "database or disk is full")
+    assert "bridge_sending_state 2.0" in (await web.client.get("/metrics")).text
+
+
 async def test_metrics(web):
     await sent_wamids(web, 3)
     web.fake.script(IN, 131026)
@@ -523,6 +545,12 @@ class _Status:
     def send_totals(self):
         return None
 
+    def sending(self, health=None):
+        from bridge.port import Sending
+
+        return Sending(state="ok", reason=None, since=None, urgent=False, rate=None,
+                       retrying=0, throttled=0)
+
 
 async def test_a_channels_routes_and_metrics_are_mounted_as_declared():
     from bridge.web import WebServer, WebSettings
@@ -550,3 +578,110 @@ async def test_a_channels_routes_and_metrics_are_mounted_as_declared():
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+# -- sending health, end to end: a real daemon against a fake Graph API in a 500 storm ---------
+HEALTH = """
+    [health]
+    window_s = 2
+    degraded_share = 0.5
+    degraded_after_s = 1
+    min_results = 3
+    """
+
+
+async def test_healthz_and_status_show_degraded_in_a_500_storm_and_ok_after_it(tmp_path,
+                                                                               monkeypatch):
+    from daemon import Daemon, bridge
+    from helpers import free_port, wait_until
+
+    fake = FakeGraph(storm=131000)  # every send: HTTP 500 "Something went wrong"
+    await fake.start()
+    port = free_port()
+    env = {TOKEN_ENV: fake.token, "TEST_VERIFY_TOKEN": VERIFY, "TEST_APP_SECRET": SECRET}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = cloud_config(tmp_path, fake.base_url, extra=WEB.replace("port = 0", f"port = {port}")
+                       + HEALTH)
+    # retries without end for the storm's length (the attempts are not what is tested here)
+    cfg.write_text(cfg.read_text().replace("backoff_max = 0.5", "backoff_max = 0.5\n"
+                                           "max_attempts = 100"))
+    app = App(load(cfg))
+    numbers = [f"+316111110{i:02d}" for i in range(20)]
+    for n in numbers:
+        subscribe(app, n, 1)
+    queue_notice(app)
+    app.store.close()
+
+    async def until(cond, what, timeout=30.0):
+        if not await wait_until(cond, timeout):
+            raise TimeoutError(f"{what} not met after {timeout} s")
+
+    daemon = Daemon(cfg, env=env).start(wait=False)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            seen: dict = {}
+
+            async def healthz() -> bool:
+                try:
+                    r = await client.get("/healthz")
+                except httpx.TransportError:
+                    return False
+                seen.update(r.json(), code=r.status_code)
+                return True
+
+            async def poll(pred, what):
+                t = time.monotonic()
+                while time.monotonic() - t < 30:
+                    if await healthz() and pred(seen):
+                        return
+                    await asyncio.sleep(0.1)
+                raise TimeoutError(f"{what}: last /healthz {seen}")
+
+            await poll(lambda s: s["state"] == "degraded" and s["code"] == 503,
+                       "degraded and 503")
+            assert seen["status"] == "unhealthy" and "131000" in seen["reason"], seen
+            assert "not accepted" in seen["reason"] and seen["retrying"] > 0
+            metrics = (await client.get("/metrics")).text
+            assert "bridge_sending_state 1.0" in metrics and "bridge_sending_urgent 1.0" in metrics
+            assert "bridge_send_rate 80.0" in metrics
+            assert "bridge_sends_retrying " in metrics and "bridge_sends_throttled_total 0.0" in metrics
+
+            async def status_line() -> str:
+                out = (await asyncio.to_thread(bridge, cfg, "status")).stdout
+                return next(line for line in out.splitlines() if line.startswith("sending:"))
+
+            line = ""
+
+            async def status_says(word):
+                nonlocal line
+                t = time.monotonic()
+                while time.monotonic() - t < 30:
+                    line = await status_line()
+                    if word in line:
+                        return
+                    await asyncio.sleep(0.5)
+                raise TimeoutError(f"bridge status never said {word}: {line}")
+
+            await status_says("DEGRADED")
+            assert "131000 x" in line and "rate 80/s" in line and "queue 20" in line, line
+
+            fake.storm = None  # the storm ends
+            await until(lambda: len({r.to for r in fake.accepted()}) == 20, "all 20 sent")
+            await poll(lambda s: s["state"] == "ok" and s["code"] == 200, "ok and 200")
+            assert seen["reason"] is None and seen["retrying"] == 0
+            await status_says("sending:         ok")
+            assert "queue 0" in line and "retrying 0" in line, line
+    finally:
+        code = await asyncio.to_thread(daemon.stop)
+        await fake.stop()
+    assert code == 0, daemon.log()
+    log = daemon.log()
+    assert len(fake.accepted()) == 20  # nothing sent twice
+    # one WARNING summary per window instead of a line per retry
+    assert "WARNING bridge.outbox: dispatch: sending degraded: " in log
+    assert "WARNING bridge.outbox: dispatch: sending ok again after" in log
+    summaries = [x for x in log.splitlines() if "dispatch: last " in x]
+    assert summaries and all("WARNING" in x for x in summaries), summaries
+    assert any(" retrying (131000 x" in x for x in summaries), summaries
+    assert "; retry " not in log

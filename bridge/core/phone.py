@@ -7,7 +7,7 @@ work). Nothing here does I/O.
   "0031 6 12345678", a Cloud API ``wa_id`` "31612345678", a whatsapp-web.js chat id
   "31612345678@c.us") into E.164 ("+31612345678") or raises :class:`PhoneError`.
 * :func:`mask` shortens one number or sender id for display: "+316****5678".
-* :func:`mask_text` masks every number-looking run in free text; the logging
+* :func:`mask_text` masks every phone number in free text (and no other number); the logging
   formatter runs every line through it, so no log line carries a full number.
 * Ids of a person: besides the number, WhatsApp may give a business-scoped user id
   (Cloud API BSUID, written "user:<id>") or a linked id (whatsapp-web.js "<digits>@lid",
@@ -19,6 +19,7 @@ work). Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -216,8 +217,30 @@ _LID_ID = re.compile(r"(?<![A-Za-z0-9])lid:([0-9]{5,25})(?![0-9])")
 _GROUP_SPLIT = re.compile(r"([ \-]|[ ]?\(0\)[ ]?)")
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_phone(digits: str) -> bool:
+    """Do these digits (no "+") parse as a phone number the way :func:`normalise` reads
+    them (national Dutch, or international with a country code)? A UIDVALIDITY, a Unix
+    time or a database id does not."""
+    try:
+        normalise(digits)
+    except PhoneError:
+        return False
+    return True
+
+
 def _shape(prefix: str, groups: list[str], seps: list[str]) -> int | None:
-    """How many leading digits to keep when these groups form a phone number, else None."""
+    """How many leading digits to keep when these groups form a phone number, else None.
+
+    With a "+" or "00" the run only needs the length of one; without, it must also parse
+    as a number (:func:`_is_phone`), so other long numbers in log lines stay readable."""
+    lead = _shape_lead(prefix, groups, seps)
+    if lead is None or prefix:
+        return lead
+    return lead if _is_phone("".join(groups)) else None
+
+
+def _shape_lead(prefix: str, groups: list[str], seps: list[str]) -> int | None:
     digits = "".join(groups)
     n = len(digits)
     if len(groups) > 6:
@@ -278,11 +301,14 @@ def mask_text(text: str) -> str:
     """Mask every phone-number-looking run in ``text`` (idempotent).
 
     Masked: E.164 and other "+"/"00" international forms (also with spaces or hyphens),
-    bare digit runs of 9-15 digits, national forms starting with 0 that have 9-11 digits
-    ("06-12345678", "06 1234 5678", "020 123 4567"), separated runs of 11-15 digits, and
-    WhatsApp chat ids ("31612345678@c.us"). Left alone: dates and times
-    ("2026-11-28 09:42:00", "28-11-2026"), decimals, numbers glued to letters
-    ("INC000123456789"), and short counts. A linked id ("lid:140000000001101",
+    and, when they parse as a phone number (Dutch national, or international with a
+    country code, as :func:`normalise` reads them): bare digit runs of 9-15 digits
+    ("31612345678", "0612345678"), national forms starting with 0 that have 9-11 digits
+    ("06-12345678", "06 1234 5678", "020 123 4567"), separated runs of 11-15 digits; and
+    WhatsApp chat ids ("31612345678@c.us", "...@s.whatsapp.net"). Left alone: other
+    long numbers (an IMAP UIDVALIDITY "1700005773", a Unix time, a database or Meta id),
+    dates and times ("2026-11-28 09:42:00", "28-11-2026"), decimals, numbers glued to
+    letters ("INC000123456789"), ports and short counts. A linked id ("lid:140000000001101",
     "140000000001101@lid") keeps its first three digits.
     """
     if not text or not any(c.isdigit() for c in text):

@@ -2,9 +2,10 @@
 
 Two sorts of condition:
 
-- a *state* (``channel``: paused or not; ``review``: items waiting too long) is mailed when
-  what the operator was last told differs from what is true now: raised ("paused: why"),
-  and, for the channel, cleared ("resumed"). For ``review`` a newly overdue item is news
+- a *state* (``channel``: paused or not; ``sending``: degraded for more than
+  ``degraded_alert_minutes``; ``review``: items waiting too long) is mailed when what the
+  operator was last told differs from what is true now: raised ("paused: why"), and, for
+  the channel and sending, cleared once ("resumed", "ok again"). For ``review`` a newly overdue item is news
   too; the queue emptying is not mailed.
 - an *event* (``fanout``: a fan-out with too many failures; ``stopping``: the daemon stops
   because a task kept crashing) is mailed when it happens.
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-STATES = {"channel": True, "review": False}  # state condition -> is clearing it news?
+STATES = {"channel": True, "sending": True, "review": False}  # state condition -> is clearing it news?
 EVENTS = ("fanout", "stopping")
 NEVER_HELD = ("stopping",)
 

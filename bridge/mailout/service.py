@@ -5,8 +5,9 @@
   refused login) moves the mail on with exponential backoff (2 s doubling to 5 min, with
   jitter); only a 5xx for the message itself, or ``queue_lifetime_hours`` of trying, ends
   it as failed. A crash between the relay's 250 and our record sends that one mail again.
-- **Alerts.** Subscribes to channel pause/resume, fan-out ends and the daemon's stop, and
-  checks the review queue every few seconds; :mod:`.alerts` decides when to mail (its state
+- **Alerts.** Subscribes to channel pause/resume, sending degraded/recovered (mailed when
+  degraded for more than ``degraded_alert_minutes``, and once when ok again), fan-out ends
+  and the daemon's stop, and checks the review queue every few seconds; :mod:`.alerts` decides when to mail (its state
   is kept in the store, so a restart does not repeat what the operator knows).
 - **Stop.** The part runs in the foreground: at a stop (SIGTERM, or a task that kept
   crashing, whose alert is queued just before) it sends what is due for at most
@@ -25,7 +26,8 @@ from typing import Any
 
 from bridge.config import secret
 from bridge.core.phone import mask_text
-from bridge.events import (ChannelPaused, ChannelResumed, DaemonStopping, FanOutEnded)
+from bridge.events import (ChannelPaused, ChannelResumed, DaemonStopping, FanOutEnded,
+                           SendingDegraded, SendingRecovered)
 from bridge.logs import eta
 from bridge.mailout import alerts as rules
 from bridge.mailout.back import MailBack, review_link, utc
@@ -75,11 +77,14 @@ class MailOutPart(BasePart):
         self._unsaved: list[QueuedMail] = []  # alerts the store could not take
         self._review_checked = 0.0
         self._review_items: dict[str, dict] = {}
+        self._degraded: SendingDegraded | None = None  # sending degraded now (not yet told)
         ev = app.events
         ev.subscribe(ChannelPaused, self._channel_paused)
         ev.subscribe(ChannelResumed, self._channel_resumed)
         ev.subscribe(FanOutEnded, self._fan_out_ended)
         ev.subscribe(DaemonStopping, self._daemon_stopping)
+        ev.subscribe(SendingDegraded, self._sending_degraded)
+        ev.subscribe(SendingRecovered, self._sending_recovered)
 
     # -- status ------------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -242,6 +247,16 @@ class MailOutPart(BasePart):
     def _channel_resumed(self, e: ChannelResumed) -> None:
         self._observe("channel", False, (), e.at)
 
+    def _sending_degraded(self, e: SendingDegraded) -> None:
+        self._degraded = e  # mailed by _tick once it has lasted degraded_alert_minutes
+        self._tick(e.at)
+
+    def _sending_recovered(self, e: SendingRecovered) -> None:
+        # an all-clear only when the operator was told (observing "not active" otherwise
+        # changes nothing); also after a restart: the first good window clears it
+        self._degraded = None
+        self._observe("sending", False, (), e.at)
+
     def _fan_out_ended(self, e: FanOutEnded) -> None:
         share = self.settings.fanout_failure_share
         if not e.recipients or e.failed / e.recipients <= share:
@@ -260,6 +275,10 @@ class MailOutPart(BasePart):
         self._apply(*rules.observe(self.states, key, active, detail, now, self.policy))
 
     def _tick(self, now: float) -> None:
+        d = self._degraded
+        if d is not None and now - d.since >= self.settings.degraded_alert_minutes * 60:
+            # the reason as it was when it began: the same detail, so no new mail or write
+            self._observe("sending", True, (d.reason, str(d.since)), now)
         if now - self._review_checked >= REVIEW_EVERY:
             self._review_checked = now
             cutoff = now - self.settings.review_wait_minutes * 60
@@ -300,6 +319,21 @@ class MailOutPart(BasePart):
             else:
                 duur = a.since - a.prev_since if a.prev_since else 0
                 self.back.queue_alert("alert_resumed.j2", {
+                    "kanaal": kanaal, "was": a.was[0] if a.was else "", "sinds": utc(a.since),
+                    "duur": _duration(duur) if duur > 0 else "", "wachtend": wachtend})
+        elif a.key == "sending":
+            kanaal = self.app.cfg.channel.type
+            wachtend = self.store.deliveries.pending()
+            if a.active:  # raised (or a summary of flapping that ends degraded)
+                since = float(a.detail[1]) if len(a.detail) > 1 else a.since
+                self.back.queue_alert("alert_degraded.j2", {
+                    "kanaal": kanaal, "reden": a.detail[0] if a.detail else "onbekend",
+                    "sinds": utc(since), "duur": _duration(time.time() - since),
+                    "wachtend": wachtend, "wissels": a.flips if a.kind == "summary" else 0})
+            else:
+                began = float(a.was[1]) if len(a.was) > 1 else a.prev_since
+                duur = a.since - began if began else 0
+                self.back.queue_alert("alert_sending_ok.j2", {
                     "kanaal": kanaal, "was": a.was[0] if a.was else "", "sinds": utc(a.since),
                     "duur": _duration(duur) if duur > 0 else "", "wachtend": wachtend})
         elif a.key == "review":

@@ -39,6 +39,7 @@ class MailOutSettings:
     review_wait_minutes: float = 30.0  # alert when a review item waits longer than this
     fanout_failure_share: float = 0.1  # alert when more than this share of a fan-out fails
     alert_window_minutes: float = 30.0  # at most two mails per condition in this window
+    degraded_alert_minutes: float = 10.0  # alert when sending stays degraded this long
     console_url: str = ""  # link in review receipts and alerts; "{review}" = the item's id
     queue_lifetime_hours: float = 120.0  # a relay down longer than this: the mail is dropped
     timeout: float = 30.0  # seconds for each step of the SMTP conversation
@@ -93,6 +94,8 @@ def parse_config(sec: Section, base: Path) -> MailOutSettings:
                                        min=0.0, max=1.0),
         alert_window_minutes=sec.float("alert_window_minutes", _D.alert_window_minutes,
                                        min=0.01, max=24 * 60),
+        degraded_alert_minutes=sec.float("degraded_alert_minutes", _D.degraded_alert_minutes,
+                                         min=0.0, max=7 * 24 * 60),
         console_url=sec.str("console_url", _D.console_url).strip(),
         queue_lifetime_hours=sec.float("queue_lifetime_hours", _D.queue_lifetime_hours,
                                        min=0.01, max=24 * 30),

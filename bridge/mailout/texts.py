@@ -63,6 +63,12 @@ def _sample_contexts() -> dict[str, list[dict[str, Any]]]:
         "alert_flapping.j2": [{"kanaal": "mqtt", "keer": 5, "vanaf": t, "gepauzeerd": g,
                                "reden": "mqtt: broker unreachable" if g else ""}
                               for g in (True, False)],
+        "alert_degraded.j2": [{"kanaal": "cloud", "sinds": t, "duur": "12 minuten",
+                               "reden": "96 % of 412 sends not accepted in the last 60 s:"
+                                        " 130429 x380, HTTP 500 x16", "wachtend": 1834,
+                               "wissels": w} for w in (0, 3)],
+        "alert_sending_ok.j2": [{"kanaal": "cloud", "was": "96 % of 412 sends not accepted",
+                                 "sinds": t, "duur": "25 minuten", "wachtend": 12}],
         "alert_review.j2": [{"items": [{**review, "link": l}], "nieuw": 1, "wachttijd": 30}
                             for l in ("https://bridge.example.nl/console/review/7", "")],
         "alert_fanout.j2": [{"meldingen": [{"id": 12, "abonnees": 1834, "mislukt": 400,

@@ -11,7 +11,10 @@ aiohttp is one dependency we already have (no separate ASGI server), and an
 
 Routes:
 
-- ``GET /healthz``: JSON; 200 when the store answers and the channel is not paused, else 503.
+- ``GET /healthz``: JSON with ``state`` (ok, degraded, paused), ``reason`` and ``since``
+  (:mod:`bridge.sendhealth`); 503 when it needs an operator now: the store unreachable or
+  not writable, the channel paused, or sending degraded for ``[health] degraded_after_s``;
+  else 200 (also while an operator paused sending on purpose).
 - ``GET /metrics``: Prometheus text format (see bridge.metrics).
 - the channel's own (:meth:`bridge.channels.base.Channel.routes`): with the Cloud API,
   Meta's webhook ``GET``/``POST /webhook`` (unless ``webhook = false``). The server knows
@@ -195,11 +198,16 @@ class WebServer(BasePart):
     # -- health and metrics -----------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
         h = self.source.health()
-        ok = h.store_ok and not h.paused
+        s = self.source.sending(h)
+        ok = not s.urgent
         body: dict[str, object] = {
             "status": "ok" if ok else "unhealthy",
+            "state": s.state, "reason": s.reason, "since": s.since,
             "store": "ok" if h.store_ok else "unreachable",
-            "channel": h.channel, "paused": h.paused, "uptime_s": h.uptime_s}
+            "channel": h.channel, "paused": h.paused, "uptime_s": h.uptime_s,
+            "rate": s.rate, "retrying": s.retrying, "throttled": s.throttled}
+        if h.store_problem:
+            body["store_problem"] = h.store_problem
         if h.queue_depth is not None:
             body["queue_depth"] = h.queue_depth
         return web.json_response(body, status=200 if ok else 503,

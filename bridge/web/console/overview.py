@@ -113,8 +113,15 @@ def _health(c: Console) -> list[dict[str, str]]:
                      "uitleg": f"gepauzeerd door {p.by} sinds {c.local(p.since)}"
                                + (f": {p.reason}" if p.reason else "")})
     else:
-        rows.append({"deel": "Versturen", "staat": "goed",
-                     "uitleg": f"{h.queue_depth or 0} berichten in de wachtrij"})
+        s = app.sending(h)  # bridge.sendhealth: degraded when most sends are not accepted
+        if s.state == "degraded":
+            rows.append({"deel": "Versturen", "staat": "fout" if s.urgent else "let op",
+                         "uitleg": f"verstoord sinds {c.local(s.since)}: {s.reason};"
+                                   f" {h.queue_depth or 0} berichten in de wachtrij,"
+                                   f" {s.retrying} wachten op een nieuwe poging"})
+        else:
+            rows.append({"deel": "Versturen", "staat": "goed",
+                         "uitleg": f"{h.queue_depth or 0} berichten in de wachtrij"})
     mo = parts.get("mail_out")
     if mo is not None:
         err = mo.get("last_error")
