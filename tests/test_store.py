@@ -1,7 +1,9 @@
 """The SQLite store: schema, raw mails, outbox bookkeeping, erasure, retention, a full disk."""
 
+import multiprocessing
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,27 @@ def test_newer_schema_is_refused(tmp_path):
     c.close()
     with pytest.raises(StoreError, match="newer"):
         Store.open(tmp_path / "n.db")
+
+
+
+def _open_at(path: str, start) -> int:
+    start.wait()
+    return Store.open(Path(path)).db.scalar("PRAGMA user_version")
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_once(tmp_path):
+    """`bridge status` started at the moment the daemon first started on a new store failed
+    with "duplicate column name": both read version 0, then both ran the migrations."""
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(3):
+        path = tmp_path / f"race{round_}.db"
+        with ctx.Manager() as m:
+            start = m.Event()
+            with ctx.Pool(4) as pool:
+                results = [pool.apply_async(_open_at, (str(path), start)) for _ in range(4)]
+                time.sleep(0.5)
+                start.set()
+                assert [r.get(timeout=60) for r in results] == [SCHEMA_VERSION] * 4
 
 
 # --- raw mails --------------------------------------------------------------------------------

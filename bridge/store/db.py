@@ -329,9 +329,13 @@ class Database:
                 f"({SCHEMA_VERSION}); upgrade the bridge"
             )
         while version < SCHEMA_VERSION:
-            script = MIGRATIONS[version]
             with self.tx(durable=True):
-                for stmt in _split_sql(script):
+                # Read again under the write lock: another process (the daemon and a
+                # `bridge status` started at the same moment) may have migrated meanwhile.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version >= SCHEMA_VERSION:
+                    break
+                for stmt in _split_sql(MIGRATIONS[version]):
                     self.conn.execute(stmt)
                 self.conn.execute(f"PRAGMA user_version={version + 1}")
             log.info("store: migrated %s to schema version %d", self.path, version + 1)
