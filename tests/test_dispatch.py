@@ -51,14 +51,33 @@ async def test_transient_errors_retry_with_backoff_then_succeed(store):
     assert states(store) == {"sent": 1}
 
 
-async def test_gives_up_after_max_attempts(store):
+async def test_transient_answers_do_not_use_up_attempts_only_max_age_ends_them(store):
+    """Five passing refusals with max_attempts 3: the delivery is still tried (with backoff)
+    and goes out; a delivery older than max_age_hours is dropped as stale instead."""
     a = "+31611111111"
     ch = Scripted({a: [SendResult("retry", error="131000 oops")] * 5})
     queue(store, [a])
     counters, _ = await drain(store, ch)
+    assert len(ch.calls) == 6 and counters.failed == 0 and counters.retried == 5
+    assert states(store) == {"sent": 1}
+
+
+async def test_a_channel_that_raises_gives_up_after_max_attempts(store):
+    """A send that raises inside the channel is a bug, not an answer: max_attempts (3 here)
+    of those end the delivery."""
+    a = "+31611111111"
+
+    class Raising(Scripted):
+        async def send(self, msg):
+            self.calls.append(msg)
+            raise RuntimeError("boom")
+
+    ch = Raising()
+    queue(store, [a])
+    counters, _ = await drain(store, ch)
     assert len(ch.calls) == 3 and counters.failed == 1
     err = store.db.scalar("SELECT error FROM deliveries")
-    assert err.startswith("gave up after 3 attempts")
+    assert err == "channel error: RuntimeError: boom (gave up after 3 attempts)", err
 
 
 async def test_permanent_failure_counts_unreachable(store):
