@@ -4,6 +4,7 @@ unsubscribe mid fan-out, stop and store failures."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 
@@ -391,3 +392,230 @@ async def test_jitter_adds_to_the_interval_between_sends(store):
     assert len(gaps) == 11
     assert min(gaps) >= 0.19, gaps
     assert 0.24 <= sum(gaps) / len(gaps) <= 0.36, gaps
+
+
+# --- adaptive rate: against the fake Graph API that throttles (issue 15) ----------------------
+
+TOKEN_ENV = "TEST_DISPATCH_CLOUD_TOKEN"
+
+
+@pytest.fixture
+async def fake(monkeypatch):
+    from fake_graph import FakeGraph
+
+    f = FakeGraph(record=True)
+    await f.start()
+    monkeypatch.setenv(TOKEN_ENV, f.token)
+    yield f
+    await f.stop()
+
+
+def cloud_channel(store, fake, max_rate: float, min_interval: float = 0.0):
+    """The real Cloud channel on the fake; its subscribers wrote within 24 h (free text)."""
+    from helpers import ROOT
+
+    from bridge.channels.cloud import CloudChannel, CloudSettings
+    from bridge.core.models import Organisation
+    from bridge.core.render import Renderer
+    from bridge.switchboard import Switchboard
+
+    settings = CloudSettings(phone_number_id=fake.phone_number_id, base_url=fake.base_url,
+                             token_env=TOKEN_ENV, max_rate=max_rate, min_interval=min_interval,
+                             unique_cap=0, timeout=5)
+    port = Switchboard(store, Renderer(ROOT / "templates", Organisation()), max_age_hours=1,
+                       handle_inbound=lambda msg: None)
+    return CloudChannel(settings, port)
+
+
+def subscribers(store, n: int, incident=None) -> list[str]:
+    nums = [f"+3162{i:07d}" for i in range(n)]
+    with store.tx():
+        store.db.conn.executemany(
+            "INSERT INTO subscribers (number, channel, consent_at, consent_ref, last_inbound_at)"
+            " VALUES (?,?,?,?,?)", [(x, "cloud", time.time(), "test", time.time()) for x in nums])
+    fan_out_notice(store, incident, "Storing in uw regio")
+    return nums
+
+
+class RateLog:
+    """Samples ``Dispatcher.rate`` every 50 ms while a dispatcher runs."""
+
+    def __init__(self, d: Dispatcher):
+        self.d, self.samples = d, []
+
+    async def __aenter__(self):
+        async def sample():
+            while True:
+                self.samples.append((time.monotonic(), self.d.rate))
+                await asyncio.sleep(0.05)
+        self.task = asyncio.create_task(sample())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def rates(self) -> list[float]:
+        return [r for _, r in self.samples]
+
+
+async def run_until(d: Dispatcher, cond, timeout: float) -> bool:
+    """Run ``d`` (acquired) until ``cond()`` holds or ``timeout`` s passed; then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        return await wait_until(cond, timeout=timeout)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_throttling_api_gets_every_notice_once_at_the_rate_it_allows(store, fake):
+    """Scaled down from the issue (10/s bucket, 2,000 at 80/s; bench/throttle.py): a 50/s
+    bucket, 1,000 recipients at 200/s. All sent, none failed, nobody twice; the rate came
+    down to what the API allows and went back up between its refusals."""
+    fake.bucket(50)
+    subscribers(store, 1000)
+    ch = cloud_channel(store, fake, max_rate=200)
+    cfg = dataclasses.replace(DISPATCH, rate=200, concurrency=32, max_attempts=3)
+    d = Dispatcher(cfg, store, ch)
+    d.acquire()
+    try:
+        async with RateLog(d) as rl:
+            ok = await run_until(d, lambda: store.deliveries.pending() == 0, timeout=60)
+    finally:
+        d.release()
+        await ch.close()
+    assert ok, store.deliveries.counts()
+    assert store.deliveries.counts() == {"sent": 1000}
+    assert len(fake.accepted_to) == 1000 and set(fake.accepted_to.values()) == {1}
+    assert fake.throttled > 0 and d.counters.throttled == fake.throttled
+    assert d.counters.failed == 0 and d.counters.retried == 0
+    rates = rl.rates()
+    low = rates.index(min(rates))
+    assert min(rates) <= 60, rates  # came down to about the bucket's 50/s
+    assert max(rates[low:]) > min(rates), rates  # and went up again after
+    # attempts were not used up: each delivery counts one
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 1
+
+
+async def test_after_a_storm_of_130429_the_backlog_drains_at_the_shared_rate(store, fake):
+    """Every send refused with 130429 for 3 s: the deliveries wait for the shared rate, not
+    each on its own backoff (30 s and more here), so the backlog is gone seconds after the
+    storm ends, and the rate is back at the configured one."""
+    subscribers(store, 300)
+    ch = cloud_channel(store, fake, max_rate=100)
+    cfg = dataclasses.replace(DISPATCH, rate=100, concurrency=16, backoff_base=30,
+                              backoff_max=600)
+    fake.storm(3)
+    storm_end = time.monotonic() + 3
+    d = Dispatcher(cfg, store, ch)
+    d.acquire()
+    try:
+        async with RateLog(d) as rl:
+            ok = await run_until(d, lambda: store.deliveries.pending() == 0, timeout=40)
+            drained = time.monotonic() - storm_end
+            await asyncio.sleep(1.2)  # one clean second more: the last raise
+    finally:
+        d.release()
+        await ch.close()
+    assert ok, store.deliveries.counts()
+    assert store.deliveries.counts() == {"sent": 300}
+    assert set(fake.accepted_to.values()) == {1} and len(fake.accepted_to) == 300
+    assert fake.throttled > 0 and d.counters.retried == 0
+    rates = rl.rates()
+    low = rates.index(min(rates))
+    assert min(rates) <= 25, rates  # halved once a second while it lasted
+    assert max(rates[low:]) >= 50, rates  # raised again by the sends accepted after it
+    # the ramp from the floor takes 1 / rate_increase = 10 s at most; backoff would take 30+
+    assert drained < 25, drained
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 1
+
+
+async def test_a_per_recipient_limit_slows_only_that_recipient(store, fake):
+    """131056 twice for one recipient: it waits (1 s, then 4 s) while everyone else goes at
+    the full rate; the global rate never comes down and its attempts are not used up."""
+    nums = subscribers(store, 100)
+    slow = nums[0]
+    fake.script(slow, 131056, 131056)
+    ch = cloud_channel(store, fake, max_rate=200)
+    d = Dispatcher(dataclasses.replace(DISPATCH, rate=200, concurrency=16), store, ch)
+    d.acquire()
+    try:
+        async with RateLog(d) as rl:
+            ok = await run_until(d, lambda: store.deliveries.pending() == 0, timeout=20)
+    finally:
+        d.release()
+        await ch.close()
+    assert ok and store.deliveries.counts() == {"sent": 100}
+    assert set(rl.rates()) == {200}
+    sends = fake.sends(slow)
+    assert [r.answer.split()[0] for r in sends] == ["131056", "131056", "ok"]
+    assert sends[2].at - sends[0].at >= 4.9  # 1 s, then 4 s
+    others = [r.at for r in fake.accepted() if r.to != slow]
+    assert max(others) < sends[1].at + 1  # the others did not wait for it
+    assert d.counters.throttled == 2 and d.counters.retried == 0
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 1
+
+
+async def test_the_cloud_channel_types_its_rate_limit_answers(store, fake):
+    from bridge.channels.base import Outgoing
+
+    ch = cloud_channel(store, fake, max_rate=100)
+    a, b, c, e = "+31611111111", "+31622222222", "+31633333333", "+31644444444"
+    fake.script(a, 130429)
+    fake.script(b, 131056)
+    fake.script(c, ("raw", 429, "text/html", "<html>slow down</html>", {"Retry-After": "7"}))
+    fake.script(e, 131000)
+    try:
+        out = {}
+        for to in (a, b, c, e):
+            out[to] = await ch.send(Outgoing(delivery_id=1, to=to, text="x", kind="notice",
+                                              notice_id=1, window_open=True))
+    finally:
+        await ch.close()
+    assert [(out[x].status, out[x].rate_limit) for x in (a, b, c, e)] == [
+        ("retry", "global"), ("retry", "recipient"), ("retry", "global"), ("retry", None)]
+    assert out[c].retry_after == 7.0 and out[b].retry_after == 1.0
+
+
+async def test_a_retry_after_holds_every_send(store):
+    """A global rate limit that names a Retry-After: nothing goes out before it passed."""
+    nums = [f"+3161111{i:04d}" for i in range(5)]
+    ch = Scripted({nums[0]: [SendResult("retry", error="130429 rate", retry_after=1.0,
+                                        rate_limit="global")]})
+    queue(store, nums)
+    counters, _ = await drain(store, ch, dataclasses.replace(CFG, concurrency=1))
+    assert counters.sent == 5 and counters.throttled == 1
+    first_refusal = ch.times[0]
+    assert all(t - first_refusal >= 0.95 for t in ch.times[1:]), ch.times
+
+
+async def test_rate_limits_never_use_up_attempts_only_max_age_ends_them(store):
+    """Refused as over the rate limit more often than max_attempts (3) allows: it still goes
+    out, with one attempt counted. One refused for ever stays queued until max_age_hours
+    drops it as stale."""
+    a, b = "+31611111111", "+31622222222"
+    limited = SendResult("retry", error="130429 rate", rate_limit="global")
+    ch = Scripted({a: [limited] * 6})
+    queue(store, [a])
+    cfg = dataclasses.replace(CFG, min_rate=500)  # keep the test fast
+    counters, _ = await drain(store, ch, cfg)
+    assert counters.sent == 1 and counters.failed == 0 and counters.throttled == 6
+    assert store.db.scalar("SELECT attempts FROM deliveries") == 1
+    ch = Scripted({b: [limited] * 100_000})
+    queue(store, [b])
+    d = Dispatcher(cfg, store, ch)
+    d.acquire()
+    try:
+        await run_until(d, lambda: len(ch.calls) >= 20, timeout=10)
+        # (the second notice went to a as well)
+        assert store.deliveries.counts() == {"sent": 2, "pending": 1}  # never failed
+        store.db.execute("UPDATE deliveries SET created_at = created_at - 7200"
+                         " WHERE state = 'pending'")
+        counters = await d.drain()
+    finally:
+        d.release()
+    assert counters.stale == 1 and counters.failed == 0
+    assert store.deliveries.counts() == {"sent": 2, "stale": 1}
