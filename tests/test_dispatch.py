@@ -619,3 +619,164 @@ async def test_rate_limits_never_use_up_attempts_only_max_age_ends_them(store):
         d.release()
     assert counters.stale == 1 and counters.failed == 0
     assert store.deliveries.counts() == {"sent": 2, "stale": 1}
+
+
+# --- a loop that always yields: thousands of notices due for one subscriber (issue 15) -------
+
+
+def one_subscriber_backlog(store, n: int, to: str = "+31611111111") -> None:
+    """``n`` notices of ``n`` incidents, all due now for one subscriber (a mailbox's backlog
+    at first start)."""
+    store.subscribers.add(to, "console", "cli:test")
+    for i in range(n):
+        fan_out_notice(store, 1000 + i, f"melding {i}")
+
+
+class Heartbeat:
+    """The event loop's longest stall: a task that wakes every 10 ms and notes the gap."""
+
+    def __init__(self):
+        self.longest = 0.0
+
+    async def __aenter__(self):
+        async def beat():
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                t = time.monotonic()
+                self.longest = max(self.longest, t - last - 0.01)
+                last = t
+        self.task = asyncio.create_task(beat())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def test_a_backlog_for_one_paced_subscriber_waits_in_the_store(store):
+    """2,000 notices due for one subscriber on a channel that paces a recipient as the Cloud
+    API does (6 s): they go one per 6 s, the loop never stalls (longest < 100 ms), the
+    deliveries are put off in the store in one UPDATE per interval (not re-queued every few
+    ms), and a stop is obeyed at once."""
+    one_subscriber_backlog(store, 2000)
+    ch = Scripted()
+    ch.min_interval = 6.0
+    defers = []
+    real = store.deliveries.defer
+
+    def counting(*a, **kw):
+        defers.append(time.monotonic())
+        return real(*a, **kw)
+
+    store.deliveries.defer = counting
+    d = Dispatcher(dataclasses.replace(DISPATCH, rate=500), store, ch)
+    d.acquire()
+    stop = asyncio.Event()
+    try:
+        async with Heartbeat() as hb:
+            task = asyncio.create_task(d.run(stop))
+            await asyncio.sleep(6.5)
+            t = time.monotonic()
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            stopped_in = time.monotonic() - t
+    finally:
+        d.release()
+    assert len(ch.calls) == 2, len(ch.calls)  # at 0 s and 6 s
+    assert 5.9 <= ch.times[1] - ch.times[0] <= 6.5
+    assert [m.text for m in ch.calls] == ["melding 0", "melding 1"]  # in order
+    assert len(defers) <= 3, len(defers)
+    assert hb.longest < 0.1, hb.longest
+    assert stopped_in < 1, stopped_in
+    assert store.deliveries.counts() == {"sent": 2, "pending": 1998}
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries WHERE state='pending'") == 0
+
+
+async def test_a_backlog_for_one_unpaced_subscriber_drains_at_the_rate(store):
+    """min_interval 0: one send at a time to the subscriber (in order), at the dispatch
+    rate, the loop never stalling; every notice once."""
+    one_subscriber_backlog(store, 2000)
+    ch = Scripted()
+    cfg = dataclasses.replace(DISPATCH, rate=400, concurrency=8)
+    d = Dispatcher(cfg, store, ch)
+    d.acquire()
+    try:
+        async with Heartbeat() as hb:
+            t = time.monotonic()
+            ok = await run_until(d, lambda: store.deliveries.pending() == 0, timeout=30)
+            took = time.monotonic() - t
+    finally:
+        d.release()
+    assert ok, store.deliveries.counts()
+    assert [m.text for m in ch.calls] == [f"melding {i}" for i in range(2000)]
+    assert hb.longest < 0.1, hb.longest
+    rate = 2000 / took
+    assert 200 <= rate <= 440, rate  # the configured 400/s (a burst of 40 at the start)
+
+
+@pytest.mark.parametrize("interval", [6.0, 0.0])
+def test_the_daemon_with_a_one_subscriber_backlog_obeys_sigterm(tmp_path, interval):
+    """`bridge run` (a real process) with 2,000 notices due for one subscriber on the console
+    channel: it sends at the pacing (one per 6 s; or at dispatch.rate 100/s without an
+    interval) and a SIGTERM ends it within 5 s; nobody gets a notice twice."""
+    from daemon import Daemon
+    from helpers import read_outbox, write_config
+
+    from bridge.store import Store
+
+    cfg = write_config(tmp_path, rate=100, channel_extra=f"""
+        [channel.console]
+        quiet = true
+        outbox_file = "{tmp_path / 'outbox.jsonl'}"
+        min_interval = {interval}
+        """)
+    # write_config already wrote a [channel.console] table: keep the last one only
+    text = cfg.read_text()
+    first = text.index("[channel.console]")
+    cfg.write_text(text[:first] + text[text.index("\n\n", first) + 2:])
+    store = Store.open(tmp_path / "bridge.db")
+    one_subscriber_backlog(store, 2000)
+    store.close()
+    d = Daemon(cfg).start(wait=False)
+    try:
+        want = 2 if interval else 300
+        assert wait_for_outbox(tmp_path, 1, 30), d.log()
+        first_at = time.monotonic()
+        assert wait_for_outbox(tmp_path, want, 30), d.log()
+        took = time.monotonic() - first_at
+        time.sleep(0.5)
+        t = time.monotonic()
+        code = d.stop(timeout=5)
+        stopped_in = time.monotonic() - t
+    finally:
+        if d.alive():
+            d.kill()
+    assert code == 0 and stopped_in < 5, (code, stopped_in)
+    sent = read_outbox(tmp_path)
+    ids = [m["delivery_id"] for m in sent]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids)
+    if interval:
+        assert 5.5 <= took <= 7.5, took  # the second one 6 s after the first
+        assert len(sent) <= 3
+    else:
+        assert 60 <= (want - 1) / took <= 110, took  # dispatch.rate 100/s
+    store = Store.open(tmp_path / "bridge.db")
+    try:
+        counts = store.deliveries.counts()
+    finally:
+        store.close()
+    assert counts == {"sent": len(sent), "pending": 2000 - len(sent)}, counts
+
+
+def wait_for_outbox(tmp_path, n: int, timeout: float) -> bool:
+    """Wait until the console channel's outbox file has ``n`` complete lines."""
+    p = tmp_path / "outbox.jsonl"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.exists() and p.read_bytes().count(b"\n") >= n:
+            return True
+        time.sleep(0.02)
+    return False
