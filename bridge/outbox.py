@@ -52,6 +52,7 @@ BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
+HOLD_CLAIMS = 5.0  # seconds: a Retry-After hold longer than this stops claims meanwhile
 
 
 class DispatcherBusy(RuntimeError):
@@ -198,6 +199,8 @@ class Dispatcher:
             self._note_paused(paused)
             # an operator's pause (console, `bridge pause`): like a paused channel, no alert
             ready = not paused and self.store.control.paused() is None
+            # a long Retry-After: claim nothing until it passed (what is claimed waits for it)
+            ready = ready and self.pace.held() <= HOLD_CLAIMS
             batch = self.store.deliveries.claim(self._claim_size()) if ready else []
             if not batch:
                 self._maybe_scrub()
@@ -246,10 +249,13 @@ class Dispatcher:
                 deferred.add(d.to_addr)
                 continue
             await sem.acquire()
-            if not await self.pace.acquire(None if drain else stop):
+            held = self.pace.held()
+            if held > HOLD_CLAIMS or not await self.pace.acquire(None if drain else stop):
+                # stopping, or a long Retry-After: the rest waits in the store
                 sem.release()
                 dl.release([x.id for x in batch[i:] if x.to_addr not in deferred],
-                           time.time(), "stopped")
+                           time.time() + max(held, 0.0), "stopped" if held <= HOLD_CLAIMS
+                           else "held for a Retry-After")
                 return
             if time.monotonic() - checked > RECHECK:
                 # Cancelled while waiting (its subscriber left), or superseded by a newer
@@ -431,8 +437,8 @@ class Dispatcher:
                       mask(d.to_addr), r.error, wait)
             return
         self.pace.limited(r.retry_after, r.error)
-        self.store.deliveries.mark_retry(d.id, time.time(), r.error or "rate limit",
-                                         count_attempt=False)
+        self.store.deliveries.mark_retry(d.id, time.time() + (r.retry_after or 0.0),
+                                         r.error or "rate limit", count_attempt=False)
 
     def flush(self) -> None:
         """Commit the successful sends recorded since the last flush."""

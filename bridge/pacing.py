@@ -137,6 +137,10 @@ class AdaptiveRate:
             if self.rate >= self.configured:
                 log.info("dispatch: sending at the configured %.1f/s again", self.rate)
 
+    def held(self) -> float:
+        """Seconds left of a Retry-After hold (0 or less: none)."""
+        return self.hold_until - time.monotonic()
+
     def accepted_rate(self) -> float:
         """Sends accepted per second over the last ACCEPT_WINDOW seconds."""
         t = time.monotonic()

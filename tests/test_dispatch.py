@@ -780,3 +780,18 @@ def wait_for_outbox(tmp_path, n: int, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+async def test_a_long_retry_after_ends_a_drain_instead_of_blocking_it(store):
+    """`bridge dispatch` (drain) told to hold for 10 minutes returns, the rest waiting."""
+    nums = [f"+3161111{i:04d}" for i in range(3)]
+    ch = Scripted({nums[0]: [SendResult("retry", error="130429 rate", retry_after=600,
+                                        rate_limit="global")]})
+    queue(store, nums)
+    t = time.monotonic()
+    counters, d = await asyncio.wait_for(drain(store, ch, dataclasses.replace(CFG,
+                                                                               concurrency=1)), 10)
+    assert time.monotonic() - t < 5
+    assert counters.throttled == 1 and counters.sent == 0
+    assert store.deliveries.counts() == {"pending": 3}
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
