@@ -799,3 +799,42 @@ async def test_a_long_retry_after_ends_a_drain_instead_of_blocking_it(store):
     assert counters.throttled == 1 and counters.sent == 0
     assert store.deliveries.counts() == {"pending": 3}
     assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
+
+
+# --- the adaptive rate by itself (bridge/pacing.py), on a clock the test moves ---------------
+
+
+def test_the_adaptive_rate_halves_once_a_second_and_climbs_back_by_a_tenth(monkeypatch):
+    import bridge.pacing as pacing
+
+    now = [1000.0]
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: now[0])
+    r = pacing.AdaptiveRate(80, floor=1, decrease=0.5, increase=0.1)
+    r.limited()
+    r.limited()  # the same second: answers to sends already under way
+    assert r.rate == 40 and r.throttled == 2
+    for _ in range(8):
+        now[0] += 1.0
+        r.limited()
+    assert r.rate == 1  # never below the floor
+    now[0] += 0.5
+    r.accepted()
+    assert r.rate == 1  # not a clean second yet
+    rates = []
+    for _ in range(12):
+        now[0] += 1.0
+        r.accepted()
+        rates.append(r.rate)
+    assert rates[:3] == [9, 17, 25] and rates[-1] == 80  # +8/s, up to the configured 80
+    # a decrease never goes below what was accepted in the last 2 s
+    for _ in range(60):
+        now[0] += 0.05
+        r.accepted()  # 20/s accepted
+    r.limited(retry_after=3)
+    assert r.rate == 40 and 2.9 < r.held() <= 3
+    steep = pacing.AdaptiveRate(80, floor=1, decrease=0.1)
+    for _ in range(40):
+        now[0] += 0.05
+        steep.accepted()  # 20/s accepted over the last 2 s
+    steep.limited()
+    assert steep.rate == 20  # not 80 x 0.1 = 8: what the channel just accepted
