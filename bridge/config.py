@@ -205,12 +205,19 @@ class RenderConfig:
 class DispatchConfig:
     rate: float = 20.0  # messages per second, all channels together
     concurrency: int = 64
+    # attempts whose send raised inside the channel (a bug, not an answer) before the
+    # delivery fails; answers the channel calls passing (retry) never end a delivery
     max_attempts: int = 8
     backoff_base: float = 2.0  # seconds before the first retry; doubles each time
     backoff_max: float = 600.0
     max_age_hours: float = 12.0  # an unsent notice older than this is dropped as stale
     poll_interval: float = 1.0  # how often to look for work queued by other processes
     progress_every: float = 10.0  # seconds between progress lines of a large fan-out
+    # the adaptive rate (bridge.pacing): the lowest it goes (messages/s), the factor applied
+    # on a rate-limit answer, and the share of the configured rate added per clean second
+    min_rate: float = 1.0
+    rate_decrease: float = 0.5
+    rate_increase: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -425,6 +432,11 @@ def parse(data: dict, path: Path) -> Config:
         poll_interval=di.float("poll_interval", DispatchConfig.poll_interval, min=0.01, max=60),
         progress_every=di.float("progress_every", DispatchConfig.progress_every, min=0.1,
                                 max=3600),
+        min_rate=di.float("min_rate", DispatchConfig.min_rate, min=0.01, max=10000),
+        rate_decrease=di.float("rate_decrease", DispatchConfig.rate_decrease, min=0.05,
+                               max=0.95),
+        rate_increase=di.float("rate_increase", DispatchConfig.rate_increase, min=0.01,
+                               max=1.0),
     )
     di.done()
 

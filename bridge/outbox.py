@@ -1,12 +1,21 @@
 """The dispatcher: sends due deliveries from the persistent outbox.
 
-- a global rate limit (token bucket; the lower of ``dispatch.rate`` and the channel's own
-  cap), bounded concurrency, and a per-recipient minimum interval when the channel asks;
-- retries with exponential backoff and jitter for what the channel calls transient, up to
-  ``max_attempts``; a paused channel keeps its deliveries waiting without using attempts;
+- a global rate (the lower of ``dispatch.rate`` and the channel's own cap) that adapts to
+  the channel's rate-limit answers, bounded concurrency, and per recipient one send at a
+  time, the channel's minimum interval and a hold after a per-recipient rate limit
+  (bridge/pacing.py). A recipient who must wait waits in the store: one UPDATE puts off
+  all of its pending deliveries until it is free, and the claim finds them when due;
+- a rate-limit answer (``SendResult.rate_limit``) sends the delivery back to the queue
+  for the shared rate (global) or its recipient's hold, without using an attempt; other
+  transient answers are retried with exponential backoff and jitter (``backoff_base``,
+  ``backoff_max``), without end: only ``max_age_hours`` ends a delivery the channel keeps
+  refusing for passing reasons. ``max_attempts`` ends a delivery whose send raised inside
+  the channel (a bug, not an answer). A paused channel keeps its deliveries waiting;
 - unsent deliveries older than ``max_age_hours`` are dropped as stale;
 - one channel sends everything (the configured one; a delivery's ``channel`` column records
   where the subscriber came from, for information);
+- work per claim is bounded (about half a second of sending) and the loop yields to the
+  event loop after each claim;
 - at most one dispatcher per database (a lock file); at start it puts the sends that were
   under way at a crash back in the queue: those, and only those, may go out twice. A send
   is under way from the call to the channel until its result is committed; successful
@@ -19,7 +28,6 @@ All sends run in one TaskGroup owned by :meth:`Dispatcher.run`; nothing is fire-
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import fcntl
 import json
@@ -34,6 +42,7 @@ from bridge.channels.base import Channel, Outgoing, SendResult
 from bridge.config import DispatchConfig
 from bridge.core.phone import mask
 from bridge.events import ChannelPaused, ChannelResumed, EventBus
+from bridge.pacing import AdaptiveRate, RecipientPacing, backoff
 from bridge.progress import FanOutProgress
 from bridge.sendhealth import SendHealth
 from bridge.store import Delivery, Store
@@ -44,48 +53,18 @@ BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
-PACE_QUANTUM = 0.01  # seconds: the shortest wait of the rate limiter (sends in groups)
+HOLD_CLAIMS = 5.0  # seconds: a Retry-After hold longer than this stops claims meanwhile
 
 
 class DispatcherBusy(RuntimeError):
     """Another dispatcher (the daemon, or `bridge dispatch`) owns this database."""
 
 
-class RateLimiter:
-    """Token bucket: ``rate`` per second, bursts of at most ``burst``.
-
-    When it must wait, it waits at least PACE_QUANTUM: at high rates the sends go out in
-    small groups (about ``rate * PACE_QUANTUM``, 10 at 1,000/s) that share the event loop's
-    turns, instead of one timer and one loop turn per send. The average rate is the same;
-    below 1 / PACE_QUANTUM (100/s) nothing changes.
-    """
-
-    def __init__(self, rate: float, burst: float | None = None):
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, min(rate / 10, 50.0))
-        self.tokens = self.burst
-        self.stamp = time.monotonic()
-
-    def restart(self) -> None:
-        """Spend what was saved up: the next token comes a full interval from now."""
-        self.tokens = min(self.tokens, 0.0)
-        self.stamp = time.monotonic()
-
-    async def acquire(self) -> None:
-        while True:
-            t = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (t - self.stamp) * self.rate)
-            self.stamp = t
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await asyncio.sleep(max((1 - self.tokens) / self.rate, PACE_QUANTUM))
-
-
 @dataclass
 class Counters:
     sent: int = 0
-    retried: int = 0
+    retried: int = 0  # transient answers other than rate limits
+    throttled: int = 0  # rate-limit answers (global or per recipient)
     failed: int = 0
     stale: int = 0
     paused: int = 0
@@ -102,19 +81,14 @@ class Dispatcher:
         self.channel = channel
         self.on_unreachable = on_unreachable
         self.on_sent = on_sent
-        self.rate = min(cfg.rate, channel.max_rate or cfg.rate)
-        self.limiter = RateLimiter(self.rate)
-        # Claim about half a second of work at a time, so a newer notice can still
-        # supersede what is queued behind it on a slow channel.
-        self._claim_size = max(1, min(BATCH, int(self.rate / 2)))
+        # messages/s: the configured rate, and the adaptive one (``rate``) below it
+        self.configured_rate = min(cfg.rate, channel.max_rate or cfg.rate)
+        self.pace = AdaptiveRate(self.configured_rate, floor=cfg.min_rate,
+                                 decrease=cfg.rate_decrease, increase=cfg.rate_increase)
+        self.recipients = RecipientPacing()
         self.counters = Counters()
         self._wake = asyncio.Event()
         self._inflight_ids: set[int] = set()
-        self._inflight_to: set[str] = set()
-        # An OrderedDict: its front stays cheap to read while old entries are dropped
-        # from it (a dict's iteration would first skip every slot deleted since its
-        # last resize: thousands at 1,000 sends a second).
-        self._last_to: collections.OrderedDict[str, float] = collections.OrderedDict()
         # fan-out progress lines and end events (bridge.progress)
         self.progress = FanOutProgress(store, cfg.progress_every, lambda: self.rate,
                                        self.flush, events)
@@ -139,6 +113,16 @@ class Dispatcher:
         # bridge.events: fan-out ends, and the channel's pause state as this loop sees it
         self.events = events
         self._paused_seen: tuple[str, float] | None = None  # (reason, since)
+
+    @property
+    def rate(self) -> float:
+        """The rate allowed now, messages/s (lowered by rate-limit answers)."""
+        return self.pace.rate
+
+    def _claim_size(self) -> int:
+        # About half a second of work at a time, so a newer notice can still supersede
+        # what is queued behind it on a slow channel.
+        return max(1, min(BATCH, int(self.rate / 2)))
 
     # -- ownership ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -212,7 +196,9 @@ class Dispatcher:
             self._note_paused(paused)
             # an operator's pause (console, `bridge pause`): like a paused channel, no alert
             ready = not paused and self.store.control.paused() is None
-            batch = self.store.deliveries.claim(self._claim_size) if ready else []
+            # a long Retry-After: claim nothing until it passed (what is claimed waits for it)
+            ready = ready and self.pace.held() <= HOLD_CLAIMS
+            batch = self.store.deliveries.claim(self._claim_size()) if ready else []
             if not batch:
                 self._maybe_scrub()
                 if not self._tasks:
@@ -229,52 +215,65 @@ class Dispatcher:
                 await self._idle(stop, ready)
                 continue
             self._track(batch)
-            checked, gone = time.monotonic(), set()
-            for i, d in enumerate(batch):
-                if stop.is_set() and not drain:
-                    # Stopping: hand back what we claimed but did not start.
-                    self.store.deliveries.mark_retry(d.id, time.time(), "stopped",
-                                                     count_attempt=False)
-                    continue
-                channel = self.channel
-                if channel.paused:
-                    self.store.deliveries.mark_retry(d.id, time.time() + 1, channel.paused,
-                                                     count_attempt=False)
-                    continue
-                wait = self._recipient_wait(channel, d.to_addr)
-                if wait > 0:
-                    self.store.deliveries.mark_retry(d.id, time.time() + wait,
-                                                     "pacing per recipient", count_attempt=False)
-                    continue
-                await sem.acquire()
-                await self.limiter.acquire()
-                if stop.is_set() and not drain:
-                    sem.release()
-                    self.store.deliveries.mark_retry(d.id, time.time(), "stopped",
-                                                     count_attempt=False)
-                    continue
-                if time.monotonic() - checked > RECHECK:
-                    # Cancelled while waiting (its subscriber left), or superseded by a newer
-                    # notice of its incident queued since the claim? One query per RECHECK.
-                    checked = time.monotonic()
-                    gone = self.store.deliveries.recheck([x.id for x in batch[i:]])
-                if d.id in gone:
-                    sem.release()
-                    self.progress.advance(d)
-                    continue
-                if channel.jitter:
-                    # The jitter adds to the interval: the next token counts from now.
-                    await asyncio.sleep(random.uniform(0, channel.jitter))
-                    self.limiter.restart()
-                self._inflight_ids.add(d.id)
-                self._inflight_to.add(d.to_addr)
-                if channel.min_interval:
-                    self._note_recipient(d.to_addr, channel.min_interval)
-                task = tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            await self._start_sends(tg, batch, sem, stop, drain)
             if self._scrub_due and time.monotonic() - self._last_scrub > SCRUB_EVERY:
                 self._maybe_scrub()  # busy for long: do not keep erased numbers waiting
+            await asyncio.sleep(0)  # one claim's work done: let everything else run
+
+    async def _start_sends(self, tg: asyncio.TaskGroup, batch: list[Delivery],
+                           sem: asyncio.Semaphore, stop: asyncio.Event, drain: bool) -> None:
+        """Start the sends of one claimed batch at the shared rate; recipients who must
+        wait are put off in the store (one UPDATE each); on stop or pause the rest of the
+        batch goes back to the queue in one transaction."""
+        dl = self.store.deliveries
+        checked, gone = time.monotonic(), set()
+        deferred: set[str] = set()  # recipients put off (with their claimed deliveries)
+        channel = self.channel
+        for i, d in enumerate(batch):
+            if d.to_addr in deferred:
+                continue
+            if stop.is_set() and not drain:
+                # Stopping: hand back what we claimed but did not start.
+                dl.release([x.id for x in batch[i:]], time.time(), "stopped")
+                return
+            if channel.paused:
+                dl.release([x.id for x in batch[i:]], time.time() + 1, channel.paused)
+                return
+            wait = await self.recipients.ready_in(d.to_addr, channel.min_interval)
+            if wait > 0:
+                dl.defer(d.to_addr, time.time() + wait,
+                         [x.id for x in batch[i:] if x.to_addr == d.to_addr])
+                deferred.add(d.to_addr)
+                continue
+            await sem.acquire()
+            held = self.pace.held()
+            if held > HOLD_CLAIMS or not await self.pace.acquire(None if drain else stop):
+                # stopping, or a long Retry-After: the rest waits in the store
+                sem.release()
+                dl.release([x.id for x in batch[i:] if x.to_addr not in deferred],
+                           time.time() + max(held, 0.0), "stopped" if held <= HOLD_CLAIMS
+                           else "held for a Retry-After")
+                return
+            if time.monotonic() - checked > RECHECK:
+                # Cancelled while waiting (its subscriber left), or superseded by a newer
+                # notice of its incident queued since the claim? One query per RECHECK.
+                checked = time.monotonic()
+                gone = dl.recheck([x.id for x in batch[i:]])
+            if d.id in gone:
+                sem.release()
+                self.progress.advance(d)
+                continue
+            if channel.jitter:
+                # The jitter adds to the interval: the next token counts from now.
+                await asyncio.sleep(random.uniform(0, channel.jitter))
+                self.pace.restart()
+            self._inflight_ids.add(d.id)
+            if channel.min_interval:
+                self.recipients.sent(d.to_addr, channel.min_interval)
+            task = tg.create_task(self._send(d, channel, sem), name=f"send-{d.id}")
+            self.recipients.busy[d.to_addr] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _requeue_unfinished(self) -> None:
         """After run()/drain() crashed (all send tasks have ended): put the
@@ -321,7 +320,11 @@ class Dispatcher:
                 raise
             except Exception as e:  # a channel bug must not kill the dispatcher
                 log.exception("dispatch: channel %s raised on delivery %d", channel.name, d.id)
-                result = SendResult("retry", error=f"channel error: {type(e).__name__}: {e}")
+                err = f"channel error: {type(e).__name__}: {e}"
+                # not an answer of the peer: max_attempts of these end the delivery
+                result = (SendResult("retry", error=err) if d.attempts < self.cfg.max_attempts
+                          else SendResult("failed", error=f"{err} (gave up after {d.attempts}"
+                                                          " attempts)"))
             latency = time.monotonic() - t0
             try:
                 self._record(d, result, latency)
@@ -333,7 +336,7 @@ class Dispatcher:
                 self._unrecorded.append((d, result, latency))
         finally:
             self._inflight_ids.discard(d.id)
-            self._inflight_to.discard(d.to_addr)
+            self.recipients.busy.pop(d.to_addr, None)
             sem.release()
 
     def _record_again(self) -> None:
@@ -378,6 +381,7 @@ class Dispatcher:
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
             c.sent += 1
+            self.pace.accepted()
             self.health.note("sent", delivery_id=d.id)
             if d.subscriber_id is not None:
                 if not self.channel.receipts:
@@ -400,27 +404,46 @@ class Dispatcher:
             dl.mark_retry(d.id, time.time() + (r.retry_after or 5.0), r.error or "channel paused",
                           count_attempt=False)
             return
-        if r.status == "retry" and d.attempts < self.cfg.max_attempts:
+        if r.status == "retry" and r.rate_limit is not None:
+            self._throttled(d, r)
+            return
+        if r.status == "retry":
             c.retried += 1
             delay = r.retry_after
             if delay is None:
-                delay = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (d.attempts - 1))
-                delay *= random.uniform(0.5, 1.5)
+                delay = backoff(d.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
             dl.mark_retry(d.id, time.time() + delay, r.error or "transient error")
-            # counted for the summary line and /healthz (after the adaptive-rate merge:
-            # throttled=<the SendResult's typed throttle field>)
+            # counted for the summary line and /healthz, not a log line per retry
             self.health.note("retry", r.error or "transient error", delivery_id=d.id,
-                             retry_at=time.time() + delay)
+                             retry_at=time.time() + delay, throttled=False)
             return
-        why = r.error or "failed"
-        if r.status == "retry":
-            why = f"gave up after {d.attempts} attempts: {why}"
-        self._finish_failed(d, why)
-        self.health.note("failed", r.error or why, delivery_id=d.id)
+        self._finish_failed(d, r.error or "failed")
+        self.health.note("failed", r.error or "failed", delivery_id=d.id)
         if r.unreachable and d.subscriber_id is not None:
             n = self.store.subscribers.unreachable(d.subscriber_id)
             if self.on_unreachable:
                 self.on_unreachable(d.subscriber_id, n)
+
+    def _throttled(self, d: Delivery, r: SendResult) -> None:
+        """A rate-limit answer: no attempt used. Global: the shared rate comes down (and
+        holds for ``retry_after``) and the delivery is due again at once, to go at that
+        rate. Per recipient: that recipient's deliveries wait ``retry_after`` seconds."""
+        self.counters.throttled += 1
+        if r.rate_limit == "recipient":
+            wait = r.retry_after or max(self.channel.min_interval, 1.0)
+            self.health.note("retry", r.error or "rate limit per recipient", delivery_id=d.id,
+                             retry_at=time.time() + wait, throttled=True)
+            self.recipients.hold(d.to_addr, wait)
+            self.store.deliveries.defer(d.to_addr, time.time() + wait, [d.id],
+                                        r.error or "rate limit per recipient")
+            log.debug("dispatch: delivery %d to %s: %s; this recipient waits %.0f s", d.id,
+                      mask(d.to_addr), r.error, wait)
+            return
+        self.pace.limited(r.retry_after, r.error)
+        self.health.note("retry", r.error or "rate limit", delivery_id=d.id,
+                         retry_at=time.time() + (r.retry_after or 0.0), throttled=True)
+        self.store.deliveries.mark_retry(d.id, time.time() + (r.retry_after or 0.0),
+                                         r.error or "rate limit", count_attempt=False)
 
     def flush(self) -> None:
         """Commit the successful sends recorded since the last flush."""
@@ -448,31 +471,7 @@ class Dispatcher:
         log.warning("dispatch: delivery %d to %s failed: %s", d.id, mask(d.to_addr), why)
         self.progress.advance(d)
 
-    # -- pacing, progress, upkeep ---------------------------------------------------------------
-    def _recipient_wait(self, channel: Channel, to: str) -> float:
-        if to in self._inflight_to:
-            return max(channel.min_interval, 0.05)
-        last = self._last_to.get(to)
-        if last is None:
-            return 0.0
-        return channel.min_interval - (time.monotonic() - last)
-
-    def _note_recipient(self, to: str, interval: float) -> None:
-        """Remember when ``to`` was last sent to, for as long as the interval matters.
-
-        The dict is kept in time order (re-inserted keys move to the end), so entries whose
-        interval has passed are dropped from the front: memory stays bounded by the number
-        of recipients sent to within one interval, not by the size of the fan-out.
-        """
-        now = time.monotonic()
-        self._last_to.pop(to, None)
-        self._last_to[to] = now
-        for _ in range(64):  # the oldest first; at most 64 per call
-            k = next(iter(self._last_to))
-            if now - self._last_to[k] < interval:
-                break
-            del self._last_to[k]
-
+    # -- progress, upkeep --------------------------------------------------------------------------
     def _track(self, batch: list[Delivery]) -> None:
         if self.channel.wants_window:
             # The 24-hour window of the batch's subscribers in one query, not one per send

@@ -49,19 +49,6 @@ STATE_VALUE = {"ok": 0, "degraded": 1, "paused": 2}  # the /metrics gauge
 # Error codes that mean "over a rate limit" (Cloud API 130429 throughput, 131056 pair
 # rate, 80007 WABA rate; HTTP 429). See docs/cloud-api.md. After the adaptive-rate work
 # the dispatcher passes the SendResult's typed throttle field instead.
-_THROTTLE_CODES = frozenset({"130429", "131056", "80007", "429", "4"})
-
-
-def is_throttle(error: str | None) -> bool:
-    """Is this error text a rate-limit answer (130429, 131056, 80007, HTTP 429)?"""
-    if not error:
-        return False
-    words = error.replace(":", " ").split()
-    return bool(words) and (words[0] in _THROTTLE_CODES
-                            or (len(words) > 1 and words[0].lower() == "http"
-                                and words[1] == "429"))
-
-
 def reason_key(error: str | None) -> str:
     """A short reason to count results by: the error code ("130429"), or the first two
     words when the text starts with a word ("HTTP 500", "network timeout"), masked."""
@@ -127,9 +114,9 @@ class SendHealth:
 
     # -- input ---------------------------------------------------------------------------------
     def note(self, outcome: Outcome, error: str | None = None, *, delivery_id: int | None = None,
-             retry_at: float | None = None, throttled: bool | None = None) -> None:
+             retry_at: float | None = None, throttled: bool = False) -> None:
         """One send result. ``retry_at`` (Unix seconds): when a ``retry`` falls due;
-        ``throttled``: a rate-limit answer (None: judged from ``error``)."""
+        ``throttled``: a rate-limit answer (``SendResult.rate_limit`` was set)."""
         now = self.clock()
         if delivery_id is not None:
             if outcome == "retry" and retry_at is not None:
@@ -148,7 +135,7 @@ class SendHealth:
             if outcome != "paused":
                 b.bad[key] += 1
             self._sum[outcome][key] += 1
-            if outcome == "retry" and (throttled if throttled is not None else is_throttle(error)):
+            if outcome == "retry" and throttled:
                 self.throttled += 1
         if now - self._last_judged >= 1.0 or now - self._summary_start >= self.cfg.window_s:
             self.tick(now)

@@ -18,16 +18,27 @@ Scripting, per recipient (a queue; when empty the send succeeds):
     fake.window_closed.add("+31633333333")            # free text -> 131047
     fake.token = "new-token"                          # the old token now gets 190
     fake.templates = {"storing_nieuw": 3}             # known templates: name -> parameters
+    fake.fail_all = 131000                            # every send: this error (None: as usual)
+
+Throughput, for every recipient (Meta's "Throughput": error 130429, HTTP 429, above it):
+
+    fake.bucket(10)            # a token bucket: 10 messages/s, bursts of 10; above: 130429
+    fake.storm(180)            # every send for the next 180 s: 130429
+    fake.accepted_to["+31611111111"]   # messages accepted per recipient (duplicates)
+
+A refused send takes no token. ``fake.throttled`` counts the 130429 answers of both.
 
 In a test: ``async with FakeGraph() as fake: ... fake.base_url``. For benchmarks, run it in
 its own process: ``python tests/fake_graph.py --port 0 --latency 0.05`` prints
-``listening on <port>`` and serves until killed (``--quiet``: no request log kept).
+``listening on <port>`` and serves until killed (``--quiet``: no request log kept;
+``--bucket 10``: the token bucket above).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import re
@@ -95,8 +106,14 @@ class FakeGraph:
     window_closed: set[str] = field(default_factory=set)
     count: int = 0
     # while set, every send is answered with this error code (e.g. 131000: HTTP 500, a
-    # storm), after any scripted answers for the recipient; None: answers as usual
-    storm: int | None = None
+    # storm of errors), after any scripted answers for the recipient; None: as usual
+    fail_all: int | None = None
+    throttled: int = 0  # 130429 answers of the bucket and the storm
+    accepted_to: collections.Counter = field(default_factory=collections.Counter)
+    _bucket: tuple[float, float] | None = None  # (rate /s, burst)
+    _tokens: float = 0.0
+    _stamp: float = 0.0
+    _storm_until: float = 0.0  # monotonic
     _scripts: dict[str, list] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -105,6 +122,38 @@ class FakeGraph:
     def script(self, to: str, *actions: Any) -> None:
         """Queue answers for ``to``: an int is an error code, ("delay", s) waits, "ok" sends."""
         self._scripts.setdefault(to, []).extend(actions)
+
+    def bucket(self, rate: float | None, burst: float | None = None) -> None:
+        """Accept at most ``rate`` messages/s (bursts of ``burst``, default one second's
+        worth); above it answer 130429 (HTTP 429). None: no limit."""
+        if rate is None:
+            self._bucket = None
+            return
+        b = burst if burst is not None else max(1.0, rate)
+        self._bucket, self._tokens, self._stamp = (rate, b), b, time.monotonic()
+
+    def storm(self, seconds: float) -> None:
+        """Answer every send with 130429 for the next ``seconds`` (0: end the storm now)."""
+        self._storm_until = time.monotonic() + seconds
+
+    @property
+    def storming(self) -> bool:
+        return time.monotonic() < self._storm_until
+
+    def _over_limit(self) -> bool:
+        """Take a token from the bucket; True when there is none (or a storm is on)."""
+        if self.storming:
+            return True
+        if self._bucket is None:
+            return False
+        rate, burst = self._bucket
+        t = time.monotonic()
+        self._tokens = min(burst, self._tokens + (t - self._stamp) * rate)
+        self._stamp = t
+        if self._tokens < 1:
+            return True
+        self._tokens -= 1
+        return False
 
     def load_script(self, path) -> None:
         """Queue the answers of a JSON file ``{number: [action, ...]}``, each action a list
@@ -217,8 +266,11 @@ class FakeGraph:
             if isinstance(action, int):
                 return self._reply(req, action)
             break  # "ok"
-        if self.storm is not None:
-            return self._reply(req, self.storm)
+        if self.fail_all is not None:
+            return self._reply(req, self.fail_all)
+        if self._over_limit():
+            self.throttled += 1
+            return self._reply(req, 130429)
         if body["type"] == "text" and to in self.window_closed:
             return self._reply(req, 131047, "Message failed to send because more than 24 hours"
                                             " have passed since the customer last replied.")
@@ -230,6 +282,7 @@ class FakeGraph:
             if len(params) != self.templates[t["name"]]:
                 return self._reply(req, 132000)
         wamid = f"wamid.FAKE{next(self._ids):08d}"
+        self.accepted_to[to] += 1
         req.answer = ("hang " if req.answer == "hang" else "ok ") + wamid
         contact = {"input": to, "wa_id": to[1:]} if to.startswith("+") else {
             "input": to[5:], "user_id": to[5:]}
@@ -301,8 +354,10 @@ class FakeGraph:
         return f"type must be text or template, got {kind!r}"
 
 
-async def _serve(port: int, latency: float, token: str, quiet: bool) -> None:
+async def _serve(port: int, latency: float, token: str, quiet: bool,
+                 bucket: float | None = None) -> None:
     fake = FakeGraph(token=token, latency=latency, port=port, record=not quiet)
+    fake.bucket(bucket)
     await fake.start()
     print(f"listening on {fake.port}", flush=True)
     try:
@@ -318,6 +373,8 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.05)
     p.add_argument("--token", default="bench-token")
     p.add_argument("--quiet", action="store_true", help="keep no request log")
+    p.add_argument("--bucket", type=float, default=None,
+                   help="accept at most this many messages/s (130429 above it)")
     args = p.parse_args()
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -326,7 +383,7 @@ def main() -> None:
     except ImportError:
         pass
     try:
-        asyncio.run(_serve(args.port, args.latency, args.token, args.quiet))
+        asyncio.run(_serve(args.port, args.latency, args.token, args.quiet, args.bucket))
     except KeyboardInterrupt:
         pass
 

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.config import HealthConfig
 from bridge.events import EventBus, SendingDegraded, SendingRecovered
-from bridge.sendhealth import SendHealth, is_throttle, overall, reason_key
+from bridge.sendhealth import SendHealth, overall, reason_key
 
 CFG = HealthConfig(window_s=60, degraded_share=0.5, degraded_after_s=120, min_results=5)
 
@@ -47,7 +47,8 @@ def test_all_accepted_is_ok_and_said_once_after_start():
 def test_a_storm_is_degraded_with_its_reasons_then_urgent_then_ok_again():
     h, clock, seen = health()
     for i in range(8):
-        h.note("retry", "130429 (#130429) Rate limit hit", delivery_id=i, retry_at=clock.t + 30)
+        h.note("retry", "130429 (#130429) Rate limit hit", delivery_id=i, retry_at=clock.t + 30,
+               throttled=True)
     h.note("retry", "HTTP 500", delivery_id=8, retry_at=clock.t + 30)
     h.note("sent", delivery_id=9)
     j = h.judge()
@@ -126,20 +127,20 @@ def test_one_summary_per_window_quiet_when_all_is_well(caplog):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("error", "key", "throttle"), [
-    ("130429 (#130429) Rate limit hit", "130429", True),
-    ("131056 (#131056) Pair rate limit", "131056", True),
-    ("80007 rate", "80007", True),
-    ("HTTP 429", "HTTP 429", True),
-    ("HTTP 500", "HTTP 500", False),
-    ("131000 Something went wrong", "131000", False),
-    ("network timeout after 5 s", "network timeout", False),
-    ("channel error: RuntimeError: boom", "channel error", False),
-    ("mqtt: no PUBACK from +31612345678", "mqtt no", False),
-    (None, "error", False),
+@pytest.mark.parametrize(("error", "key"), [
+    ("130429 (#130429) Rate limit hit", "130429"),
+    ("131056 (#131056) Pair rate limit", "131056"),
+    ("80007 rate", "80007"),
+    ("HTTP 429", "HTTP 429"),
+    ("HTTP 500", "HTTP 500"),
+    ("131000 Something went wrong", "131000"),
+    ("network timeout after 5 s", "network timeout"),
+    ("channel error: RuntimeError: boom", "channel error"),
+    ("mqtt: no PUBACK from +31612345678", "mqtt no"),
+    (None, "error"),
 ])
-def test_reason_key_and_throttle(error, key, throttle):
-    assert reason_key(error) == key and is_throttle(error) is throttle
+def test_reason_key(error, key):
+    assert reason_key(error) == key
 
 
 def test_overall_puts_what_pauses_sending_first():

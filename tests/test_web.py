@@ -595,7 +595,7 @@ async def test_healthz_and_status_show_degraded_in_a_500_storm_and_ok_after_it(t
     from daemon import Daemon, bridge
     from helpers import free_port, wait_until
 
-    fake = FakeGraph(storm=131000)  # every send: HTTP 500 "Something went wrong"
+    fake = FakeGraph(fail_all=131000)  # every send: HTTP 500 "Something went wrong"
     await fake.start()
     port = free_port()
     env = {TOKEN_ENV: fake.token, "TEST_VERIFY_TOKEN": VERIFY, "TEST_APP_SECRET": SECRET}
@@ -666,7 +666,7 @@ async def test_healthz_and_status_show_degraded_in_a_500_storm_and_ok_after_it(t
             await status_says("DEGRADED")
             assert "131000 x" in line and "rate 80/s" in line and "queue 20" in line, line
 
-            fake.storm = None  # the storm ends
+            fake.fail_all = None  # the storm ends
             await until(lambda: len({r.to for r in fake.accepted()}) == 20, "all 20 sent")
             await poll(lambda s: s["state"] == "ok" and s["code"] == 200, "ok and 200")
             assert seen["reason"] is None and seen["retrying"] == 0

@@ -52,6 +52,10 @@ class Outgoing:
 
 
 SendStatus = Literal["sent", "retry", "failed", "paused"]
+# Which limit a "retry" answer says was hit: the sender's as a whole (e.g. Cloud API 130429,
+# 80007, HTTP 429: the dispatcher lowers its global rate) or one recipient's (Cloud API
+# 131056: only that recipient waits).
+RateLimit = Literal["global", "recipient"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class SendResult:
       subscriber);
     - paused: the channel cannot send at all now (token, policy, broker down); the delivery
       waits without using up an attempt.
+
+    ``rate_limit`` (with ``retry``): the answer was a rate limit, ``"global"`` (the
+    dispatcher slows down as a whole, honouring ``retry_after`` for every send) or
+    ``"recipient"`` (only this recipient waits, ``retry_after`` seconds). Neither uses up
+    an attempt: the delivery waits for the shared rate (global) or for its recipient.
     """
 
     status: SendStatus
@@ -71,6 +80,7 @@ class SendResult:
     error: str | None = None
     retry_after: float | None = None
     unreachable: bool = False
+    rate_limit: RateLimit | None = None
 
     @classmethod
     def ok(cls, provider_id: str | None = None) -> "SendResult":

@@ -25,6 +25,9 @@ class ConsoleSettings:
     outbox_file: Path | None = None
     show_numbers: bool = False
     quiet: bool = False  # no printing (only the outbox file), e.g. for benchmarks
+    # seconds between two messages to one recipient, to try the dispatcher's pacing as a
+    # real channel paces (the Cloud API's is 6 s)
+    min_interval: float = 0.0
 
 
 def parse_config(sec: Section, base: Path) -> ConsoleSettings:
@@ -32,6 +35,7 @@ def parse_config(sec: Section, base: Path) -> ConsoleSettings:
         outbox_file=sec.path("outbox_file", None, base),
         show_numbers=sec.bool("show_numbers", ConsoleSettings.show_numbers),
         quiet=sec.bool("quiet", ConsoleSettings.quiet),
+        min_interval=sec.float("min_interval", ConsoleSettings.min_interval, min=0, max=3600),
     )
     sec.done()
     return s
@@ -44,6 +48,7 @@ class ConsoleChannel(BaseChannel):
 
     def __init__(self, settings: ConsoleSettings):
         self.settings = settings
+        self.min_interval = settings.min_interval
         self.sent = 0
         self._file: TextIO | None = None
         if settings.outbox_file:

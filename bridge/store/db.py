@@ -253,6 +253,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (hour, event)
     ) WITHOUT ROWID;
     """,
+    # 8: the dispatcher with thousands of deliveries for one subscriber (issue 15): the
+    # supersede check (a newer notice of the same incident for the same subscriber) seeks
+    # by (subscriber, incident, notice) instead of scanning all of the subscriber's rows;
+    # (it also serves every lookup by subscriber, so the old index goes); and all pending
+    # deliveries to one address are put off in one UPDATE while that recipient is paced
+    """
+    CREATE INDEX deliveries_supersede ON deliveries(subscriber_id, incident_id, notice_id);
+    DROP INDEX deliveries_subscriber;
+    CREATE INDEX deliveries_pending_to ON deliveries(to_addr, due_at) WHERE state = 'pending';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,9 +21,10 @@ PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "read": 3}
 def _newer_notice(alias: str) -> str:
     """SQL: a later notice of the same incident exists for this delivery's subscriber.
     Such an older delivery must never go back to pending: it would go out after the newer
-    one. (By the subscriber index: an incident may have 100,000 deliveries, a subscriber few.)"""
+    one. (One seek in the (subscriber, incident, notice) index: an incident may have 100,000
+    deliveries, and a subscriber thousands, e.g. a mailbox's backlog at first start.)"""
     return (f"({alias}.incident_id IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries n"
-            f" INDEXED BY deliveries_subscriber WHERE n.subscriber_id = {alias}.subscriber_id"
+            f" INDEXED BY deliveries_supersede WHERE n.subscriber_id = {alias}.subscriber_id"
             f" AND n.incident_id = {alias}.incident_id AND n.notice_id > {alias}.notice_id))")
 
 
@@ -184,6 +185,40 @@ class Deliveries:
                 (due_at, error, 0 if count_attempt else 1, delivery_id),
             )
             self._supersede_if_newer((delivery_id,))
+
+    def release(self, ids: Collection[int], due_at: float, error: str) -> None:
+        """Hand claimed deliveries (``ids``, 'sending', not sent) back to the queue, due at
+        ``due_at``, without using up an attempt (e.g. the dispatcher stops, or the channel
+        paused): one transaction."""
+        if not ids:
+            return
+        with self.db.tx():
+            self.db.conn.executemany(
+                "UPDATE deliveries SET state='pending', due_at=?, error=?, attempts=attempts-1"
+                " WHERE id=? AND state='sending'", [(due_at, error, i) for i in ids])
+            self._supersede_if_newer(ids)
+
+    def defer(self, to_addr: str, due_at: float, claimed: Collection[int] = (),
+              error: str = "pacing per recipient") -> int:
+        """Put off every pending delivery to ``to_addr`` due before ``due_at`` (epoch s) to
+        ``due_at``, and hand the ``claimed`` ones (not sent) back, due then too, without
+        using up an attempt: a recipient who is paced or held waits in the store, in one
+        UPDATE by the pending-recipient index, instead of being claimed again and again.
+        Their order stays (the claim orders by due time, then id). Returns the number of
+        pending rows put off."""
+        with self.db.tx():
+            if claimed:
+                self.db.conn.executemany(
+                    "UPDATE deliveries SET state='pending', due_at=?, error=?,"
+                    " attempts=attempts-1 WHERE id=? AND state='sending'",
+                    [(due_at, error, i) for i in claimed])
+            n = self.db.execute(
+                "UPDATE deliveries INDEXED BY deliveries_pending_to SET due_at=?"
+                " WHERE to_addr=? AND state='pending' AND due_at < ?",
+                (due_at, to_addr, due_at)).rowcount
+            if claimed:
+                self._supersede_if_newer(claimed)
+        return n
 
     def mark_failed(self, delivery_id: int, error: str) -> None:
         with self.db.tx():

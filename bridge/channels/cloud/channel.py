@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from bridge.channels.base import (BaseChannel, Metric, Outgoing, Route, SendResult,
                                   WebOptions)
 from bridge.channels.cloud.cap import CAP_WINDOW, UniqueRecipientCap, cap_stale_conflict
-from bridge.channels.cloud.graph import (REENGAGE, GraphClient, Reply, Token, classify,
-                                         template_body, text_payload)
+from bridge.channels.cloud.graph import (GLOBAL_RATE_LIMIT, REENGAGE, GraphClient, Reply,
+                                         Token, classify, template_body, text_payload)
 from bridge.channels.cloud.settings import REPLY_TEMPLATES, CloudSettings
 from bridge.channels.cloud.templates import Templates, mapped_problems
 from bridge.channels.cloud.webhook import Webhook
@@ -192,7 +192,10 @@ class CloudChannel(BaseChannel):
 
     def _result(self, msg: Outgoing, reply: Reply, *, template: str | None) -> SendResult:
         """A Graph API answer -> SendResult (``template``: the WhatsApp template sent, None
-        for free text)."""
+        for free text). Rate limits are typed (``SendResult.rate_limit``): 130429, 80007, 4
+        and an HTTP 429 without JSON are ``"global"``; 131056 (too many messages to this
+        recipient) is ``"recipient"``, waiting 4^(n-1) s (at most 1,024 s) after the n-th
+        in a row."""
         if reply.wamid is not None:
             self.sent += 1
             if template is None:
@@ -205,18 +208,21 @@ class CloudChannel(BaseChannel):
         if reply.code is None:
             if reply.network:  # a timeout, no connection, 408/429/5xx without JSON
                 return SendResult("retry", retry_after=reply.retry_after, error=(
-                    reply.network if reply.http else f"network {reply.network}"))
+                    reply.network if reply.http else f"network {reply.network}"),
+                    rate_limit="global" if reply.http == 429 else None)
             return SendResult("failed", error=f"http {reply.title or reply.http}")
         err = f"{reply.code} {reply.title}".strip()
         cls = classify(reply.code)
         if cls == "transient":
-            return SendResult("retry", error=err, retry_after=reply.retry_after)
+            return SendResult("retry", error=err, retry_after=reply.retry_after,
+                              rate_limit="global" if reply.code in GLOBAL_RATE_LIMIT else None)
         if cls == "pair_rate":
             n = self._pair_hits.get(msg.to, 0) + 1
             self._pair_hits[msg.to] = n
             if len(self._pair_hits) > 50_000:
                 self._pair_hits.clear()
-            return SendResult("retry", error=err, retry_after=float(min(4 ** (n - 1), 1024)))
+            return SendResult("retry", error=err, retry_after=float(min(4 ** (n - 1), 1024)),
+                              rate_limit="recipient")
         if cls == "unreachable":
             return SendResult("failed", error=err, unreachable=True)
         if cls == "template" and template:

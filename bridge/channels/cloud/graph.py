@@ -41,6 +41,10 @@ from bridge.channels.cloud.settings import CloudSettings, TemplateMap
 # -- error classes (by error.code) ------------------------------------------------------------
 TRANSIENT = frozenset({130429, 131000, 131016, 131057, 1, 2, 4, 80007})
 PAIR_RATE = 131056  # too many messages to one recipient
+# Transient codes that say the sender as a whole is over a limit (Meta, "Throughput" and
+# "Rate limits": 130429 Cloud API throughput, 80007 WABA rate limit, 4 application rate
+# limit): the dispatcher lowers its global rate. HTTP 429 without a JSON error counts too.
+GLOBAL_RATE_LIMIT = frozenset({130429, 80007, 4})
 UNDELIVERABLE = 131026
 REENGAGE = 131047  # more than 24 h since the recipient wrote: only a template may go
 TEMPLATE = frozenset({132000, 132001, 132012, 132018})
