@@ -422,7 +422,7 @@ async def test_sending_degraded_for_minutes_gives_one_alert_and_one_all_clear(tm
     mails the operator once sending has been degraded for degraded_alert_minutes, and once
     when it is ok again; nothing in between."""
     relay = SmtpRelay().start()
-    fake = FakeGraph(storm=131000)
+    fake = FakeGraph(fail_all=131000)
     await fake.start()
     token, cfg = cloud_config(tmp_path, fake, relay, extra=(
         "degraded_alert_minutes = 0.03\n\n"  # 1.8 s
@@ -446,7 +446,7 @@ async def test_sending_degraded_for_minutes_gives_one_alert_and_one_all_clear(tm
         assert "Er wachten nu 5 berichten." in alert.body
         await asyncio.sleep(1.0)
         assert len(alerts_in(relay)) == 1  # still degraded: no more mail
-        fake.storm = None
+        fake.fail_all = None
         await until(lambda: len(alerts_in(relay)) == 2, what="the all-clear")
         ok = alerts_in(relay)[1]
         assert str(ok.message["Subject"]) == \
