@@ -35,7 +35,7 @@ from bridge.config import DispatchConfig
 from bridge.core.phone import mask, mask_text
 from bridge.events import ChannelPaused, ChannelResumed, EventBus, FanOutEnded
 from bridge.logs import eta
-from bridge.store import Delivery, Store
+from bridge.store import Delivery, Store, write_problem
 
 log = logging.getLogger("bridge.outbox")
 
@@ -142,6 +142,7 @@ class Dispatcher:
         # bridge.events: fan-out ends, and the channel's pause state as this loop sees it
         self.events = events
         self._paused_seen: tuple[str, float] | None = None  # (reason, since)
+        self._requeue_due = False  # a crashed run's claims are not back in the queue yet
 
     # -- ownership ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -180,6 +181,12 @@ class Dispatcher:
 
     async def _run(self, stop: asyncio.Event, drain: bool) -> None:
         failure: Exception | None = None
+        if self._requeue_due:  # the last run's crash could not put its claims back
+            # raises while the store still refuses (the supervisor waits and starts us again)
+            n = self.store.deliveries.reset_inflight(exclude={i for _, i in self._sent})
+            self._requeue_due = False
+            if n:
+                log.warning("dispatch: %d claimed deliveries put back in the queue", n)
         try:
             async with asyncio.TaskGroup() as tg:
                 try:
@@ -292,8 +299,12 @@ class Dispatcher:
         keep = {i for _, i in self._sent}  # sent, result not yet committed
         try:
             n = self.store.deliveries.reset_inflight(exclude=keep)
+            self._requeue_due = False
         except Exception as e:
-            log.error("dispatch: could not requeue unfinished sends: %s", e)
+            # e.g. a full store: tried again when the supervisor starts the loop again
+            self._requeue_due = True
+            log.log(logging.INFO if write_problem(e) else logging.ERROR,
+                    "dispatch: could not requeue unfinished sends: %s", e)
             return
         if n:
             log.warning("dispatch: %d claimed deliveries put back in the queue", n)

@@ -12,18 +12,48 @@ before it is moved on IMAP, an inbound message before the webhook's 200.
 ``secure_delete`` zeroes deleted content, so erasing a subscriber really removes the
 number from the file; :meth:`Database.scrub` truncates the WAL that may still hold old
 page images.
+
+Writes that fail because the store cannot be written now (a full disk, an I/O error, a
+file made read-only) are told apart from other errors by :func:`write_problem`: the
+daemon pauses on those instead of counting them as crashes (:mod:`bridge.storehealth`).
+:meth:`Database.check_writable` is the start-up check (``bridge run`` exits 78 when it
+fails) and :meth:`Database.probe_write` the check that the store takes writes again.
+
+Test hook (fault injection, like :mod:`bridge.faults`): when the environment variable
+``BRIDGE_FAULT_PAGE_CAP`` names a file, every write transaction first reads it and sets
+SQLite's ``PRAGMA max_page_count`` from it on this connection: ``full`` caps the store at
+its current size (any write that needs a new page fails with SQLITE_FULL, as on a full
+disk), a number caps it at that many pages, an empty or missing file lifts the cap. A
+test fills and frees the "disk" of a running daemon by writing that file; unset (always,
+in production) it costs nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Iterator
 
 log = logging.getLogger(__name__)
+
+# bridge/store/db.py's test hook (see the module doc): a file holding the page cap
+_PAGE_CAP_FILE = os.environ.get("BRIDGE_FAULT_PAGE_CAP") or None
+_NO_CAP = 1073741823  # SQLite's default max_page_count
+
+# Primary result codes that mean "cannot be written now" (https://sqlite.org/rescode.html):
+# the operator frees space, repairs the disk or the file's permissions, and the daemon
+# resumes by itself.
+_WRITE_PROBLEMS = {
+    sqlite3.SQLITE_FULL: "database or disk is full",
+    sqlite3.SQLITE_IOERR: "disk I/O error",
+    sqlite3.SQLITE_READONLY: "the database file is read-only",
+    sqlite3.SQLITE_CANTOPEN: "a database file (or its -wal/-shm file) cannot be opened",
+}
+PROBE_BYTES = 16384  # what probe_write writes: a few pages, so a full store refuses it
 
 # Each entry migrates from version i to i+1. Never edit a shipped entry: append a new one.
 MIGRATIONS: list[str] = [
@@ -262,6 +292,108 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, full, corrupt, too new)."""
 
 
+class StoreFull(StoreError):
+    """The store cannot be written now: ``problem`` says why (one of
+    :data:`_WRITE_PROBLEMS`' texts, e.g. "database or disk is full"). Raised by
+    :meth:`Database.tx` when BEGIN or COMMIT fails so; a statement inside a transaction
+    raises :class:`sqlite3.Error` itself. :func:`write_problem` recognises both."""
+
+    def __init__(self, message: str, problem: str):
+        super().__init__(message)
+        self.problem = problem
+
+
+def write_problem(e: BaseException | None) -> str | None:
+    """Why ``e`` means the store cannot be written now (disk full, I/O error, read-only
+    file), as a short English text for operators, or None when ``e`` is another error
+    (a bug, a lock held too long, a corrupt file). Follows ``__cause__``/``__context__``
+    (e.g. :class:`bridge.port.StoreUnavailable` raised from a sqlite3 error)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, StoreFull):
+            return e.problem
+        if isinstance(e, sqlite3.Error):
+            code = getattr(e, "sqlite_errorcode", None)
+            if code is not None:
+                return _WRITE_PROBLEMS.get(code & 0xFF)
+            text = str(e).lower()  # errors raised without a code (rare)
+            for needle, problem in (("disk is full", sqlite3.SQLITE_FULL),
+                                    ("disk i/o error", sqlite3.SQLITE_IOERR),
+                                    ("readonly database", sqlite3.SQLITE_READONLY)):
+                if needle in text:
+                    return _WRITE_PROBLEMS[problem]
+            return None
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
+
+
+def _raise_tx_error(what: str, e: sqlite3.Error) -> None:
+    problem = write_problem(e)
+    if problem is not None:
+        raise StoreFull(f"{what}: {e}", problem) from None
+    raise StoreError(f"{what}: {e}") from None
+
+
+def os_user() -> str:
+    """The user this process runs as, e.g. ``user bridge (uid 998)``."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "?"
+    return f"user {name} (uid {uid})"
+
+
+def _owner(path: Path) -> str:
+    import pwd
+
+    try:
+        st = path.stat()
+    except OSError:
+        return "?"
+    try:
+        name = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        name = str(st.st_uid)
+    return f"owned by {name}, mode {st.st_mode & 0o777:04o}"
+
+
+def access_problem(path: Path) -> str | None:
+    """Why this process cannot write the store at ``path`` (its folder, the file, its
+    ``-wal`` and ``-shm`` files), as one line naming the path and the user, or None. The
+    folder is tried for real (a file created and removed: a read-only file system stops
+    root too); the files by their permissions (never opened: see the comment below), so
+    root passes here and :meth:`Database.probe_write` is the real test."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        return f"{folder}: not a folder (store.path is {path})"
+    try:
+        fd, probe = _tempfile(folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return (f"{path}: cannot write its folder {folder} as {os_user()} "
+                f"({e.strerror or e}; folder {_owner(folder)})")
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        # access(), not open(): closing a second descriptor of a database file would drop
+        # this process's SQLite locks on it (POSIX advisory locks are per process), and
+        # another process could then delete the WAL under the open connection.
+        # (https://sqlite.org/howtocorrupt.html, 2.2). The probe write checks the rest.
+        if p.exists() and not os.access(p, os.R_OK | os.W_OK, effective_ids=True):
+            return f"{p}: cannot write the store as {os_user()} ({_owner(p)})"
+    return None
+
+
+def _tempfile(folder: Path) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix=".bridge-write-check-", dir=folder)
+
+
 class Database:
     """``readonly=True``: a connection that can only read (``bridge preview``): the file
     is opened with SQLite's ``mode=ro`` and ``query_only``, nothing is migrated or
@@ -271,6 +403,7 @@ class Database:
     def __init__(self, path: Path, *, busy_timeout: float = 10.0, readonly: bool = False):
         self.path = Path(path)
         self._depth = 0
+        self._page_cap: str | None = None  # the test hook's last value (see the module doc)
         self.readonly = readonly
         if readonly:
             self.conn = self._open_readonly(busy_timeout)
@@ -281,7 +414,8 @@ class Database:
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+            raise StoreError(access_problem(self.path)
+                             or f"{self.path}: cannot open database: {e}") from None
         self.conn.row_factory = sqlite3.Row
         c = self.conn
         try:
@@ -292,9 +426,10 @@ class Database:
             c.execute("PRAGMA foreign_keys=OFF")
             c.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             self.migrate()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, StoreError) as e:
             c.close()
-            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+            why = access_problem(self.path) if write_problem(e) else None
+            raise StoreError(why or f"{self.path}: cannot open database: {e}") from None
 
     def _open_readonly(self, busy_timeout: float) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -352,6 +487,8 @@ class Database:
                 self._depth -= 1
             return
         c = self.conn
+        if _PAGE_CAP_FILE is not None:
+            self._apply_page_cap()
         if durable:
             c.execute("PRAGMA synchronous=FULL")
         try:
@@ -359,7 +496,7 @@ class Database:
         except sqlite3.Error as e:
             if durable:
                 c.execute("PRAGMA synchronous=NORMAL")
-            raise StoreError(f"cannot start a transaction: {e}") from None
+            _raise_tx_error("cannot start a transaction", e)
         self._depth = 1
         try:
             yield c
@@ -378,10 +515,53 @@ class Database:
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 c.execute("ROLLBACK")
-            raise StoreError(f"commit failed: {e}") from None
+            _raise_tx_error("commit failed", e)
         finally:
             if durable:
                 c.execute("PRAGMA synchronous=NORMAL")
+
+    def _apply_page_cap(self) -> None:
+        """The test hook of the module doc: set max_page_count from the cap file."""
+        try:
+            with open(_PAGE_CAP_FILE or "", encoding="ascii") as f:
+                cap = f.read().strip()
+        except OSError:
+            cap = ""
+        if cap == self._page_cap:
+            return
+        self._page_cap = cap
+        if cap == "full":
+            pages = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        else:
+            pages = int(cap) if cap.isdigit() else _NO_CAP
+        self.conn.execute(f"PRAGMA max_page_count={pages}")
+
+    # -- can it be written? -------------------------------------------------------------
+    def probe_write(self) -> str | None:
+        """Write and delete a row of :data:`PROBE_BYTES` in one durable transaction:
+        None when the store took it, else why not (:func:`write_problem`'s text, or the
+        error itself). A few pages, so a store that is full refuses it; the row is gone
+        after the commit."""
+        try:
+            with self.tx(durable=True):
+                self.conn.execute("INSERT OR REPLACE INTO state (key, value) "
+                                  "VALUES ('store:write-probe', zeroblob(?))", (PROBE_BYTES,))
+                self.conn.execute("DELETE FROM state WHERE key='store:write-probe'")
+        except (StoreError, sqlite3.Error) as e:
+            return write_problem(e) or str(e)
+        return None
+
+    def check_writable(self) -> None:
+        """The start-up check of ``bridge run``: the folder, the file and its -wal/-shm
+        files can be written by this process, and a write transaction commits. Raises
+        :class:`StoreError` with one line naming the path and the user otherwise."""
+        why = access_problem(self.path)
+        if why is not None:
+            raise StoreError(why)
+        problem = self.probe_write()
+        if problem is not None:
+            raise StoreError(f"{self.path}: cannot write the store as {os_user()}: {problem}"
+                             f" (file {_owner(self.path)})")
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)

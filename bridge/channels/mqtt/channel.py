@@ -22,6 +22,7 @@ from bridge.channels.mqtt.connection import (QOS, Conn, ManualAck, Redeliver, de
 from bridge.channels.mqtt.payload import Skip, parse_inbound, send_payload
 from bridge.channels.mqtt.settings import MqttSettings
 from bridge.config import ConfigError, SettingsTable
+from bridge.core.models import InboundMessage
 from bridge.core.phone import PhoneError, chat_id, mask, mask_text
 from bridge.logs import eta
 from bridge.port import ChannelPort, CheckPort, StoreUnavailable
@@ -33,6 +34,7 @@ class MqttChannel(BaseChannel):
     name = "mqtt"
     inbound_attempts = 5  # tries to handle one inbound message before it is dropped
     inbound_retry_delay = 0.5  # first wait (doubling) for a retry in place (QoS 0)
+    store_wait_max = 30.0  # longest wait between tries while the store cannot be written
 
     def __init__(self, settings: MqttSettings, port: ChannelPort):
         self.settings = settings
@@ -270,38 +272,61 @@ class MqttChannel(BaseChannel):
         # then a failure is retried through a reconnect. A QoS 0 message, or one acknowledged
         # on receipt, never comes again, so it is retried here.
         redeliverable = conn.manual_ack and message.qos > 0
+        held = 0  # waits for a store that cannot be written (not counted as failures)
         while True:
             try:
                 await self._port.inbound(parsed)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as e:
+                if e.problem is None:  # a passing failure (locked): counted as below
+                    if await self._inbound_failed(conn, message, parsed, e, redeliverable):
+                        continue
+                    return
+                # The store cannot be written now (disk full): not the message's fault and
+                # not counted; hold it unacknowledged here until the store takes it (the
+                # application logs the store's state once a minute).
+                held += 1
+                wait = min(self.store_wait_max, self.inbound_retry_delay * 2 ** (held - 1))
+                log.info("mqtt: inbound message from %s held: the store cannot be written "
+                         "(%s); trying again in %.1f s", mask(parsed.sender), e.problem, wait)
+                await asyncio.sleep(wait)
+                continue
             except Exception as e:  # noqa: BLE001
-                n = self._inbound_failures.get(parsed.message_id, 0) + 1
-                self._inbound_failures[parsed.message_id] = n
-                if n < self.inbound_attempts and redeliverable:
-                    log.exception("mqtt: inbound message from %s could not be handled (attempt "
-                                  "%d); it stays unacknowledged and comes again after a "
-                                  "reconnect", mask(parsed.sender), n)
-                    raise Redeliver(f"inbound handling failed: {type(e).__name__}") from e
-                if n < self.inbound_attempts:
-                    wait = self.inbound_retry_delay * 2 ** (n - 1)
-                    log.exception("mqtt: inbound message from %s could not be handled (attempt "
-                                  "%d); the broker will not send it again (%s), so it is "
-                                  "retried here in %.1f s", mask(parsed.sender), n,
-                                  "QoS 0" if message.qos == 0 else "acknowledged on receipt",
-                                  wait)
-                    await asyncio.sleep(wait)
+                if await self._inbound_failed(conn, message, parsed, e, redeliverable):
                     continue
-                log.exception("mqtt: inbound message from %s could not be handled %d times; "
-                              "dropped", mask(parsed.sender), n)
-                self._inbound_failures.pop(parsed.message_id, None)
-                self.skipped += 1
-                ManualAck.ack(conn, message)
                 return
             break
         self._inbound_failures.pop(parsed.message_id, None)
         self.handled += 1
         ManualAck.ack(conn, message)  # only now: the message and its effect are committed
+
+    async def _inbound_failed(self, conn: Conn, message: aiomqtt.Message, parsed: InboundMessage,
+                              e: Exception, redeliverable: bool) -> bool:
+        """Count a failure to hand over ``parsed``: True to try again in place (after a
+        wait), False when it was dropped; raises Redeliver to get it again from the broker."""
+        n = self._inbound_failures.get(parsed.message_id, 0) + 1
+        self._inbound_failures[parsed.message_id] = n
+        if n < self.inbound_attempts and redeliverable:
+            log.exception("mqtt: inbound message from %s could not be handled (attempt "
+                          "%d); it stays unacknowledged and comes again after a "
+                          "reconnect", mask(parsed.sender), n)
+            raise Redeliver(f"inbound handling failed: {type(e).__name__}") from e
+        if n < self.inbound_attempts:
+            wait = self.inbound_retry_delay * 2 ** (n - 1)
+            log.exception("mqtt: inbound message from %s could not be handled (attempt "
+                          "%d); the broker will not send it again (%s), so it is "
+                          "retried here in %.1f s", mask(parsed.sender), n,
+                          "QoS 0" if message.qos == 0 else "acknowledged on receipt",
+                          wait)
+            await asyncio.sleep(wait)
+            return True
+        log.exception("mqtt: inbound message from %s could not be handled %d times; "
+                      "dropped", mask(parsed.sender), n)
+        self._inbound_failures.pop(parsed.message_id, None)
+        self.skipped += 1
+        ManualAck.ack(conn, message)
+        return False
 
     async def close(self) -> None:
         c = self._conn
