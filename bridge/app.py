@@ -150,8 +150,11 @@ class App:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig, stop)
 
-        # A store this user cannot write stops the start (exit 78), not a crash loop later.
-        self.store.db.check_writable()
+        # A store this user cannot write stops the start (exit 78), not a crash loop later;
+        # a full one starts paused (it resumes by itself once space returns).
+        full = self.store.db.check_writable()
+        if full is not None:
+            self.store_health.unwritable(full)
         self.dispatcher.acquire()
         try:
             smtp = await self._start_parts()

@@ -53,6 +53,8 @@ _WRITE_PROBLEMS = {
     sqlite3.SQLITE_READONLY: "the database file is read-only",
     sqlite3.SQLITE_CANTOPEN: "a database file (or its -wal/-shm file) cannot be opened",
 }
+# ... of which these pass once the operator frees space or the disk recovers
+_PASSING = frozenset({_WRITE_PROBLEMS[sqlite3.SQLITE_FULL], _WRITE_PROBLEMS[sqlite3.SQLITE_IOERR]})
 PROBE_BYTES = 16384  # what probe_write writes: a few pages, so a full store refuses it
 
 # Each entry migrates from version i to i+1. Never edit a shipped entry: append a new one.
@@ -376,15 +378,16 @@ def access_problem(path: Path) -> str | None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        return (f"{path}: cannot write its folder {folder} as {os_user()} "
-                f"({e.strerror or e}; folder {_owner(folder)})")
+        return (f"{path}: cannot write the store's folder {folder} as {os_user()}: "
+                f"{e.strerror or e}; the folder is {_owner(folder)}")
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         # access(), not open(): closing a second descriptor of a database file would drop
         # this process's SQLite locks on it (POSIX advisory locks are per process), and
         # another process could then delete the WAL under the open connection.
         # (https://sqlite.org/howtocorrupt.html, 2.2). The probe write checks the rest.
         if p.exists() and not os.access(p, os.R_OK | os.W_OK, effective_ids=True):
-            return f"{p}: cannot write the store as {os_user()} ({_owner(p)})"
+            return (f"{p}: cannot write the store as {os_user()}: the file is {_owner(p)}"
+                    f" (chown it to that user)")
     return None
 
 
@@ -551,17 +554,22 @@ class Database:
             return write_problem(e) or str(e)
         return None
 
-    def check_writable(self) -> None:
+    def check_writable(self) -> str | None:
         """The start-up check of ``bridge run``: the folder, the file and its -wal/-shm
         files can be written by this process, and a write transaction commits. Raises
-        :class:`StoreError` with one line naming the path and the user otherwise."""
+        :class:`StoreError` with one line naming the path and the user when they cannot
+        (permissions, a read-only file system: a configuration problem the operator must
+        fix). A store that is merely full or failing now (SQLITE_FULL, SQLITE_IOERR) is
+        no reason not to start: returns that reason (the daemon starts paused and resumes
+        when space returns); None when all is well."""
         why = access_problem(self.path)
         if why is not None:
             raise StoreError(why)
         problem = self.probe_write()
-        if problem is not None:
-            raise StoreError(f"{self.path}: cannot write the store as {os_user()}: {problem}"
-                             f" (file {_owner(self.path)})")
+        if problem is None or problem in _PASSING:
+            return problem
+        raise StoreError(f"{self.path}: cannot write the store as {os_user()}: {problem}"
+                         f"; the file is {_owner(self.path)}")
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
