@@ -89,7 +89,8 @@ class App:
         self.switchboard = Switchboard(
             self.store, self.renderer, max_age_hours=cfg.dispatch.max_age_hours,
             handle_inbound=self.inbound.take, unreachable=self.inbound.unreachable,
-            commit_sends=self._commit_sends, on_unwritable=self.store_health.unwritable)
+            commit_sends=self._commit_sends, on_unwritable=self.store_health.unwritable,
+            on_written=self.store_health.wrote)
         self._channel: Channel | None = None
         self._dispatcher: Dispatcher | None = None
         self.parts: dict[str, Part] = {}
@@ -299,6 +300,13 @@ class App:
                 if any(purged.values()):
                     log.info("retention: purged %s", purged)
             self._write_status(running=True)
+            health = self.store_health
+            if health.problem is not None and not health.waiting:
+                # only an edge met the full store (a 451, a webhook's 500): nobody waits
+                # on it, so look here whether it takes writes again
+                why = health.probe()
+                if why is None:
+                    health.wrote()
             await asyncio.sleep(5)
 
     # -- status ------------------------------------------------------------------------------------

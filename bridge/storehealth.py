@@ -124,6 +124,13 @@ class StoreHealth:
         if self._writable is not None:
             self._writable.set()
 
+    def probe(self) -> str | None:
+        """Try a probe write now: None when it committed, else why not (also noted)."""
+        why = self._probe()
+        if why is not None:
+            self.unwritable(why)
+        return why
+
     # -- waiting ----------------------------------------------------------------------------
     async def wait_writable(self, part: str, stop: asyncio.Event) -> bool:
         """Wait until the store takes a probe write (True) or ``stop`` is set (False).
@@ -145,11 +152,9 @@ class StoreHealth:
                     return False
                 if writable.is_set() or self.problem is None:
                     return True
-                why = self._probe()
-                if why is None:
+                if self.probe() is None:
                     self.wrote()
                     return True
-                self.unwritable(why)
             return False
         finally:
             self.waiting.discard(part)

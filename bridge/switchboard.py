@@ -58,9 +58,11 @@ class Switchboard(NoticeStrings):
                  handle_inbound: Callable[[InboundEvent], object],
                  unreachable: Callable[[int, int], None] | None = None,
                  commit_sends: Callable[[], None] | None = None,
-                 on_unwritable: Callable[[str, str], None] | None = None):
+                 on_unwritable: Callable[[str, str], None] | None = None,
+                 on_written: Callable[[], None] | None = None):
         super().__init__(renderer)
         self._on_unwritable = on_unwritable  # (problem, "inbound"): the store is full
+        self._on_written = on_written  # an inbound event committed: the store takes writes
         self._store = store
         self._max_age_hours = max_age_hours
         self._handle_inbound = handle_inbound
@@ -78,6 +80,8 @@ class Switchboard(NoticeStrings):
             if e.problem is not None and self._on_unwritable is not None:
                 self._on_unwritable(e.problem, "inbound")
             raise
+        if self._on_written is not None:
+            self._on_written()
 
     async def delivery_status(self, provider_id: str, state: ReceiptState,
                               error: str | None = None, unreachable: bool = False) -> None:
