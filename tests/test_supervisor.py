@@ -175,6 +175,52 @@ async def test_a_full_store_pauses_the_processor_and_dispatcher_instead_of_crash
     assert "refused meanwhile: 1 by smtp" in warnings[-1].getMessage()
 
 
+async def test_a_full_store_pauses_the_dispatcher_mid_fan_out_and_nothing_goes_twice(
+        app, caplog):
+    """The dispatcher's claim fails on a full store in the middle of a fan-out: the sends
+    under way finish and are recorded, the claimed rest goes back to the queue, and the
+    dispatcher waits (no crash counted, however long) and sends the rest once after."""
+    app.store_health.probe_first = app.store_health.probe_max = 0.02
+    ch = app._channel = Scripted(latency=0.05)
+    for i in range(20):
+        app.store.subscribers.add(f"+316110000{i:02d}", "console", "cli:test")
+    fan_out_notice(app.store, None, "melding")
+    real_claim = app.store.deliveries.claim
+    full = {"on": False}
+
+    def claim(limit):
+        if full["on"]:  # a claim's write needs a page more than the full store has
+            with app.store.tx():
+                app.store.db.execute("INSERT INTO state VALUES ('big', zeroblob(50000))")
+                app.store.db.execute("DELETE FROM state WHERE key = 'big'")
+        return real_claim(min(limit, 2))  # two at a time: the fan-out is still going
+
+    app.store.deliveries.claim = claim
+    caplog.set_level(logging.INFO, "bridge")
+    task = asyncio.create_task(app.run())
+    try:
+        assert await wait_until(lambda: len(ch.calls) >= 4, timeout=10)
+        app.store.db.execute("VACUUM")
+        app.store.db.execute(
+            f"PRAGMA max_page_count={app.store.db.scalar('PRAGMA page_count')}")
+        full["on"] = True
+        assert await wait_until(lambda: app.store_health.problem is not None, timeout=10)
+        paused_at = len(ch.calls)
+        await asyncio.sleep(1.0)  # many probes, each one refused
+        assert len(ch.calls) == paused_at and app.fatal is None and not task.done()
+        app.store.db.execute("PRAGMA max_page_count=1073741823")  # space returns
+        full["on"] = False
+        assert await wait_until(lambda: len(ch.calls) >= 20, timeout=10)
+        await asyncio.sleep(0.3)
+    finally:
+        app.request_stop()
+        code = await asyncio.wait_for(task, 10)
+    assert code == 0
+    sent_to = [m.to for m in ch.calls]
+    assert len(sent_to) == 20 and len(set(sent_to)) == 20  # each once
+    assert "crashed" not in caplog.text and "Traceback" not in caplog.text
+
+
 def test_a_daemon_stays_up_through_a_full_disk_and_loses_nothing(tmp_path):
     """The real daemon (``bridge run``) with its store full for 90 s, longer than the ~60 s
     after which it used to exit 1: it stays up, SMTP answers 451, the log has no wall of
