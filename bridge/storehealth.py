@@ -42,8 +42,9 @@ CALM = 60.0  # writable this long: a new failure is a new episode (backoff from 
 class StoreHealth:
     """The store's write health, shared by the supervisor and the edges' app side.
 
-    ``path`` is the store's file (for the log lines). ``probe()`` tries a small durable write and returns None when it committed, else why
-    not (:meth:`bridge.store.db.Database.probe_write`). ``clock`` is monotonic seconds.
+    ``path`` is the store's file (for the log lines). ``probe()`` tries a small durable
+    write and returns None when it committed, else why not
+    (:meth:`bridge.store.db.Database.probe_write`). ``clock`` is monotonic seconds.
     """
 
     def __init__(self, probe: Callable[[], str | None], *, path: str = "the store",

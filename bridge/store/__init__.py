@@ -27,7 +27,8 @@ from bridge.store.tally import Tally
 from bridge.store.template_versions import TemplateVersions
 from bridge.store.users import Users
 
-__all__ = ["Store", "StoreError", "StoreFull", "write_problem", "RawMail", "StoredMail", "Delivery", "Subscriber", "StoreCounts",
+__all__ = ["Store", "StoreError", "StoreFull", "write_problem", "RawMail", "StoredMail",
+           "Delivery", "Subscriber", "StoreCounts",
            "now"]
 
 
