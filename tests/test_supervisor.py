@@ -221,6 +221,31 @@ async def test_a_full_store_pauses_the_dispatcher_mid_fan_out_and_nothing_goes_t
     assert "crashed" not in caplog.text and "Traceback" not in caplog.text
 
 
+def test_the_store_health_warns_once_a_minute_not_per_failure(caplog):
+    """Ten minutes of a full store with a failure every second: ten WARNING lines (each with
+    how long and what was refused), then one when writes work again."""
+    from bridge.storehealth import StoreHealth
+
+    clock = [0.0]
+    health = StoreHealth(lambda: None, path="var/bridge.db", clock=lambda: clock[0])
+    caplog.set_level(logging.INFO, "bridge.store")
+    for second in range(600):
+        clock[0] = float(second)
+        health.unwritable("database or disk is full", "smtp" if second % 2 else None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 10, warnings
+    assert warnings[0].startswith("store: cannot write var/bridge.db for 0 s: database or "
+                                  "disk is full; ")
+    assert "for 540 s" in warnings[-1] and "refused meanwhile: 270 by smtp" in warnings[-1]
+    assert health.problem == "database or disk is full" and health.episodes == 1
+    clock[0] = 600.0
+    health.wrote()
+    last = caplog.records[-1]
+    assert last.levelno == logging.WARNING and last.getMessage().startswith(
+        "store: writable again after 600 s (database or disk is full)")
+    assert health.problem is None and health.since is None
+
+
 def test_a_daemon_stays_up_through_a_full_disk_and_loses_nothing(tmp_path):
     """The real daemon (``bridge run``) with its store full for 90 s, longer than the ~60 s
     after which it used to exit 1: it stays up, SMTP answers 451, the log has no wall of
