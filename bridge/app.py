@@ -12,6 +12,12 @@ A crashing task is logged and restarted with backoff; one that keeps crashing (m
 five times in five minutes) brings the daemon down cleanly: the same ordered stop as for
 SIGTERM (the sends under way finish), then exit status 1.
 
+A task that stopped because the store cannot be written now (a full disk, an I/O error:
+:func:`bridge.store.write_problem`) did not crash: it waits for the store
+(:class:`bridge.storehealth.StoreHealth`: a probe write after 1 s, doubling to 10 s, one
+WARNING a minute) and starts again once writes work, without counting towards the limit.
+Only a store that cannot be written at start stops the daemon (exit 78, ``bridge run``).
+
 Optional parts (``[imap]``, ``[web]``, ``[mail_out]``) are modules with
 ``parse_config(section, base)`` and ``build(settings, app) -> Part``
 (:class:`bridge.part.PartModule`); a :class:`bridge.part.Part` is started before the tasks
@@ -51,6 +57,7 @@ from bridge.pipeline import Pipeline, make_renderer
 from bridge.port import Health, Sending
 from bridge.sendhealth import SendHealth, overall
 from bridge.store import Delivery, Store, StoreCounts
+from bridge.storehealth import StoreHealth
 from bridge.switchboard import Switchboard
 
 log = logging.getLogger("bridge.app")
@@ -78,8 +85,11 @@ class App:
         self.mail_event = asyncio.Event()
         # bridge.events: what happened, for mail back, the console and health
         self.events = EventBus()
+        # whether the store takes writes; tasks wait on it while it does not (disk full)
+        self.store_health = StoreHealth(self.store.db.probe_write, path=str(cfg.store.path))
         # bridge.port.IntakePort for the intakes: durable commit, then the processor wakes
-        self.mailroom = Mailroom(self.store, on_stored=self.mail_stored)
+        self.mailroom = Mailroom(self.store, on_stored=self.mail_stored,
+                                 on_unwritable=self.store_health.unwritable)
         self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher,
                                  events=self.events)
         self.inbound = InboundHandler(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
@@ -87,7 +97,8 @@ class App:
         self.switchboard = Switchboard(
             self.store, self.renderer, max_age_hours=cfg.dispatch.max_age_hours,
             handle_inbound=self.inbound.take, unreachable=self.inbound.unreachable,
-            commit_sends=self._commit_sends)
+            commit_sends=self._commit_sends, on_unwritable=self.store_health.unwritable,
+            on_written=self.store_health.wrote)
         self._channel: Channel | None = None
         self._dispatcher: Dispatcher | None = None
         self.parts: dict[str, Part] = {}
@@ -138,6 +149,7 @@ class App:
             self._dispatcher.flush()
 
     def mail_stored(self, mail_id: int) -> None:
+        self.store_health.wrote()
         self.mail_event.set()
 
     # -- the daemon -----------------------------------------------------------------------------------
@@ -149,6 +161,11 @@ class App:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig, stop)
 
+        # A store this user cannot write stops the start (exit 78), not a crash loop later;
+        # a full one starts paused (it resumes by itself once space returns).
+        full = self.store.db.check_writable()
+        if full is not None:
+            self.store_health.unwritable(full)
         self.dispatcher.acquire()
         try:
             # held for the daemon's life: `bridge status` sees a SIGKILL at once (runlock)
@@ -240,6 +257,12 @@ class App:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                if self.store_health.failed(name, e) is not None:
+                    # The store cannot be written now (disk full): a pause, not a crash.
+                    # Nothing to finish at a stop: the store takes nothing anyway.
+                    if not await self.store_health.wait_writable(name, stop):
+                        return
+                    continue
                 t = time.monotonic()
                 crashes = [c for c in crashes if t - c < self.RESTART_WINDOW] + [t]
                 log.exception("bridge: task %s crashed (%d in %g s)", name, len(crashes),
@@ -265,7 +288,9 @@ class App:
             self.mail_event.clear()
             while ids := self.store.mails.unprocessed(100):
                 for mail_id in ids:
+                    # raises when the store cannot be written: the supervisor pauses us
                     await self.pipeline.process_async(mail_id)
+                    self.store_health.wrote()
                     self.mailroom.outcome_given()
                     # One mail at a time: SMTP, sends and signals run in between, and a
                     # stop finishes the mail in hand (the rest stays stored for the restart).
@@ -291,6 +316,13 @@ class App:
             if self._dispatcher is not None:
                 self._dispatcher.health.tick()  # a state changes while nothing is sent too
             self._write_status(running=True)
+            health = self.store_health
+            if health.problem is not None and not health.waiting:
+                # only an edge met the full store (a 451, a webhook's 500): nobody waits
+                # on it, so look here whether it takes writes again
+                why = health.probe()
+                if why is None:
+                    health.wrote()
             await asyncio.sleep(HEARTBEAT)
 
     # -- status ------------------------------------------------------------------------------------
@@ -316,7 +348,8 @@ class App:
             with contextlib.suppress(Exception):
                 depth = self.store.deliveries.pending()
         return Health(store_ok=store_ok, paused=paused, channel=state, queue_depth=depth,
-                      uptime_s=round(time.time() - self.started_at, 1))
+                      uptime_s=round(time.time() - self.started_at, 1),
+                      store_problem=self.store_health.problem)
 
     def sending(self, health: Health | None = None) -> Sending:
         h = health if health is not None else self.health()

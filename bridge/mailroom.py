@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from bridge.core.models import RawMail
 from bridge.port import StoreUnavailable
-from bridge.store import Store, StoreError
+from bridge.store import Store, StoreError, write_problem
 
 # Mails processed by another process (`bridge ingest`) give no event here: look again
 # this often (seconds) while waiting for outcomes.
@@ -26,12 +26,16 @@ class Mailroom:
     """Implements :class:`bridge.port.IntakePort` over the store.
 
     ``on_stored(mail_id)`` is called after each commit (the App wakes its processor);
-    the processor calls :meth:`outcome_given` after each mail it finishes.
+    ``on_unwritable(problem, edge)`` when the store refused a mail because it cannot be
+    written now (:class:`bridge.storehealth.StoreHealth.unwritable`); the processor calls
+    :meth:`outcome_given` after each mail it finishes.
     """
 
-    def __init__(self, store: Store, on_stored: Callable[[int], None] | None = None):
+    def __init__(self, store: Store, on_stored: Callable[[int], None] | None = None,
+                 on_unwritable: Callable[[str, str], None] | None = None):
         self._store = store
         self._on_stored = on_stored
+        self._on_unwritable = on_unwritable
         self._outcome_event: asyncio.Event | None = None
 
     def store_mail(self, mail: RawMail, *, state: tuple[str, str] | None = None) -> int:
@@ -41,7 +45,7 @@ class Mailroom:
                 if state is not None:
                     self._store.state.set(*state)
         except (StoreError, sqlite3.Error) as e:
-            raise StoreUnavailable(str(e)) from e
+            raise self._unavailable(e, mail.source) from e
         if self._on_stored is not None:
             self._on_stored(mail_id)
         return mail_id
@@ -57,7 +61,13 @@ class Mailroom:
         try:
             self._store.state.set(key, value)
         except (StoreError, sqlite3.Error) as e:
-            raise StoreUnavailable(str(e)) from e
+            raise self._unavailable(e, "intake") from e
+
+    def _unavailable(self, e: BaseException, edge: str) -> StoreUnavailable:
+        problem = write_problem(e)
+        if problem is not None and self._on_unwritable is not None:
+            self._on_unwritable(problem, edge)
+        return StoreUnavailable(str(e), problem)
 
     async def wait_outcomes(self, mail_ids: Sequence[int],
                             timeout: float) -> dict[int, str | None]:

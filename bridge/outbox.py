@@ -45,7 +45,7 @@ from bridge.events import ChannelPaused, ChannelResumed, EventBus
 from bridge.pacing import AdaptiveRate, RecipientPacing, backoff
 from bridge.progress import FanOutProgress
 from bridge.sendhealth import SendHealth
-from bridge.store import Delivery, Store
+from bridge.store import Delivery, Store, write_problem
 
 log = logging.getLogger("bridge.outbox")
 
@@ -113,6 +113,7 @@ class Dispatcher:
         # bridge.events: fan-out ends, and the channel's pause state as this loop sees it
         self.events = events
         self._paused_seen: tuple[str, float] | None = None  # (reason, since)
+        self._requeue_due = False  # a crashed run's claims are not back in the queue yet
 
     @property
     def rate(self) -> float:
@@ -161,6 +162,12 @@ class Dispatcher:
 
     async def _run(self, stop: asyncio.Event, drain: bool) -> None:
         failure: Exception | None = None
+        if self._requeue_due:  # the last run's crash could not put its claims back
+            # raises while the store still refuses (the supervisor waits and starts us again)
+            n = self.store.deliveries.reset_inflight(exclude={i for _, i in self._sent})
+            self._requeue_due = False
+            if n:
+                log.warning("dispatch: %d claimed deliveries put back in the queue", n)
         try:
             async with asyncio.TaskGroup() as tg:
                 try:
@@ -288,8 +295,12 @@ class Dispatcher:
         keep = {i for _, i in self._sent}  # sent, result not yet committed
         try:
             n = self.store.deliveries.reset_inflight(exclude=keep)
+            self._requeue_due = False
         except Exception as e:
-            log.error("dispatch: could not requeue unfinished sends: %s", e)
+            # e.g. a full store: tried again when the supervisor starts the loop again
+            self._requeue_due = True
+            log.log(logging.INFO if write_problem(e) else logging.ERROR,
+                    "dispatch: could not requeue unfinished sends: %s", e)
             return
         if n:
             log.warning("dispatch: %d claimed deliveries put back in the queue", n)
@@ -331,8 +342,9 @@ class Dispatcher:
             except Exception as e:
                 # Never out of a send task: the TaskGroup would cancel every other send
                 # under way, and those would go out again. Recorded before the next claim.
-                log.error("dispatch: could not record the result of delivery %d (%s): %s; "
-                          "trying again", d.id, result.status, e)
+                log.log(logging.INFO if write_problem(e) else logging.ERROR,
+                        "dispatch: could not record the result of delivery %d (%s): %s; "
+                        "trying again", d.id, result.status, e)
                 self._unrecorded.append((d, result, latency))
         finally:
             self._inflight_ids.discard(d.id)
@@ -379,7 +391,8 @@ class Dispatcher:
         if r.status == "sent":
             self._sent.append((r.provider_id, d.id))
             if self._flush_handle is None:
-                self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+                self._flush_handle = asyncio.get_running_loop().call_later(
+                    FLUSH_DELAY, self._flush_later)
             c.sent += 1
             self.pace.accepted()
             self.health.note("sent", delivery_id=d.id)
@@ -444,6 +457,22 @@ class Dispatcher:
                          retry_at=time.time() + (r.retry_after or 0.0), throttled=True)
         self.store.deliveries.mark_retry(d.id, time.time() + (r.retry_after or 0.0),
                                          r.error or "rate limit", count_attempt=False)
+
+    def _flush_later(self) -> None:
+        """The group commit's timer: a store that cannot take it (full disk) keeps the
+        results for the next try, a second later, without a traceback per try."""
+        self._flush_handle = None
+        try:
+            self.flush()
+        except Exception as e:
+            problem = write_problem(e)
+            if problem is None:
+                log.exception("dispatch: could not commit %d sent deliveries", len(self._sent))
+            else:
+                log.info("dispatch: %d sent deliveries wait to be recorded: %s",
+                         len(self._sent), problem)
+            if self._sent and self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_later(1.0, self._flush_later)
 
     def flush(self) -> None:
         """Commit the successful sends recorded since the last flush."""

@@ -39,7 +39,7 @@ from bridge.core.models import OutageReport, ParsedMail
 from bridge.core.render import Rendered, Renderer, fallback_from_subject, normalise, shorten
 from bridge.core.report import extract_report
 from bridge.events import EventBus, MailProcessed, ReviewDecided
-from bridge.store import Store, StoreError
+from bridge.store import Store, StoreError, write_problem
 from bridge.store.mails import header_message_id
 from bridge.templates import template_loader
 
@@ -271,7 +271,14 @@ class Pipeline:
             result = self._process(mail_id, analysis, now)
         except (StoreError, sqlite3.Error) as e:
             # The store failed: the mail stays unprocessed (nothing lost) and is retried.
-            log.error("mail %d: store error, will retry: %s", mail_id, e)
+            # A store that cannot be written now (disk full) pauses the processor, which
+            # the store's health logs once a minute (bridge.storehealth): no ERROR per try.
+            problem = write_problem(e)
+            if problem is not None:
+                log.info("mail %d: the store cannot be written (%s); it waits", mail_id,
+                         problem)
+            else:
+                log.error("mail %d: store error, will retry: %s", mail_id, e)
             raise
         except Exception as e:
             # A bug in parsing or rendering must not lose the mail nor loop forever on it:

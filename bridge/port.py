@@ -36,7 +36,16 @@ __all__ = ["ChannelPort", "CheckPort", "Health", "InboundEvent", "IntakePort", "
 
 
 class StoreUnavailable(RuntimeError):
-    """The store could not commit now; nothing was acknowledged and nothing is lost."""
+    """The store could not commit now; nothing was acknowledged and nothing is lost.
+
+    ``problem``: why the store cannot be written at all for now ("database or disk is
+    full", "disk I/O error", ...), in which case the daemon is paused on it and logs it
+    once a minute itself (the edge need not log each refusal loudly); None for a passing
+    failure (e.g. the database locked by another process for too long)."""
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem
 
 
 class IntakePort(Protocol):
@@ -213,7 +222,9 @@ class Health:
     channel: Mapping[str, object]  # the channel's describe()
     queue_depth: int | None  # deliveries waiting or being sent (None: store not readable)
     uptime_s: float
-    store_problem: str | None = None  # why the store cannot be written now, or None
+    # why the store cannot be written now (e.g. "database or disk is full"; processing,
+    # sending and inbound are paused until it can), or None
+    store_problem: str | None = None
 
 
 @dataclass(frozen=True)

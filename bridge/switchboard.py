@@ -17,7 +17,7 @@ from bridge.core.models import OutageReport
 from bridge.core.render import RenderError, Renderer
 from bridge.port import (InboundEvent, KeyedHash, NoticeProgress, ReceiptState, StoreUnavailable,
                          TemplateFailed)
-from bridge.store import Store, StoreError
+from bridge.store import Store, StoreError, write_problem
 
 T = TypeVar("T")
 
@@ -57,8 +57,12 @@ class Switchboard(NoticeStrings):
     def __init__(self, store: Store, renderer: Renderer, *, max_age_hours: float,
                  handle_inbound: Callable[[InboundEvent], object],
                  unreachable: Callable[[int, int], None] | None = None,
-                 commit_sends: Callable[[], None] | None = None):
+                 commit_sends: Callable[[], None] | None = None,
+                 on_unwritable: Callable[[str, str], None] | None = None,
+                 on_written: Callable[[], None] | None = None):
         super().__init__(renderer)
+        self._on_unwritable = on_unwritable  # (problem, "inbound"): the store is full
+        self._on_written = on_written  # an inbound event committed: the store takes writes
         self._store = store
         self._max_age_hours = max_age_hours
         self._handle_inbound = handle_inbound
@@ -70,7 +74,14 @@ class Switchboard(NoticeStrings):
         return self._max_age_hours
 
     async def inbound(self, event: InboundEvent) -> None:
-        _guard(lambda: self._handle_inbound(event))
+        try:
+            _guard(lambda: self._handle_inbound(event))
+        except StoreUnavailable as e:
+            if e.problem is not None and self._on_unwritable is not None:
+                self._on_unwritable(e.problem, "inbound")
+            raise
+        if self._on_written is not None:
+            self._on_written()
 
     async def delivery_status(self, provider_id: str, state: ReceiptState,
                               error: str | None = None, unreachable: bool = False) -> None:
@@ -127,4 +138,4 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except (StoreError, sqlite3.Error) as e:
-        raise StoreUnavailable(str(e)) from e
+        raise StoreUnavailable(str(e), write_problem(e)) from e

@@ -66,10 +66,13 @@ def make_certs(d: Path) -> dict[str, Path]:
 
 class Mosquitto:
     """``tls``: {"cafile", "certfile", "keyfile"} (see :func:`make_certs`) for a TLS
-    listener; ``users``: {name: password} to refuse anonymous clients."""
+    listener; ``users``: {name: password} to refuse anonymous clients; ``persistence``
+    False: a broker that forgets sessions when it restarts (what docs/mqtt.md warns of)."""
 
     def __init__(self, workdir: Path, port: int | None = None, *,
-                 tls: dict[str, Path] | None = None, users: dict[str, str] | None = None):
+                 tls: dict[str, Path] | None = None, users: dict[str, str] | None = None,
+                 persistence: bool = True):
+        self.persistence = persistence
         self.tls = tls
         self.users = users
         self.dir = Path(workdir)
@@ -88,7 +91,7 @@ class Mosquitto:
         lines = [
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'false' if self.users else 'true'}",
-            "persistence true",
+            f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.data}/",
             "autosave_interval 1",
             "autosave_on_changes true",

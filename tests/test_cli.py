@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -412,6 +413,66 @@ def test_run_with_the_web_port_in_use_exits_78_at_once(tmp_path):
     last = p.stderr.strip().splitlines()[-1]
     assert last == f"bridge: cannot start: web.port: 127.0.0.1:{port}: address already in use"
     assert "crashed" not in p.stderr
+
+
+def _as_service_user(argv: list[str]) -> tuple[list[str], str]:
+    """``argv`` run as a user other than the store's owner, and that user's name. As root
+    (file permissions do not stop root) the command runs as ``nobody`` through
+    util-linux's setpriv; otherwise as ourselves, the test then taking the write
+    permission away from the file (see the test)."""
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        return argv, pwd.getpwuid(os.geteuid()).pw_name
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run the daemon as another user"
+    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv], "nobody"
+
+
+def test_run_with_a_store_the_service_user_cannot_write_exits_78_naming_path_and_user():
+    """A store made by root with a CLI command before the first start (here: `bridge
+    subscribers add`), which the service user can read but not write: the daemon went into
+    a crash loop (each write failed, six crashes, exit 1, restarted by systemd). Now the
+    start-up check (a write transaction, the folder, the -wal/-shm files) refuses to start
+    with exit 78 and one line that names the path and the user."""
+    import os
+    import tempfile
+
+    from helpers import ROOT
+
+    # a folder every user can reach (pytest's tmp_path is private to root)
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-ro-store-"))
+    try:
+        tmp.chmod(0o755)
+        cfg = write_config(tmp)
+        bridge(cfg, "subscribers", "add", "0612345678")  # creates the store as us
+        db = tmp / "bridge.db"
+        argv, user = _as_service_user([sys.executable, "-m", "bridge", "run", "--config",
+                                       str(cfg)])
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            os.chown(tmp, nobody.pw_uid, nobody.pw_gid)  # the service user's own folder...
+            assert db.stat().st_uid == 0  # ... holding a store root made
+        else:
+            db.chmod(0o444)
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert p.returncode == 78, (p.returncode, p.stderr)
+        last = p.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"bridge: {db}: cannot write the store as user {user} (uid "), \
+            p.stderr
+        assert "crashed" not in p.stderr and "Traceback" not in p.stderr
+        # a folder that is a file: the same exit status, the path named
+        (tmp / "notafolder").write_text("")
+        cfg.write_text(cfg.read_text().replace(str(db), str(tmp / "notafolder" / "bridge.db")))
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert p.returncode == 78, (p.returncode, p.stderr)
+        assert p.stderr.strip().splitlines()[-1].startswith(
+            f"bridge: {tmp / 'notafolder'}: not a folder"), p.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- usage errors, closed pipes, local times ------------------------------------------------

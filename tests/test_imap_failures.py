@@ -534,3 +534,46 @@ def test_mails_vanishing_under_the_intake_pause_it(tmp_path, dc, subscribed):
         assert len(dc.uids("Elders")) == 3
     finally:
         proxy.stop()
+
+
+def test_a_full_store_leaves_mails_on_the_server_until_space_returns(tmp_path, dc, subscribed):
+    """A full disk (the store's page cap, set from outside through BRIDGE_FAULT_PAGE_CAP,
+    see bridge/store/db.py): the intake cannot commit, so it neither moves nor marks a
+    mail; the daemon stays up, and once space returns every mail is processed once and
+    moved."""
+    from diskfull import PAD
+
+    cfg = imap_config(tmp_path, dc)
+    subscribed(cfg)
+    cap = tmp_path / "page_cap"
+    cap.write_text("")
+    d = Bridge(cfg, dc)
+    d.env["BRIDGE_FAULT_PAGE_CAP"] = str(cap)
+    d.start(wait=False)
+    try:
+        d.wait_connected()
+        dc.append(storing(1))
+        wait_for(lambda: len(outbox(tmp_path)) == 1, what="the first notice")
+        wait_for(lambda: dc.uids("Processed") == [1], what="the first mail moved")
+        cap.write_text("full")
+        for n in (2, 3, 4):  # ~10 KB each, as KPN's HTML mails: more than the store has
+            dc.append(storing(n) + PAD)
+        wait_for(lambda: "the store cannot commit" in d.log(), timeout=20,
+                 what="the intake to meet the full store")
+        time.sleep(6)  # several tries, each refused
+        assert d.alive(), d.log()
+        # a mail may have slipped into pages the store still had free; the others wait
+        # on the server, neither moved nor lost
+        assert len(outbox(tmp_path)) < 4
+        assert len(dc.uids("INBOX")) >= 4 - len(outbox(tmp_path)) >= 1
+        cap.write_text("")  # space returns
+        wait_for(lambda: len(outbox(tmp_path)) == 4 and not dc.uids("INBOX"), timeout=60,
+                 what="the three mails processed and moved")
+        time.sleep(0.5)
+    finally:
+        assert d.stop() == 0, d.log()
+    assert tickets(tmp_path) == [f"INC{100000000 + n:012d}" for n in (1, 2, 3, 4)]
+    assert sorted(dc.uids("Processed")) == [1, 2, 3, 4]
+    log = d.log()
+    assert "crashed" not in log and "Traceback" not in log
+    assert not [line for line in log.splitlines() if " ERROR " in line], log

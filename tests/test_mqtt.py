@@ -494,6 +494,85 @@ async def test_qos0_gateway_gets_sends_published_while_it_was_offline(broker):
         await asyncio.to_thread(gw.close)
 
 
+# -- a full store, and a broker that does not keep sessions (issue 15) --------------------------
+async def test_inbound_is_held_not_dropped_while_the_store_cannot_be_written(broker):
+    """A full disk made the channel drop an inbound message (a STOP, say) after five
+    failed attempts: a store that cannot be written is not the message's fault, so it is
+    held unacknowledged, retried without counting, and handled once space returns."""
+    from bridge.port import StoreUnavailable
+
+    calls = []
+
+    async def full_for_a_while(m):
+        calls.append(m)
+        if len(calls) <= 8:  # more than inbound_attempts (5)
+            raise StoreUnavailable("database or disk is full", "database or disk is full")
+
+    ch = MqttChannel(channel_settings(broker), StubPort(full_for_a_while))
+    ch.inbound_retry_delay = 0.01
+    ch.store_wait_max = 0.05
+    task = asyncio.create_task(ch.run())
+    try:
+        await until(lambda: ch.paused is None, what="connected")
+        await asyncio.to_thread(publish, broker, "whatsapp/message/31612345678@c.us",
+                                wwebjs("31612345678", "stop", "F1"))
+        await until(lambda: ch.handled == 1, what="handled once the store takes writes")
+        assert len(calls) == 9 and len({m.message_id for m in calls}) == 1
+        assert ch.skipped == 0 and ch.connects == 1  # neither dropped nor a reconnect
+    finally:
+        await stop_task(task)
+
+
+async def test_a_broker_that_forgot_the_bridges_session_is_reported(tmp_path, caplog):
+    """docs/mqtt.md requires the broker to keep sessions (persistence true): a broker
+    restarted without it forgets the bridge's session and what was published for it. The
+    CONNACK's session-present flag shows it: one WARNING on the reconnect."""
+    caplog.set_level(logging.INFO, logger="bridge.channels.mqtt")
+    forgetful = Mosquitto(tmp_path / "forgetful", persistence=False).start()
+    port = StubPort()
+    ch = MqttChannel(channel_settings(forgetful), port)
+    task = asyncio.create_task(ch.run())
+    try:
+        await until(lambda: ch.connects == 1, what="connected")
+        assert ch.session_kept is False  # the first connection: nothing to keep yet
+        assert not [r for r in caplog.records if "did not keep" in r.getMessage()]
+        forgetful.stop()
+        forgetful.start()  # a restart without persistence: the session is gone
+        await until(lambda: ch.connects == 2, what="reconnected")
+        lost = [r for r in caplog.records if "did not keep" in r.getMessage()]
+        assert len(lost) == 1 and lost[0].levelno == logging.WARNING
+        assert "persistence true" in lost[0].getMessage() and ch.session_kept is False
+    finally:
+        await stop_task(task)
+        forgetful.stop()
+
+
+async def test_a_broker_that_keeps_the_session_is_not_reported(broker, caplog):
+    caplog.set_level(logging.INFO, logger="bridge.channels.mqtt")
+    port = StubPort()
+    ch = MqttChannel(channel_settings(broker), port)
+    task = asyncio.create_task(ch.run())
+    try:
+        await until(lambda: ch.connects == 1, what="connected")
+        broker.stop()
+        broker.start()  # persistence true: the session survives the restart
+        await until(lambda: ch.connects == 2, what="reconnected")
+        assert ch.session_kept is True
+        assert not [r for r in caplog.records if "did not keep" in r.getMessage()]
+        notes = [r for r in caplog.records if "cannot see whether the gateway" in r.getMessage()]
+        assert len(notes) == 1 and notes[0].levelno == logging.WARNING  # once, at start
+    finally:
+        await stop_task(task)
+
+
+def test_bridge_check_says_what_is_lost_without_broker_persistence(tmp_path):
+    cfg = write_config(tmp_path, channel="mqtt", channel_extra="[channel.mqtt]\nport = 1")
+    p = bridge(cfg, "check")
+    lines = [line for line in p.stdout.splitlines() if "gateway is away" in line]
+    assert len(lines) == 1 and lines[0].startswith("channel.mqtt:0: warning:"), p.stdout
+    assert "persistent session" in lines[0] and "queue_qos0_messages" in lines[0]
+
+
 def test_long_fanout_warning_with_eta(caplog):
     s = MqttSettings()  # 1 msg/s + up to 1 s jitter: 1.5 s a message on average
     ch = MqttChannel(s, StubPort(progress={7: NoticeProgress(waiting=1000, stale=0,

@@ -259,6 +259,112 @@ def test_disk_full_is_reported_as_disk_full_and_durability_is_restored(store):
     assert store.mails.add(RawMail(data=b"y", source="cli"))
 
 
+def test_a_full_store_is_told_apart_from_other_store_errors(store):
+    """The daemon pauses on a store it cannot write (disk full, I/O error, read-only file)
+    and counts anything else as a crash: write_problem tells them apart, through the
+    exceptions the edges see (StoreUnavailable raised from a sqlite3 error) too."""
+    import sqlite3
+
+    from bridge.port import StoreUnavailable
+    from bridge.store import RawMail, StoreFull, write_problem
+
+    pages = store.db.scalar("PRAGMA page_count")
+    store.db.execute(f"PRAGMA max_page_count={pages}")
+    with pytest.raises(sqlite3.Error) as e:
+        store.mails.add(RawMail(data=b"x" * 50_000, source="cli"))
+    assert write_problem(e.value) == "database or disk is full"
+    try:
+        raise StoreUnavailable(str(e.value)) from e.value
+    except StoreUnavailable as wrapped:
+        assert write_problem(wrapped) == "database or disk is full"
+    assert write_problem(StoreFull("commit failed: disk I/O error", "disk I/O error")) == \
+        "disk I/O error"
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    assert write_problem(locked) is None  # passing: a crash to count, not a pause
+    assert write_problem(RuntimeError("a bug")) is None
+    assert write_problem(sqlite3.OperationalError("no such table: x")) is None
+
+
+def test_a_probe_write_fails_while_the_store_is_full_and_leaves_nothing_behind(store):
+    pages = store.db.scalar("PRAGMA page_count")
+    store.db.execute(f"PRAGMA max_page_count={pages}")
+    assert store.db.probe_write() == "database or disk is full"
+    assert not store.db.conn.in_transaction
+    store.db.execute("PRAGMA max_page_count=1073741823")
+    assert store.db.probe_write() is None
+    assert store.state.get("store:write-probe") is None
+
+
+def test_the_page_cap_test_hook_fills_and_frees_the_store_from_outside(tmp_path, monkeypatch):
+    """BRIDGE_FAULT_PAGE_CAP (bridge/store/db.py): the file's ``full`` caps the store at its
+    size before the next write transaction, an empty file lifts the cap."""
+    from bridge.store import RawMail, Store, write_problem
+    from bridge.store import db as dbmod
+
+    cap = tmp_path / "cap"
+    cap.write_text("")
+    monkeypatch.setattr(dbmod, "_PAGE_CAP_FILE", str(cap))
+    store = Store.open(tmp_path / "bridge.db")
+    try:
+        assert store.mails.add(RawMail(data=b"a" * 10_000, source="cli"))
+        cap.write_text("full")
+        with pytest.raises(Exception) as e:
+            with store.tx(durable=True):
+                store.mails.add(RawMail(data=b"b" * 10_000, source="cli"))
+        assert write_problem(e.value) == "database or disk is full"
+        cap.write_text("")
+        with store.tx(durable=True):
+            assert store.mails.add(RawMail(data=b"c" * 10_000, source="cli"))
+    finally:
+        store.close()
+
+
+# --- can the daemon write its store? (the start-up check) ------------------------------------
+
+
+def test_the_start_up_check_passes_for_a_writable_store_and_keeps_the_wal(tmp_path):
+    """The check must not open the database files itself: closing a second descriptor
+    drops the process's SQLite locks (POSIX), and another process closing its connection
+    then deleted the WAL under the daemon: its later commits were invisible to every other
+    process (found while building this check)."""
+    import subprocess
+    import sys
+
+    from bridge.store import Store
+
+    def read_elsewhere() -> str:  # another process: connect, read, close
+        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                "print(c.execute(\"SELECT value FROM state WHERE key='k'\").fetchone()[0]); "
+                "c.close()")
+        return subprocess.run([sys.executable, "-c", code, str(tmp_path / "bridge.db")],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    store = Store.open(tmp_path / "bridge.db")
+    try:
+        store.state.set("k", "v")
+        store.db.check_writable()
+        store.state.set("k", "w")
+        assert read_elsewhere() == "w"  # its close would delete the WAL if we held no lock
+        assert (tmp_path / "bridge.db-wal").exists()
+        store.state.set("k", "x")
+        assert read_elsewhere() == "x"
+    finally:
+        store.close()
+
+
+def test_a_store_whose_folder_is_a_file_is_refused_naming_the_path_and_user(tmp_path):
+    from bridge.store import StoreError
+    from bridge.store.db import Database, access_problem
+
+    (tmp_path / "notafolder").write_text("")
+    path = tmp_path / "notafolder" / "bridge.db"
+    assert "not a folder" in access_problem(path)
+    with pytest.raises(StoreError) as e:
+        Database(path)
+    assert str(path.parent) in str(e.value)
+
+
 # --- the operator console's tables: pause, tally, sessions, audit ------------------------------
 
 

@@ -109,6 +109,160 @@ async def test_mails_are_parsed_off_the_event_loop_and_a_stop_ends_a_backlog_ear
         store.close()
 
 
+# --- a full store pauses, it does not crash (issue 15) ------------------------------------------
+
+
+async def test_a_full_store_pauses_the_processor_and_dispatcher_instead_of_crashing(app, caplog):
+    """A full disk made the processor crash six times and the daemon exit 1 after ~60 s
+    (each store error counted as a crash, with a traceback). Now: no crash counted, one
+    WARNING, probes with backoff, and the mail is processed and sent once space returns."""
+    from bridge.store import RawMail
+    from helpers import sample_now
+
+    app.store_health.probe_first = app.store_health.probe_max = 0.02
+    probes = []
+    real_probe = app.store_health._probe
+
+    def counting_probe():
+        probes.append(1)
+        return real_probe()
+
+    app.store_health._probe = counting_probe
+    ch = app._channel = Scripted()
+    app.store.subscribers.add(A, "console", "cli:test")
+    mail_id = app.store.mails.add(RawMail(data=sample_now("01"), source="smtp"))  # not processed
+    app.store.db.execute("VACUUM")  # no free pages left inside the file
+    pages = app.store.db.scalar("PRAGMA page_count")
+    app.store.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
+    # A notice's rows are small and may still fit in the pages the store has; a real
+    # notice often does not. Each processing first writes as much as a big notice would.
+    real_process = app.pipeline.process_async
+
+    async def process_a_big_notice(mail_id):
+        with app.store.tx():
+            app.store.db.execute("INSERT INTO state VALUES ('big', zeroblob(50000))")
+            app.store.db.execute("DELETE FROM state WHERE key = 'big'")
+        return await real_process(mail_id)
+
+    app.pipeline.process_async = process_a_big_notice
+    caplog.set_level(logging.INFO, "bridge")
+    task = asyncio.create_task(app.run())
+    try:
+        await asyncio.sleep(0.2)
+        # a mail arriving while full is refused (the SMTP intake answers 451 on this)
+        from bridge.port import StoreUnavailable
+        with pytest.raises(StoreUnavailable) as refused:
+            app.mailroom.store_mail(RawMail(data=sample_now("02") + b"x" * 20000,
+                                            source="smtp"))
+        assert refused.value.problem == "database or disk is full"
+        assert await wait_until(lambda: len(probes) > 3 * app.RESTART_LIMIT, timeout=10)
+        assert app.fatal is None and not task.done()
+        assert app.store.mails.get(mail_id).outcome is None and not ch.calls
+        assert app.health().store_problem == "database or disk is full"
+        app.store.db.execute("PRAGMA max_page_count=1073741823")  # space returns
+        assert await wait_until(lambda: ch.calls, timeout=10), "resumed by itself"
+        assert app.health().store_problem is None
+    finally:
+        app.request_stop()
+        code = await asyncio.wait_for(task, 10)
+    assert code == 0
+    assert app.store is not None and len(ch.calls) == 1
+    assert "crashed" not in caplog.text and "Traceback" not in caplog.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage()[:34] for r in warnings] == [
+        "store: cannot write " + str(app.cfg.store.path)[:14],
+        "store: writable again after 0 s (d"[:34]], [r.getMessage() for r in warnings]
+    assert "refused meanwhile: 1 by smtp" in warnings[-1].getMessage()
+
+
+async def test_a_full_store_pauses_the_dispatcher_mid_fan_out_and_nothing_goes_twice(
+        app, caplog):
+    """The dispatcher's claim fails on a full store in the middle of a fan-out: the sends
+    under way finish and are recorded, the claimed rest goes back to the queue, and the
+    dispatcher waits (no crash counted, however long) and sends the rest once after."""
+    app.store_health.probe_first = app.store_health.probe_max = 0.02
+    ch = app._channel = Scripted(latency=0.05)
+    for i in range(20):
+        app.store.subscribers.add(f"+316110000{i:02d}", "console", "cli:test")
+    fan_out_notice(app.store, None, "melding")
+    real_claim = app.store.deliveries.claim
+    full = {"on": False}
+
+    def claim(limit):
+        if full["on"]:  # a claim's write needs a page more than the full store has
+            with app.store.tx():
+                app.store.db.execute("INSERT INTO state VALUES ('big', zeroblob(50000))")
+                app.store.db.execute("DELETE FROM state WHERE key = 'big'")
+        return real_claim(min(limit, 2))  # two at a time: the fan-out is still going
+
+    app.store.deliveries.claim = claim
+    caplog.set_level(logging.INFO, "bridge")
+    task = asyncio.create_task(app.run())
+    try:
+        assert await wait_until(lambda: len(ch.calls) >= 4, timeout=10)
+        app.store.db.execute("VACUUM")
+        app.store.db.execute(
+            f"PRAGMA max_page_count={app.store.db.scalar('PRAGMA page_count')}")
+        full["on"] = True
+        assert await wait_until(lambda: app.store_health.problem is not None, timeout=10)
+        paused_at = len(ch.calls)
+        await asyncio.sleep(1.0)  # many probes, each one refused
+        assert len(ch.calls) == paused_at and app.fatal is None and not task.done()
+        app.store.db.execute("PRAGMA max_page_count=1073741823")  # space returns
+        full["on"] = False
+        assert await wait_until(lambda: len(ch.calls) >= 20, timeout=10)
+        await asyncio.sleep(0.3)
+    finally:
+        app.request_stop()
+        code = await asyncio.wait_for(task, 10)
+    assert code == 0
+    sent_to = [m.to for m in ch.calls]
+    assert len(sent_to) == 20 and len(set(sent_to)) == 20  # each once
+    assert "crashed" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_the_store_health_warns_once_a_minute_not_per_failure(caplog):
+    """Ten minutes of a full store with a failure every second: ten WARNING lines (each with
+    how long and what was refused), then one when writes work again."""
+    from bridge.storehealth import StoreHealth
+
+    clock = [0.0]
+    health = StoreHealth(lambda: None, path="var/bridge.db", clock=lambda: clock[0])
+    caplog.set_level(logging.INFO, "bridge.store")
+    for second in range(600):
+        clock[0] = float(second)
+        health.unwritable("database or disk is full", "smtp" if second % 2 else None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 10, warnings
+    assert warnings[0].startswith("store: cannot write var/bridge.db for 0 s: database or "
+                                  "disk is full; ")
+    assert "for 540 s" in warnings[-1] and "refused meanwhile: 270 by smtp" in warnings[-1]
+    assert health.problem == "database or disk is full" and health.episodes == 1
+    clock[0] = 600.0
+    health.wrote()
+    last = caplog.records[-1]
+    assert last.levelno == logging.WARNING and last.getMessage().startswith(
+        "store: writable again after 600 s (database or disk is full)")
+    assert health.problem is None and health.since is None
+
+
+def test_a_daemon_stays_up_through_a_full_disk_and_loses_nothing(tmp_path):
+    """The real daemon (``bridge run``) with its store full for 90 s, longer than the ~60 s
+    after which it used to exit 1: it stays up, SMTP answers 451, the log has no wall of
+    errors, and after space returns every accepted mail is processed once and each notice
+    delivered once to each subscriber (tests/diskfull.py; bench/disk_full.py runs it for
+    5 minutes and prints the figures)."""
+    import diskfull
+
+    f = diskfull.run(tmp_path, full_seconds=90, every=3)
+    assert f.alive_throughout and f.exit_code == 0, f.log
+    assert f.answers[451] >= 25, f.summary()
+    assert f.errors == 0 and f.tracebacks == 0, f.log
+    assert f.warnings <= 5, f.log  # one a minute, and one when writes work again
+    assert f.mails == f.processed and f.duplicates == 0 and f.missing == 0, f.summary()
+    assert f.drain_seconds is not None, f.summary()
+
+
 async def test_a_start_that_fails_undoes_what_did_start(tmp_path):
     """The web server binds, then the SMTP port is in use: the daemon does not start, and
     it leaves no listener and no dispatcher lock behind (for an embedding process)."""

@@ -288,6 +288,47 @@ async def test_policy_failure_by_webhook_pauses_the_channel(web):
 
 
 # -- health and metrics --------------------------------------------------------------------------------
+async def test_a_full_store_answers_500_without_a_traceback_and_the_redelivery_subscribes(
+        web, caplog):
+    """Webhooks while the store is full (SQLite's max_page_count): 500, so Meta delivers
+    again; nothing half-done, one quiet line instead of a traceback per POST (a wall of
+    ERRORs before); the redelivery after space returns subscribes once. The inbound
+    path's write is made as big as a full page's worth first, so the small rows of a
+    subscribe cannot slip into free space left in the store's pages."""
+    import logging
+
+    app = web.app
+    real_take = app.switchboard._handle_inbound
+
+    def take_after_a_big_write(event):
+        with app.store.tx():
+            app.store.db.execute("INSERT INTO state VALUES ('big', zeroblob(50000))")
+            app.store.db.execute("DELETE FROM state WHERE key = 'big'")
+            return real_take(event)
+
+    app.switchboard._handle_inbound = take_after_a_big_write
+    app.store.db.execute("VACUUM")
+    app.store.db.execute(f"PRAGMA max_page_count={app.store.db.scalar('PRAGMA page_count')}")
+    caplog.set_level(logging.INFO, "bridge")
+    doc = inbound_body("aanmelden", msg_id="wamid.full1")
+    for _ in range(3):
+        assert (await web.post(doc)).status_code == 500
+    assert app.store.subscribers.count() == 0 and app.store.deliveries.counts() == {}
+    assert app.health().store_problem == "database or disk is full"
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1  # the store's
+    assert "refused meanwhile: 3 by inbound" in caplog.text or \
+        app.store_health.refused == {"inbound": 3}
+
+    app.store.db.execute("PRAGMA max_page_count=1073741823")  # space returns
+    assert (await web.post(doc)).status_code == 200  # Meta's redelivery
+    assert (await web.post(doc)).status_code == 200  # and a repeat: harmless
+    assert app.store.subscribers.count() == 1
+    assert app.store.deliveries.counts() == {"pending": 1}  # one welcome reply
+    assert app.health().store_problem is None  # the commit shows the store takes writes
+
+
 async def test_healthz(web):
     r = await web.client.get("/healthz")
     assert r.status_code == 200

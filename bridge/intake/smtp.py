@@ -30,7 +30,7 @@ from bridge.core.mail import header_problem
 from bridge.core.models import RawMail
 from bridge.core.senders import SenderRules, envelope_allowed
 from bridge.part import BasePart
-from bridge.port import IntakePort
+from bridge.port import IntakePort, StoreUnavailable
 
 log = logging.getLogger("bridge.intake.smtp")
 
@@ -90,6 +90,7 @@ class Handler:
         self.port = port
         self.accepted = 0
         self.refused = 0
+        self.deferred = 0  # answered 451: the store could not commit (the sender tries again)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         problem = _address_problem(address or "", mail_options, "sender")
@@ -139,9 +140,18 @@ class Handler:
         try:
             mail_id = self.port.store_mail(RawMail(data=data, source="smtp",
                                                    envelope_from=envelope.mail_from))
-        except Exception as e:  # StoreUnavailable, or any bug: never a 250 without a commit
-            log.error("smtp: could not store a mail from <%s> (%d bytes): %s; answered 451",
-                      envelope.mail_from, len(data), e)
+        except StoreUnavailable as e:
+            self.deferred += 1
+            # A full store is logged once a minute by the store's health (with a count of
+            # the mails refused): one quiet line per mail here, not a wall of errors.
+            log.log(logging.INFO if e.problem else logging.WARNING,
+                    "smtp: could not store a mail from <%s> (%d bytes): %s; answered 451",
+                    envelope.mail_from, len(data), e.problem or e)
+            return "451 4.3.0 Local storage error, try again later"
+        except Exception:  # any bug: never a 250 without a commit
+            self.deferred += 1
+            log.exception("smtp: could not store a mail from <%s> (%d bytes); answered 451",
+                          envelope.mail_from, len(data))
             return "451 4.3.0 Local storage error, try again later"
         self.accepted += 1
         log.info("smtp: mail %d from <%s> stored (%d bytes)", mail_id, envelope.mail_from, len(data))
@@ -249,4 +259,5 @@ class SmtpIntake(BasePart):
 
     def describe(self) -> dict:
         return {"listening": self.server is not None, "port": self.port,
-                "accepted": self.handler.accepted, "refused": self.handler.refused}
+                "accepted": self.handler.accepted, "refused": self.handler.refused,
+                "deferred": self.handler.deferred}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from bridge.store.db import Database, StoreError, now
+from bridge.store.db import Database, StoreError, StoreFull, now, write_problem
 from bridge.store.deliveries import Deliveries, Delivery
 from bridge.store.incidents import Incidents
 from bridge.store.mailout import MailOut
@@ -27,7 +27,8 @@ from bridge.store.tally import Tally
 from bridge.store.template_versions import TemplateVersions
 from bridge.store.users import Users
 
-__all__ = ["Store", "StoreError", "RawMail", "StoredMail", "Delivery", "Subscriber", "StoreCounts",
+__all__ = ["Store", "StoreError", "StoreFull", "write_problem", "RawMail", "StoredMail",
+           "Delivery", "Subscriber", "StoreCounts",
            "now"]
 
 

@@ -12,18 +12,45 @@ before it is moved on IMAP, an inbound message before the webhook's 200.
 ``secure_delete`` zeroes deleted content, so erasing a subscriber really removes the
 number from the file; :meth:`Database.scrub` truncates the WAL that may still hold old
 page images.
+
+Writes that fail because the store cannot be written now (a full disk, an I/O error, a
+file made read-only) are told apart from other errors by :func:`write_problem`: the
+daemon pauses on those instead of counting them as crashes (:mod:`bridge.storehealth`).
+:meth:`Database.check_writable` is the start-up check (``bridge run`` exits 78 when it
+fails) and :meth:`Database.probe_write` the check that the store takes writes again.
+
+Test hook (fault injection, like :mod:`bridge.faults`): when the environment variable
+``BRIDGE_FAULT_PAGE_CAP`` names a file, every write transaction first reads it and sets
+SQLite's ``PRAGMA max_page_count`` from it on this connection: ``full`` caps the store at
+its current size (any write that needs a new page fails with SQLITE_FULL, as on a full
+disk), a number caps it at that many pages, an empty or missing file lifts the cap. A
+test fills and frees the "disk" of a running daemon by writing that file; unset (always,
+in production) it costs nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Iterator
 
+from bridge.store.errors import (PASSING, StoreError, StoreFull, access_problem, os_user, owner,
+                                 write_problem)
+
+__all__ = ["Database", "MIGRATIONS", "SCHEMA_VERSION", "StoreError", "StoreFull",
+           "access_problem", "now", "write_problem"]
+
 log = logging.getLogger(__name__)
+
+# bridge/store/db.py's test hook (see the module doc): a file holding the page cap
+_PAGE_CAP_FILE = os.environ.get("BRIDGE_FAULT_PAGE_CAP") or None
+_NO_CAP = 1073741823  # SQLite's default max_page_count
+
+PROBE_BYTES = 16384  # what probe_write writes: a few pages, so a full store refuses it
 
 # Each entry migrates from version i to i+1. Never edit a shipped entry: append a new one.
 MIGRATIONS: list[str] = [
@@ -268,8 +295,11 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(RuntimeError):
-    """The store cannot do what was asked (locked, full, corrupt, too new)."""
+def _raise_tx_error(what: str, e: sqlite3.Error) -> None:
+    problem = write_problem(e)
+    if problem is not None:
+        raise StoreFull(f"{what}: {e}", problem) from None
+    raise StoreError(f"{what}: {e}") from None
 
 
 class Database:
@@ -281,6 +311,7 @@ class Database:
     def __init__(self, path: Path, *, busy_timeout: float = 10.0, readonly: bool = False):
         self.path = Path(path)
         self._depth = 0
+        self._page_cap: str | None = None  # the test hook's last value (see the module doc)
         self.readonly = readonly
         if readonly:
             self.conn = self._open_readonly(busy_timeout)
@@ -291,7 +322,8 @@ class Database:
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+            raise StoreError(access_problem(self.path)
+                             or f"{self.path}: cannot open database: {e}") from None
         self.conn.row_factory = sqlite3.Row
         c = self.conn
         try:
@@ -302,9 +334,10 @@ class Database:
             c.execute("PRAGMA foreign_keys=OFF")
             c.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             self.migrate()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, StoreError) as e:
             c.close()
-            raise StoreError(f"{self.path}: cannot open database: {e}") from None
+            why = access_problem(self.path) if write_problem(e) else None
+            raise StoreError(why or f"{self.path}: cannot open database: {e}") from None
 
     def _open_readonly(self, busy_timeout: float) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -366,6 +399,8 @@ class Database:
                 self._depth -= 1
             return
         c = self.conn
+        if _PAGE_CAP_FILE is not None:
+            self._apply_page_cap()
         if durable:
             c.execute("PRAGMA synchronous=FULL")
         try:
@@ -373,7 +408,7 @@ class Database:
         except sqlite3.Error as e:
             if durable:
                 c.execute("PRAGMA synchronous=NORMAL")
-            raise StoreError(f"cannot start a transaction: {e}") from None
+            _raise_tx_error("cannot start a transaction", e)
         self._depth = 1
         try:
             yield c
@@ -392,10 +427,58 @@ class Database:
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 c.execute("ROLLBACK")
-            raise StoreError(f"commit failed: {e}") from None
+            _raise_tx_error("commit failed", e)
         finally:
             if durable:
                 c.execute("PRAGMA synchronous=NORMAL")
+
+    def _apply_page_cap(self) -> None:
+        """The test hook of the module doc: set max_page_count from the cap file."""
+        try:
+            with open(_PAGE_CAP_FILE or "", encoding="ascii") as f:
+                cap = f.read().strip()
+        except OSError:
+            cap = ""
+        if cap == self._page_cap:
+            return
+        self._page_cap = cap
+        if cap == "full":
+            pages = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        else:
+            pages = int(cap) if cap.isdigit() else _NO_CAP
+        self.conn.execute(f"PRAGMA max_page_count={pages}")
+
+    # -- can it be written? -------------------------------------------------------------
+    def probe_write(self) -> str | None:
+        """Write and delete a row of :data:`PROBE_BYTES` in one durable transaction:
+        None when the store took it, else why not (:func:`write_problem`'s text, or the
+        error itself). A few pages, so a store that is full refuses it; the row is gone
+        after the commit."""
+        try:
+            with self.tx(durable=True):
+                self.conn.execute("INSERT OR REPLACE INTO state (key, value) "
+                                  "VALUES ('store:write-probe', zeroblob(?))", (PROBE_BYTES,))
+                self.conn.execute("DELETE FROM state WHERE key='store:write-probe'")
+        except (StoreError, sqlite3.Error) as e:
+            return write_problem(e) or str(e)
+        return None
+
+    def check_writable(self) -> str | None:
+        """The start-up check of ``bridge run``: the folder, the file and its -wal/-shm
+        files can be written by this process, and a write transaction commits. Raises
+        :class:`StoreError` with one line naming the path and the user when they cannot
+        (permissions, a read-only file system: a configuration problem the operator must
+        fix). A store that is merely full or failing now (SQLITE_FULL, SQLITE_IOERR) is
+        no reason not to start: returns that reason (the daemon starts paused and resumes
+        when space returns); None when all is well."""
+        why = access_problem(self.path)
+        if why is not None:
+            raise StoreError(why)
+        problem = self.probe_write()
+        if problem is None or problem in PASSING:
+            return problem
+        raise StoreError(f"{self.path}: cannot write the store as {os_user()}: {problem}"
+                         f"; the file is {owner(self.path)}")
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)

@@ -58,7 +58,7 @@ from datetime import datetime, timezone
 from bridge.channels.base import HttpRequest, HttpResponse, Metric, Route
 from bridge.core.models import IdentityChange, IdPairing, InboundMessage, MessageKind
 from bridge.core.phone import mask
-from bridge.port import InboundEvent, ReceiptState
+from bridge.port import InboundEvent, ReceiptState, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +354,15 @@ class Webhook:
                 state = RECEIPTS.get(s.status)
                 if state is not None:
                     await self._on_status(s.id, state, s.code, s.title)
+        except StoreUnavailable as e:
+            # The store cannot commit (disk full, locked): nothing acknowledged, Meta
+            # redelivers. A full store is logged once a minute by the store's health.
+            self._count("error")
+            log.log(logging.INFO if e.problem else logging.WARNING,
+                    "cloud: webhook POST not committed (%s); answering 500 so Meta retries",
+                    e.problem or e)
+            self._paired.clear()
+            return HttpResponse(500, "error")
         except Exception:
             self._count("error")
             log.exception("cloud: webhook processing failed; answering 500 so Meta retries")

@@ -5,6 +5,7 @@ and acknowledged only after their commit. See the package doc and docs/mqtt.md."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -18,10 +19,12 @@ from aiomqtt import MqttError
 
 from bridge.channels.base import BaseChannel, Outgoing, SendResult
 from bridge.channels.mqtt.connection import (QOS, Conn, ManualAck, Redeliver, describe_error,
+                                             watch_session,
                                              make_client)
 from bridge.channels.mqtt.payload import Skip, parse_inbound, send_payload
 from bridge.channels.mqtt.settings import MqttSettings
 from bridge.config import ConfigError, SettingsTable
+from bridge.core.models import InboundMessage
 from bridge.core.phone import PhoneError, chat_id, mask, mask_text
 from bridge.logs import eta
 from bridge.port import ChannelPort, CheckPort, StoreUnavailable
@@ -29,10 +32,21 @@ from bridge.port import ChannelPort, CheckPort, StoreUnavailable
 log = logging.getLogger("bridge.channels.mqtt")
 
 
+# What the bridge cannot check (docs/mqtt.md, 'Broker and gateway configuration'): said once
+# in the start-up log and by `bridge check`.
+PERSISTENCE_NOTE = (
+    "the bridge cannot see whether the gateway is connected or whether the broker keeps "
+    "messages for it: notices sent while the gateway is away are lost (though counted as "
+    "sent) unless the broker keeps them for the gateway's persistent session (gateway: "
+    "fixed client id, clean session off; broker: QoS 1 or queue_qos0_messages true, "
+    "persistence true, max_queued_messages above the subscriber count); see docs/mqtt.md")
+
+
 class MqttChannel(BaseChannel):
     name = "mqtt"
     inbound_attempts = 5  # tries to handle one inbound message before it is dropped
     inbound_retry_delay = 0.5  # first wait (doubling) for a retry in place (QoS 0)
+    store_wait_max = 30.0  # longest wait between tries while the store cannot be written
 
     def __init__(self, settings: MqttSettings, port: ChannelPort):
         self.settings = settings
@@ -47,6 +61,9 @@ class MqttChannel(BaseChannel):
         self._inbound_failures: dict[str, int] = {}
         self._acks = ManualAck(settings.manual_ack)
         self._qos0_warned = False
+        self._persistence_said = False  # PERSISTENCE_NOTE logged (once per process)
+        # the last CONNACK: did the broker keep the bridge's session? (None: not known)
+        self.session_kept: bool | None = None
         self.sent = 0
         self.send_errors = 0
         self.received = 0
@@ -82,6 +99,7 @@ class MqttChannel(BaseChannel):
             "handled": self.handled,
             "skipped": self.skipped,
             "connects": self.connects,
+            "session_kept": self.session_kept,
             "last_error": self.last_error,
             "max_rate": self.max_rate,
             "jitter": self.jitter,
@@ -174,6 +192,9 @@ class MqttChannel(BaseChannel):
     # -- the connection ----------------------------------------------------------------------
     async def run(self) -> None:
         s = self.settings
+        if not self._persistence_said:  # once a process, not per restart of this task
+            self._persistence_said = True
+            log.warning("mqtt: %s", PERSISTENCE_NOTE)
         self._backoff = s.reconnect_min
         failures = 0  # failed attempts since the last successful connection
         while True:
@@ -212,6 +233,31 @@ class MqttChannel(BaseChannel):
             await asyncio.sleep(wait)
             self._backoff = min(s.reconnect_max, self._backoff * 2)
 
+    def _check_session(self, present: bool | None) -> None:
+        """The broker's CONNACK said whether it kept the bridge's persistent session. Not
+        kept although the bridge had connected before (the store remembers it, across
+        restarts): what the gateway published while the bridge was away is lost, so the
+        broker does not keep sessions (no ``persistence``, or ``persistent_client_expiration``
+        shorter than the absence). Logged once per loss as a WARNING."""
+        key = f"mqtt:session:{self.settings.client_id}@{self.broker}"
+        try:
+            known = self._port.state_get(key)
+        except StoreUnavailable:
+            return
+        self.session_kept = present
+        if present is False and known:
+            log.warning(
+                "mqtt: the broker %s did not keep the bridge's session %r (CONNACK session "
+                "present = 0, though the bridge was connected before, last at %s): "
+                "inbound messages published while the bridge was away are lost; the broker "
+                "needs persistence true and no persistent_client_expiration shorter than an "
+                "outage (see docs/mqtt.md, 'Broker and gateway configuration')",
+                self.broker, self.settings.client_id, known)
+        elif present and known:
+            log.info("mqtt: the broker kept the bridge's session (session present)")
+        with contextlib.suppress(StoreUnavailable):
+            self._port.state_set(key, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
     def _client(self) -> aiomqtt.Client:
         return make_client(self.settings)
 
@@ -219,6 +265,7 @@ class MqttChannel(BaseChannel):
         s = self.settings
         client = self._client()
         manual = self._acks.enable(client)
+        session_present = watch_session(client)
         async with client:
             conn = Conn(client=client, lost=asyncio.Event(), manual_ack=manual,
                          since=time.monotonic())
@@ -235,6 +282,7 @@ class MqttChannel(BaseChannel):
             log.info("mqtt: connected to %s as %s (MQTT %s, persistent session); "
                      "receiving on %s, sending on %s", self.broker, s.client_id, s.protocol,
                      s.receive_filter, s.topic_for("{chat_id}"))
+            self._check_session(session_present())
             try:
                 async for message in client.messages:
                     await self._on_message(conn, message)
@@ -270,38 +318,61 @@ class MqttChannel(BaseChannel):
         # then a failure is retried through a reconnect. A QoS 0 message, or one acknowledged
         # on receipt, never comes again, so it is retried here.
         redeliverable = conn.manual_ack and message.qos > 0
+        held = 0  # waits for a store that cannot be written (not counted as failures)
         while True:
             try:
                 await self._port.inbound(parsed)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as e:
+                if e.problem is None:  # a passing failure (locked): counted as below
+                    if await self._inbound_failed(conn, message, parsed, e, redeliverable):
+                        continue
+                    return
+                # The store cannot be written now (disk full): not the message's fault and
+                # not counted; hold it unacknowledged here until the store takes it (the
+                # application logs the store's state once a minute).
+                held += 1
+                wait = min(self.store_wait_max, self.inbound_retry_delay * 2 ** (held - 1))
+                log.info("mqtt: inbound message from %s held: the store cannot be written "
+                         "(%s); trying again in %.1f s", mask(parsed.sender), e.problem, wait)
+                await asyncio.sleep(wait)
+                continue
             except Exception as e:  # noqa: BLE001
-                n = self._inbound_failures.get(parsed.message_id, 0) + 1
-                self._inbound_failures[parsed.message_id] = n
-                if n < self.inbound_attempts and redeliverable:
-                    log.exception("mqtt: inbound message from %s could not be handled (attempt "
-                                  "%d); it stays unacknowledged and comes again after a "
-                                  "reconnect", mask(parsed.sender), n)
-                    raise Redeliver(f"inbound handling failed: {type(e).__name__}") from e
-                if n < self.inbound_attempts:
-                    wait = self.inbound_retry_delay * 2 ** (n - 1)
-                    log.exception("mqtt: inbound message from %s could not be handled (attempt "
-                                  "%d); the broker will not send it again (%s), so it is "
-                                  "retried here in %.1f s", mask(parsed.sender), n,
-                                  "QoS 0" if message.qos == 0 else "acknowledged on receipt",
-                                  wait)
-                    await asyncio.sleep(wait)
+                if await self._inbound_failed(conn, message, parsed, e, redeliverable):
                     continue
-                log.exception("mqtt: inbound message from %s could not be handled %d times; "
-                              "dropped", mask(parsed.sender), n)
-                self._inbound_failures.pop(parsed.message_id, None)
-                self.skipped += 1
-                ManualAck.ack(conn, message)
                 return
             break
         self._inbound_failures.pop(parsed.message_id, None)
         self.handled += 1
         ManualAck.ack(conn, message)  # only now: the message and its effect are committed
+
+    async def _inbound_failed(self, conn: Conn, message: aiomqtt.Message, parsed: InboundMessage,
+                              e: Exception, redeliverable: bool) -> bool:
+        """Count a failure to hand over ``parsed``: True to try again in place (after a
+        wait), False when it was dropped; raises Redeliver to get it again from the broker."""
+        n = self._inbound_failures.get(parsed.message_id, 0) + 1
+        self._inbound_failures[parsed.message_id] = n
+        if n < self.inbound_attempts and redeliverable:
+            log.exception("mqtt: inbound message from %s could not be handled (attempt "
+                          "%d); it stays unacknowledged and comes again after a "
+                          "reconnect", mask(parsed.sender), n)
+            raise Redeliver(f"inbound handling failed: {type(e).__name__}") from e
+        if n < self.inbound_attempts:
+            wait = self.inbound_retry_delay * 2 ** (n - 1)
+            log.exception("mqtt: inbound message from %s could not be handled (attempt "
+                          "%d); the broker will not send it again (%s), so it is "
+                          "retried here in %.1f s", mask(parsed.sender), n,
+                          "QoS 0" if message.qos == 0 else "acknowledged on receipt",
+                          wait)
+            await asyncio.sleep(wait)
+            return True
+        log.exception("mqtt: inbound message from %s could not be handled %d times; "
+                      "dropped", mask(parsed.sender), n)
+        self._inbound_failures.pop(parsed.message_id, None)
+        self.skipped += 1
+        ManualAck.ack(conn, message)
+        return False
 
     async def close(self) -> None:
         c = self._conn
@@ -316,6 +387,7 @@ def create(settings: SettingsTable, port: ChannelPort) -> MqttChannel:
 
 
 def check(settings: SettingsTable, port: CheckPort) -> list[str]:
-    """Nothing to check beyond the config (the broker is reached only by the daemon)."""
-    return []
+    """``bridge check``: the broker is reached only by the daemon, so its persistence
+    cannot be checked here; one warning line says what is lost without it."""
+    return [f"channel.mqtt:0: warning: {PERSISTENCE_NOTE}"]
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import aiomqtt
 
@@ -81,6 +81,28 @@ def tls_context(s: MqttSettings) -> ssl.SSLContext:
     if s.tls_insecure:
         ctx.check_hostname = False
     return ctx
+
+
+def watch_session(client: aiomqtt.Client) -> Callable[[], bool | None]:
+    """Record the CONNACK's "session present" flag of ``client`` (MQTT 3.1.1 section
+    3.2.2.2, MQTT 5 section 3.2.2.1.1): the returned function gives it after the connect
+    (None: not known, e.g. a paho without the hook). True on a reconnect means the broker
+    kept the bridge's persistent session, and with it what was published while the bridge
+    was away. paho's ``on_connect`` is wrapped (aiomqtt's own handler still runs)."""
+    seen: list[bool] = []
+    paho = getattr(client, "_client", None)
+    original = getattr(paho, "on_connect", None)
+    if paho is None or original is None:
+        return lambda: None
+
+    def on_connect(c, userdata, flags, reason_code, properties=None):  # paho's signature
+        present = getattr(flags, "session_present", None)
+        if present is not None:
+            seen.append(bool(present))
+        original(c, userdata, flags, reason_code, properties)
+
+    paho.on_connect = on_connect
+    return lambda: seen[-1] if seen else None
 
 
 class ManualAck:
