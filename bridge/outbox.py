@@ -54,6 +54,7 @@ FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a com
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
 HOLD_CLAIMS = 5.0  # seconds: a Retry-After hold longer than this stops claims meanwhile
+DRAIN_GIVE_UP = 30.0  # seconds of rate limits with nothing accepted that end a drain
 
 
 class DispatcherBusy(RuntimeError):
@@ -191,8 +192,13 @@ class Dispatcher:
 
     async def _loop(self, tg: asyncio.TaskGroup, stop: asyncio.Event, drain: bool) -> None:
         sem = asyncio.Semaphore(self.cfg.concurrency)
-        last_expire = 0.0
+        last_expire, began = 0.0, time.monotonic()
         while not stop.is_set():
+            if drain and (refusing := self.pace.refusing_for(began)) > DRAIN_GIVE_UP:
+                # a one-shot in a storm: what the channel keeps refusing stays queued
+                log.warning("dispatch: the channel accepted nothing for %.0f s (rate limits);"
+                            " the rest stays queued", refusing)
+                return
             if self._unrecorded:
                 self._record_again()
             now = time.time()

@@ -115,6 +115,7 @@ class AdaptiveRate:
         self._accepted: collections.deque[float] = collections.deque()
         self._last_up = self._last_down = float("-inf")
         self._clean_since = time.monotonic()  # no rate-limit answer since
+        self.last_accepted = float("-inf")  # monotonic time of the last accepted send
 
     @property
     def rate(self) -> float:
@@ -126,6 +127,7 @@ class AdaptiveRate:
     def accepted(self) -> None:
         """The channel accepted a send: count it, and raise the rate after a clean second."""
         t = time.monotonic()
+        self.last_accepted = t
         q = self._accepted
         q.append(t)
         while q and t - q[0] > ACCEPT_WINDOW:
@@ -136,6 +138,13 @@ class AdaptiveRate:
             self._set(self.rate + max(1.0, self.configured * self.increase))
             if self.rate >= self.configured:
                 log.info("dispatch: sending at the configured %.1f/s again", self.rate)
+
+    def refusing_for(self, since: float) -> float:
+        """Seconds the channel has accepted nothing while answering with rate limits,
+        counted from the later of ``since`` (monotonic) and the last accepted send; 0 when
+        no rate-limit answer came after that point."""
+        start = max(since, self.last_accepted)
+        return time.monotonic() - start if self._clean_since > start else 0.0
 
     def held(self) -> float:
         """Seconds left of a Retry-After hold (0 or less: none)."""

@@ -804,6 +804,27 @@ async def test_a_long_retry_after_ends_a_drain_instead_of_blocking_it(store):
     assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
 
 
+async def test_a_drain_returns_when_the_channel_refuses_every_send_for_its_rate(store,
+                                                                           monkeypatch):
+    """`bridge dispatch` (drain) in a storm of 130429 without Retry-After: the refused are
+    due again at once, so the drain went on at the lowest rate for as long as the storm
+    lasted (a one-shot that did not return). Now it returns once nothing was accepted for
+    DRAIN_GIVE_UP seconds, the rest queued with no attempt used; a channel that accepts
+    some (merely slow) is drained to the end (test_a_throttling_api_gets_every_notice...)."""
+    import bridge.outbox as outbox
+
+    monkeypatch.setattr(outbox, "DRAIN_GIVE_UP", 0.5, raising=False)
+    nums = [f"+3161111{i:04d}" for i in range(4)]
+    limited = SendResult("retry", error="130429 rate", rate_limit="global")
+    ch = Scripted({n: [limited] * 100_000 for n in nums})
+    queue(store, nums)
+    cfg = dataclasses.replace(CFG, min_rate=20)
+    counters, _ = await asyncio.wait_for(drain(store, ch, cfg), 10)
+    assert counters.sent == 0 and counters.throttled >= 4
+    assert store.deliveries.counts() == {"pending": 4}
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
+
+
 # --- the adaptive rate by itself (bridge/pacing.py), on a clock the test moves ---------------
 
 
