@@ -713,6 +713,27 @@ def test_status_says_how_sending_goes_in_one_line(tmp_path):
     assert doc["state"] == "paused" and doc["queue"] == 2 and doc["throttled"] == 0
 
 
+def test_status_does_not_say_ok_from_a_heartbeat_that_stopped_coming():
+    """A daemon that runs (its run lock is held) but has written no status for a minute: a
+    stuck event loop (SIGSTOP, a frozen loop) or a store that cannot take the write. Its
+    last status said ok, and `bridge status` kept saying ok for as long as that lasted."""
+    import time
+
+    from bridge.cli_status import sending_doc, status_line
+
+    now = time.time()
+    sending = {"state": "ok", "reason": None, "since": None, "rate": 80.0, "retrying": 0,
+               "throttled": 0}
+    fresh = {"running": True, "updated_at": now - 4, "sending": sending}
+    assert sending_doc(fresh, None, 3)["state"] == "ok"
+    old = {"running": True, "updated_at": now - 60, "sending": sending}
+    doc = sending_doc(old, None, 3)
+    assert doc["state"] == "unknown", doc
+    line = status_line(doc)
+    assert line.startswith("unknown: no status from the running daemon for 60 s"), line
+    assert "queue 3" in line and "rate" not in line
+
+
 def test_status_notices_a_daemon_killed_with_sigkill_at_once(tmp_path):
     from daemon import Daemon, wait_for
 
