@@ -368,6 +368,7 @@ async def _drain_with_channel(app, d):
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+        await ch.close()  # its HTTP session: else "Unclosed connector" at exit
 
 
 def cmd_check(cfg, args) -> int:

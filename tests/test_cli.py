@@ -327,6 +327,26 @@ def test_dispatch_with_the_channel_paused_exits_non_zero(tmp_path):
     assert line.endswith("1 due deliveries not sent"), line
 
 
+async def test_dispatch_with_the_cloud_channel_closes_its_connections(tmp_path, monkeypatch):
+    """`bridge dispatch` against the (fake) Cloud API: sent, exit 0, and no "ERROR asyncio:
+    Unclosed connector" on stderr (the channel's HTTP session was never closed: an ERROR
+    line in every cron mail)."""
+    import asyncio
+
+    from fake_graph import FakeGraph
+    from test_cloud import TOKEN_ENV, cloud_config
+
+    async with FakeGraph() as fake:
+        monkeypatch.setenv(TOKEN_ENV, fake.token)
+        cfg = cloud_config(tmp_path, fake.base_url)
+        await asyncio.to_thread(bridge, cfg, "subscribers", "add", "+31611111111")
+        await asyncio.to_thread(bridge, cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+                                "--now", now_of(MAILS / "01-storing-nieuw.eml"))
+        p = await asyncio.to_thread(bridge, cfg, "dispatch", check=False)
+    assert p.returncode == 0 and p.stdout.startswith("sent 1,"), (p.stdout, p.stderr)
+    assert "Unclosed" not in p.stderr and " ERROR " not in p.stderr, p.stderr
+
+
 def test_dispatch_with_due_deliveries_left_waiting_exits_non_zero(tmp_path, capsys, monkeypatch):
     import bridge.app
     from bridge.channels.base import SendResult
