@@ -336,6 +336,46 @@ async def test_a_store_error_recording_a_result_neither_crashes_nor_repeats_send
     assert all(per.count(n) == 1 for n in nums[1:]), per
 
 
+async def test_an_answer_recorded_again_after_a_full_store_is_counted_once(store):
+    """A 130429 and a 500 whose results the store refused twice (full) and took on the
+    third try: each answer counts once in the counters, the send health and the rate's
+    throttled count (they counted once per try: /metrics and the summary line showed three
+    rate-limit answers where the channel gave one)."""
+    from bridge.store import StoreFull
+
+    nums = [f"+3161111{i:04d}" for i in range(3)]
+    for n in nums:
+        store.subscribers.add(n, "console", "cli:test")
+    fan_out_notice(store, None, "melding")
+    ch = Scripted({nums[0]: [SendResult("retry", error="130429 rate", rate_limit="global")],
+                   nums[1]: [SendResult("retry", error="131000 went wrong")]})
+    real = store.deliveries.mark_retry
+    refused = []
+
+    def full_twice(*args, **kw):
+        if len(refused) < 4:
+            refused.append(1)
+            raise StoreFull("database or disk is full", "database or disk is full")
+        return real(*args, **kw)
+
+    store.deliveries.mark_retry = full_twice
+    health = SendHealth(HealthConfig())
+    d = Dispatcher(dataclasses.replace(CFG, min_rate=500), store, ch, health=health)
+    d.acquire()
+    try:
+        for _ in range(5):  # the supervisor starts the loop again after each pause
+            with contextlib.suppress(StoreFull):
+                await d.drain()
+            if store.deliveries.counts() == {"sent": 3}:
+                break
+    finally:
+        d.release()
+    assert store.deliveries.counts() == {"sent": 3} and len(refused) == 4
+    c = d.counters
+    assert (c.throttled, c.retried, c.errors) == (1, 1, {"130429": 1, "131000": 1}), c
+    assert health.throttled == 1 and d.pace.throttled == 1
+
+
 async def test_a_crashing_dispatch_loop_lets_the_sends_under_way_finish(store):
     """The loop itself fails (the store refuses a claim): the sends under way finish and are
     recorded, the rest goes back to the queue, and the restart sends each notice once."""
