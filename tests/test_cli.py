@@ -754,6 +754,23 @@ def test_status_does_not_say_ok_from_a_heartbeat_that_stopped_coming():
     assert "queue 3" in line and "rate" not in line
 
 
+def test_the_run_lock_is_taken_on_a_full_disk(tmp_path):
+    """A daemon started while the disk is full starts paused (issue 15), but taking the run
+    lock wrote the pid into the lock file, and ENOSPC there stopped the start with a
+    traceback. The lock is what matters; the pid is a courtesy. (/dev/full answers every
+    write with ENOSPC, and cannot be truncated.)"""
+    from bridge import runlock
+
+    store = tmp_path / "bridge.db"
+    runlock.path_for(store).symlink_to("/dev/full")
+    f = runlock.hold(store)
+    try:
+        assert runlock.daemon_running(store) is True
+    finally:
+        f.close()
+    assert runlock.daemon_running(store) is False
+
+
 def test_status_notices_a_daemon_killed_with_sigkill_at_once(tmp_path):
     from daemon import Daemon, wait_for
 
