@@ -937,6 +937,34 @@ async def test_progress_after_a_restart_counts_what_is_left_at_the_real_rate(sto
     assert lines[-1].startswith(f"dispatch: notice {nid}: fan-out finished, 300/300, 100 in ")
 
 
+def test_progress_after_a_storm_gives_the_rate_of_now_not_the_average(store, caplog,
+                                                                     monkeypatch):
+    """200 recipients; 30 s of a 130429 storm in which nothing was finished, then 10/s. The
+    progress line after ten seconds at 10/s said "2/s, ETA 44 s" (the run's average, storm
+    included) for 99 left that take 10 s: it gives the rate since the previous line."""
+    import bridge.progress as progress
+
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    nid = queue(store, [f"+3161{i:07d}" for i in range(200)])
+    batch = store.deliveries.claim(200)
+    p = progress.FanOutProgress(store, 10.0, lambda: 80.0, lambda: None)
+    caplog.set_level(logging.INFO, logger="bridge.outbox")
+    p.track(batch)
+    now[0] += 30  # the storm
+    for d in batch[:120]:
+        now[0] += 0.1  # 10/s
+        store.db.execute("UPDATE deliveries SET state = 'sent' WHERE id = ?", (d.id,))
+        p.advance(d)
+    lines = [r.getMessage() for r in caplog.records if f"notice {nid}: " in r.getMessage()
+             and " done, " in r.getMessage()]
+    assert len(lines) == 2, lines  # one per progress_every
+    done, left, rate, eta = re.search(r": (\d+)/200 done, (\d+) left, (\d+)/s, ETA (\d+) s",
+                                      lines[1]).groups()
+    assert int(done) + int(left) == 200 and int(rate) == 10, lines
+    assert abs(int(eta) - int(left) / 10) <= 1, lines
+
+
 def summaries(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "dispatch: last " in r.getMessage()]
 
