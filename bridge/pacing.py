@@ -29,6 +29,7 @@ PACE_QUANTUM = 0.01  # seconds: the shortest wait of the rate limiter (sends in 
 ADAPT_EVERY = 1.0  # seconds between two changes of the adaptive rate in the same direction
 ACCEPT_WINDOW = 2.0  # seconds of accepted sends that bound a decrease from below
 BUSY_WAIT = 0.5  # seconds to wait for a recipient's send under way before putting it off
+TELL_EVERY = 60.0  # seconds: a decrease is an INFO line at most this often (else DEBUG)
 
 
 def backoff(attempt: int, base: float, most: float) -> float:
@@ -114,6 +115,7 @@ class AdaptiveRate:
         self.throttled = 0
         self._accepted: collections.deque[float] = collections.deque()
         self._last_up = self._last_down = float("-inf")
+        self._last_told = float("-inf")  # the last decrease logged at INFO
         self._clean_since = time.monotonic()  # no rate-limit answer since
         self.last_accepted = float("-inf")  # monotonic time of the last accepted send
 
@@ -174,9 +176,15 @@ class AdaptiveRate:
             before = self.rate
             self._set(max(self.rate * self.decrease, self.accepted_rate()))
             if self.rate < before:
-                log.info("dispatch: the channel is over its rate limit (%s): sending at "
-                         "%.1f/s instead of %.1f/s%s", why, self.rate, before,
-                         f", all sends held for {retry_after:.0f} s" if retry_after else "")
+                # An API slower than the configured rate saws the rate down about once a
+                # second: told at the first decrease, with a Retry-After, and once a minute
+                # (the summary WARNING of bridge.sendhealth counts the answers).
+                level = logging.DEBUG
+                if before >= self.configured or retry_after or t - self._last_told >= TELL_EVERY:
+                    level, self._last_told = logging.INFO, t
+                log.log(level, "dispatch: the channel is over its rate limit (%s): sending at"
+                        " %.1f/s instead of %.1f/s%s", why, self.rate, before,
+                        f", all sends held for {retry_after:.0f} s" if retry_after else "")
 
     async def acquire(self, stop: asyncio.Event | None = None) -> bool:
         """Wait for the next send's turn. Returns False (without a token) when ``stop`` is

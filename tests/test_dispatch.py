@@ -868,6 +868,30 @@ async def test_a_drain_returns_when_the_channel_refuses_every_send_for_its_rate(
 # --- the adaptive rate by itself (bridge/pacing.py), on a clock the test moves ---------------
 
 
+def test_a_steady_throttle_logs_its_rate_changes_once_a_minute_not_each_second(monkeypatch,
+                                                                              caplog):
+    """An API slower than the configured rate: the rate saws between ~10 and ~18/s, down
+    about once a second. That was an INFO line a second (180 in a 2,000 fan-out at 10/s);
+    the summary WARNING counts the answers. Now: the first decrease, one a minute, and
+    each that names a Retry-After."""
+    import bridge.pacing as pacing
+
+    now = [1000.0]
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: now[0])
+    caplog.set_level(logging.INFO, logger="bridge.outbox")
+    r = pacing.AdaptiveRate(80, floor=1, decrease=0.5, increase=0.1)
+    for _ in range(120):  # two minutes: over the limit, then a clean second, ...
+        r.limited(why="130429")
+        now[0] += 1.0
+        r.accepted()
+        now[0] += 0.01
+    r.limited(retry_after=30, why="130429")
+    told = [x.getMessage() for x in caplog.records if x.levelno >= logging.INFO
+            and "over its rate limit" in x.getMessage()]
+    assert 2 <= len(told) <= 4, told
+    assert "all sends held for 30 s" in told[-1]
+
+
 def test_the_adaptive_rate_halves_once_a_second_and_climbs_back_by_a_tenth(monkeypatch):
     import bridge.pacing as pacing
 
