@@ -374,6 +374,8 @@ async def test_an_answer_recorded_again_after_a_full_store_is_counted_once(store
     c = d.counters
     assert (c.throttled, c.retried, c.errors) == (1, 1, {"130429": 1, "131000": 1}), c
     assert health.throttled == 1 and d.pace.throttled == 1
+    per = [m.to for m in ch.calls]  # the refused answer again, then sent; nobody twice
+    assert [per.count(n) for n in nums] == [2, 2, 1], per
 
 
 async def test_a_crashing_dispatch_loop_lets_the_sends_under_way_finish(store):
