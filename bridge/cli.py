@@ -340,11 +340,13 @@ def cmd_dispatch(cfg, args) -> int:
     finally:
         d.release()
     print(f"sent {counters.sent}, failed {counters.failed}, retried {counters.retried},"
-          f" stale {counters.stale}, waiting {app.store.deliveries.pending()}")
+          f" throttled {counters.throttled}, stale {counters.stale},"
+          f" waiting {app.store.deliveries.pending()}")
     if paused:
         raise CliError(f"the channel is paused ({paused}); {left} due deliveries not sent")
     if left:
-        raise CliError(f"{left} due deliveries not sent yet (they wait for a retry;"
+        why = "the channel's rate limit" if counters.throttled else "a retry"
+        raise CliError(f"{left} due deliveries not sent yet (they wait for {why};"
                        " bridge status shows them)")
     return 0
 
@@ -366,6 +368,7 @@ async def _drain_with_channel(app, d):
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+        await ch.close()  # its HTTP session: else "Unclosed connector" at exit
 
 
 def cmd_check(cfg, args) -> int:

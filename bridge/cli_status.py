@@ -16,7 +16,12 @@ state, reason, since, rate, queue, throttled and retrying).
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
+
+# seconds without a status from a running daemon before its last one is not trusted: four
+# of its heartbeats (bridge.app.HEARTBEAT, 5 s)
+STALE_AFTER = 20.0
 
 
 def local_time(t: float | None, cfg=None) -> str:
@@ -36,9 +41,17 @@ def sending_doc(daemon: dict | None, pause: dict | None, queue: int) -> dict:
     """How sending goes, from the daemon's last status (``daemon``: :meth:`App.daemon_status`),
     the operator's pause (a dict of :class:`bridge.store.control.Pause`, or None) and the
     queue in the store now. ``state``: ok, degraded, paused, stopped (no daemon runs) or
-    unknown (a daemon runs but wrote no sending status yet)."""
+    unknown (a daemon runs but wrote no sending status yet, or none for STALE_AFTER
+    seconds: its loop is stuck or its store cannot take the write)."""
     sent = (daemon or {}).get("sending") or {}
     running = bool(daemon and daemon.get("running"))
+    age = time.time() - ((daemon or {}).get("updated_at") or time.time())
+    if running and sent and age > STALE_AFTER:
+        sent = {"state": "unknown", "reason": (
+            f"no status from the running daemon for {age:.0f} s (its loop is stuck, or its"
+            f" store cannot be written); its last said {sent.get('state')}; see /healthz"
+            " and the log"), "throttled": sent.get("throttled", 0),
+            "retrying": sent.get("retrying", 0)}
     doc = {"state": sent.get("state", "unknown") if running else "stopped",
            "reason": sent.get("reason") if running else "the daemon is not running",
            "since": sent.get("since") if running else None,

@@ -54,6 +54,7 @@ FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a com
 RECHECK = 0.1  # seconds after which claimed deliveries are checked for cancellation again
 SCRUB_EVERY = 5.0  # seconds: while busy, erased numbers leave the WAL at least this often
 HOLD_CLAIMS = 5.0  # seconds: a Retry-After hold longer than this stops claims meanwhile
+DRAIN_GIVE_UP = 30.0  # seconds of rate limits with nothing accepted that end a drain
 
 
 class DispatcherBusy(RuntimeError):
@@ -191,8 +192,13 @@ class Dispatcher:
 
     async def _loop(self, tg: asyncio.TaskGroup, stop: asyncio.Event, drain: bool) -> None:
         sem = asyncio.Semaphore(self.cfg.concurrency)
-        last_expire = 0.0
+        last_expire, began = 0.0, time.monotonic()
         while not stop.is_set():
+            if drain and (refusing := self.pace.refusing_for(began)) > DRAIN_GIVE_UP:
+                # a one-shot in a storm: what the channel keeps refusing stays queued
+                log.warning("dispatch: the channel accepted nothing for %.0f s (rate limits);"
+                            " the rest stays queued", refusing)
+                return
             if self._unrecorded:
                 self._record_again()
             now = time.time()
@@ -408,30 +414,32 @@ class Dispatcher:
                 except Exception:  # e.g. metrics: never a reason to record a send again
                     log.exception("dispatch: on_sent listener failed for delivery %d", d.id)
             return
-        if r.error:
-            code = r.error.split()[0]
-            c.errors[code] = c.errors.get(code, 0) + 1
+        # Counted once the store took the result: one it refused (a full disk) is recorded
+        # again later (_record_again), and would be counted again.
         if r.status == "paused":
-            c.paused += 1
-            self.health.note("paused", r.error or "channel paused", delivery_id=d.id)
             dl.mark_retry(d.id, time.time() + (r.retry_after or 5.0), r.error or "channel paused",
                           count_attempt=False)
-            return
-        if r.status == "retry" and r.rate_limit is not None:
+            c.paused += 1
+            self.health.note("paused", r.error or "channel paused", delivery_id=d.id)
+        elif r.status == "retry" and r.rate_limit is not None:
             self._throttled(d, r)
-            return
-        if r.status == "retry":
-            c.retried += 1
+        elif r.status == "retry":
             delay = r.retry_after
             if delay is None:
                 delay = backoff(d.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
             dl.mark_retry(d.id, time.time() + delay, r.error or "transient error")
+            c.retried += 1
             # counted for the summary line and /healthz, not a log line per retry
             self.health.note("retry", r.error or "transient error", delivery_id=d.id,
                              retry_at=time.time() + delay, throttled=False)
+        else:
+            self._finish_failed(d, r.error or "failed")
+            self.health.note("failed", r.error or "failed", delivery_id=d.id)
+        if r.error:
+            code = r.error.split()[0]
+            c.errors[code] = c.errors.get(code, 0) + 1
+        if r.status != "failed":
             return
-        self._finish_failed(d, r.error or "failed")
-        self.health.note("failed", r.error or "failed", delivery_id=d.id)
         if r.unreachable and d.subscriber_id is not None:
             n = self.store.subscribers.unreachable(d.subscriber_id)
             if self.on_unreachable:
@@ -441,22 +449,23 @@ class Dispatcher:
         """A rate-limit answer: no attempt used. Global: the shared rate comes down (and
         holds for ``retry_after``) and the delivery is due again at once, to go at that
         rate. Per recipient: that recipient's deliveries wait ``retry_after`` seconds."""
-        self.counters.throttled += 1
         if r.rate_limit == "recipient":
             wait = r.retry_after or max(self.channel.min_interval, 1.0)
-            self.health.note("retry", r.error or "rate limit per recipient", delivery_id=d.id,
-                             retry_at=time.time() + wait, throttled=True)
             self.recipients.hold(d.to_addr, wait)
             self.store.deliveries.defer(d.to_addr, time.time() + wait, [d.id],
                                         r.error or "rate limit per recipient")
+            self.counters.throttled += 1
+            self.health.note("retry", r.error or "rate limit per recipient", delivery_id=d.id,
+                             retry_at=time.time() + wait, throttled=True)
             log.debug("dispatch: delivery %d to %s: %s; this recipient waits %.0f s", d.id,
                       mask(d.to_addr), r.error, wait)
             return
+        self.store.deliveries.mark_retry(d.id, time.time() + (r.retry_after or 0.0),
+                                         r.error or "rate limit", count_attempt=False)
+        self.counters.throttled += 1
         self.pace.limited(r.retry_after, r.error)
         self.health.note("retry", r.error or "rate limit", delivery_id=d.id,
                          retry_at=time.time() + (r.retry_after or 0.0), throttled=True)
-        self.store.deliveries.mark_retry(d.id, time.time() + (r.retry_after or 0.0),
-                                         r.error or "rate limit", count_attempt=False)
 
     def _flush_later(self) -> None:
         """The group commit's timer: a store that cannot take it (full disk) keeps the

@@ -29,6 +29,7 @@ PACE_QUANTUM = 0.01  # seconds: the shortest wait of the rate limiter (sends in 
 ADAPT_EVERY = 1.0  # seconds between two changes of the adaptive rate in the same direction
 ACCEPT_WINDOW = 2.0  # seconds of accepted sends that bound a decrease from below
 BUSY_WAIT = 0.5  # seconds to wait for a recipient's send under way before putting it off
+TELL_EVERY = 60.0  # seconds: a decrease is an INFO line at most this often (else DEBUG)
 
 
 def backoff(attempt: int, base: float, most: float) -> float:
@@ -114,7 +115,9 @@ class AdaptiveRate:
         self.throttled = 0
         self._accepted: collections.deque[float] = collections.deque()
         self._last_up = self._last_down = float("-inf")
+        self._last_told = float("-inf")  # the last decrease logged at INFO
         self._clean_since = time.monotonic()  # no rate-limit answer since
+        self.last_accepted = float("-inf")  # monotonic time of the last accepted send
 
     @property
     def rate(self) -> float:
@@ -126,6 +129,7 @@ class AdaptiveRate:
     def accepted(self) -> None:
         """The channel accepted a send: count it, and raise the rate after a clean second."""
         t = time.monotonic()
+        self.last_accepted = t
         q = self._accepted
         q.append(t)
         while q and t - q[0] > ACCEPT_WINDOW:
@@ -136,6 +140,13 @@ class AdaptiveRate:
             self._set(self.rate + max(1.0, self.configured * self.increase))
             if self.rate >= self.configured:
                 log.info("dispatch: sending at the configured %.1f/s again", self.rate)
+
+    def refusing_for(self, since: float) -> float:
+        """Seconds the channel has accepted nothing while answering with rate limits,
+        counted from the later of ``since`` (monotonic) and the last accepted send; 0 when
+        no rate-limit answer came after that point."""
+        start = max(since, self.last_accepted)
+        return time.monotonic() - start if self._clean_since > start else 0.0
 
     def held(self) -> float:
         """Seconds left of a Retry-After hold (0 or less: none)."""
@@ -165,9 +176,15 @@ class AdaptiveRate:
             before = self.rate
             self._set(max(self.rate * self.decrease, self.accepted_rate()))
             if self.rate < before:
-                log.info("dispatch: the channel is over its rate limit (%s): sending at "
-                         "%.1f/s instead of %.1f/s%s", why, self.rate, before,
-                         f", all sends held for {retry_after:.0f} s" if retry_after else "")
+                # An API slower than the configured rate saws the rate down about once a
+                # second: told at the first decrease, with a Retry-After, and once a minute
+                # (the summary WARNING of bridge.sendhealth counts the answers).
+                level = logging.DEBUG
+                if before >= self.configured or retry_after or t - self._last_told >= TELL_EVERY:
+                    level, self._last_told = logging.INFO, t
+                log.log(level, "dispatch: the channel is over its rate limit (%s): sending at"
+                        " %.1f/s instead of %.1f/s%s", why, self.rate, before,
+                        f", all sends held for {retry_after:.0f} s" if retry_after else "")
 
     async def acquire(self, stop: asyncio.Event | None = None) -> bool:
         """Wait for the next send's turn. Returns False (without a token) when ``stop`` is

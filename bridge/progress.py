@@ -11,9 +11,11 @@ What the lines count (so that after a restart they tell the truth):
   when a line is written (after the dispatcher's pending group commit), not from a counter
   of this process: sends before the restart, sends requeued by the channel, deliveries
   superseded or cancelled are all where the store says they are;
-- the rate counts only what this process finished since it began tracking the fan-out,
-  over the time since then; for the first MEASURE_AFTER seconds (too little to measure)
-  the dispatcher's current allowed rate stands in;
+- the rate counts only what this process finished since the previous line, over the
+  time since then (after a storm: the rate now, not the average with the storm), or since
+  it began tracking the fan-out when that line is under MEASURE_AFTER seconds old; for the
+  first MEASURE_AFTER seconds (too little to measure) the dispatcher's current allowed
+  rate stands in;
 - the ETA is what is left at that rate.
 """
 
@@ -39,6 +41,7 @@ MEASURE_AFTER = 5.0  # seconds of sending before the measured rate is trusted
 class _Fanout:
     total: int
     done: int = 0  # finished by this process since tracking began
+    done_at_log: int = 0  # ... of which when the last line was written
     left: int = 0  # unfinished in the store when last read
     started: float = field(default_factory=time.monotonic)
     last_log: float = field(default_factory=time.monotonic)
@@ -110,15 +113,20 @@ class FanOutProgress:
             del self._fanouts[nid]
             self._ended(nid, f.total, t - f.started)
         elif f.total >= LOG_FROM and t - f.last_log >= self.every:
-            f.last_log = t
             rate, measured = self.measured(f, t)
+            f.last_log, f.done_at_log = t, f.done
             log.info("dispatch: notice %d: %d/%d done, %d left, %.0f/s%s, ETA %s", nid,
                      f.total - left, f.total, left, rate,
                      "" if measured else " (allowed)", eta(left / max(rate, 1e-6)))
 
     def measured(self, f: _Fanout, t: float) -> tuple[float, bool]:
-        """(messages/s, measured?): this process's finished count over its time, or the
-        allowed rate while there is too little to measure."""
+        """(messages/s, measured?): what this process finished since the last line over
+        that time (the rate now: not an average over a storm that is over), or since it
+        began on the notice when the last line is too recent; the allowed rate while
+        there is too little to measure."""
+        since = t - f.last_log
+        if f.last_log > f.started and since >= MEASURE_AFTER:
+            return (f.done - f.done_at_log) / since, True
         elapsed = t - f.started
         if elapsed < MEASURE_AFTER or f.done < 2:
             return self.rate(), False

@@ -30,7 +30,8 @@ def hold(store_path: str | Path) -> IO[str]:
     """Take the run lock for this process's life (close the file to let go).
 
     Raises BlockingIOError when another daemon holds it after WAIT seconds (the dispatcher
-    lock normally says so first), OSError when the file cannot be opened."""
+    lock normally says so first), OSError when the file cannot be opened. Writes the pid
+    into the file when it can (not on a full disk)."""
     f = open(path_for(store_path), "a+")
     deadline = time.monotonic() + WAIT
     while True:
@@ -42,10 +43,13 @@ def hold(store_path: str | Path) -> IO[str]:
                 f.close()
                 raise
             time.sleep(0.05)
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    try:  # the pid is for people; a full disk (ENOSPC) must not stop a start (it pauses)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+    except OSError:
+        pass
     return f
 
 

@@ -5,7 +5,8 @@ while the daemon runs is not a crash: nothing is lost (what was not committed wa
 acknowledged) and the operator's fix (free space) needs no restart. So, while the store
 cannot be written:
 
-- the supervisor (:mod:`bridge.app`) does not count a task that stopped on it as a crash:
+- the supervisor (:mod:`bridge.app`) does not count a task that stopped on it as a crash
+  (an I/O or read-only error only while a probe write fails too: :meth:`StoreHealth.failed`):
   the mail processor, the dispatcher and any other part wait here (:meth:`wait_writable`)
   and start again once a probe write commits (:meth:`bridge.store.db.Database.probe_write`),
   probing after 1 s, doubling to :data:`PROBE_MAX` (10 s): the daemon resumes within
@@ -26,16 +27,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from typing import Callable
 
 from bridge.store.db import write_problem
+from bridge.store.errors import WRITE_PROBLEMS
 
 log = logging.getLogger("bridge.store")
 
 WARN_EVERY = 60.0  # seconds between WARNING lines while the store cannot be written
 PROBE_FIRST = 1.0  # seconds before the first probe write; doubles each time ...
 PROBE_MAX = 10.0  # ... up to this
+FULL = WRITE_PROBLEMS[sqlite3.SQLITE_FULL]  # "database or disk is full"
 CALM = 60.0  # writable this long: a new failure is a new episode (backoff from the start)
 
 
@@ -73,10 +77,19 @@ class StoreHealth:
     def failed(self, part: str, e: BaseException) -> str | None:
         """``part`` stopped on ``e``: when ``e`` means the store cannot be written now,
         note it (and warn, at most once a :attr:`warn_every`) and return the reason; else
-        return None (a crash, for the supervisor to count)."""
+        return None (a crash, for the supervisor to count).
+
+        A full disk is always a pause (a probe may fit where a big mail does not). Any
+        other write problem (an I/O error, a read-only or unopenable file) is one only
+        while a probe write fails too: when the store takes the probe, the error was no
+        store-wide write problem (one bad page, a bug) and restarting the part at once
+        would repeat it for ever, so it counts as a crash."""
         problem = write_problem(e)
-        if problem is not None:
-            self.unwritable(problem)
+        if problem is None:
+            return None
+        if problem != FULL and self.problem is None and self._probe() is None:
+            return None
+        self.unwritable(problem)
         return problem
 
     def unwritable(self, problem: str, edge: str | None = None) -> None:

@@ -327,6 +327,26 @@ def test_dispatch_with_the_channel_paused_exits_non_zero(tmp_path):
     assert line.endswith("1 due deliveries not sent"), line
 
 
+async def test_dispatch_with_the_cloud_channel_closes_its_connections(tmp_path, monkeypatch):
+    """`bridge dispatch` against the (fake) Cloud API: sent, exit 0, and no "ERROR asyncio:
+    Unclosed connector" on stderr (the channel's HTTP session was never closed: an ERROR
+    line in every cron mail)."""
+    import asyncio
+
+    from fake_graph import FakeGraph
+    from test_cloud import TOKEN_ENV, cloud_config
+
+    async with FakeGraph() as fake:
+        monkeypatch.setenv(TOKEN_ENV, fake.token)
+        cfg = cloud_config(tmp_path, fake.base_url)
+        await asyncio.to_thread(bridge, cfg, "subscribers", "add", "+31611111111")
+        await asyncio.to_thread(bridge, cfg, "ingest", str(MAILS / "01-storing-nieuw.eml"),
+                                "--now", now_of(MAILS / "01-storing-nieuw.eml"))
+        p = await asyncio.to_thread(bridge, cfg, "dispatch", check=False)
+    assert p.returncode == 0 and p.stdout.startswith("sent 1,"), (p.stdout, p.stderr)
+    assert "Unclosed" not in p.stderr and " ERROR " not in p.stderr, p.stderr
+
+
 def test_dispatch_with_due_deliveries_left_waiting_exits_non_zero(tmp_path, capsys, monkeypatch):
     import bridge.app
     from bridge.channels.base import SendResult
@@ -711,6 +731,44 @@ def test_status_says_how_sending_goes_in_one_line(tmp_path):
     assert "queue 2, throttled 0, retrying 0" in line
     doc = json.loads(bridge(cfg, "status", "--json").stdout)["sending"]
     assert doc["state"] == "paused" and doc["queue"] == 2 and doc["throttled"] == 0
+
+
+def test_status_does_not_say_ok_from_a_heartbeat_that_stopped_coming():
+    """A daemon that runs (its run lock is held) but has written no status for a minute: a
+    stuck event loop (SIGSTOP, a frozen loop) or a store that cannot take the write. Its
+    last status said ok, and `bridge status` kept saying ok for as long as that lasted."""
+    import time
+
+    from bridge.cli_status import sending_doc, status_line
+
+    now = time.time()
+    sending = {"state": "ok", "reason": None, "since": None, "rate": 80.0, "retrying": 0,
+               "throttled": 0}
+    fresh = {"running": True, "updated_at": now - 4, "sending": sending}
+    assert sending_doc(fresh, None, 3)["state"] == "ok"
+    old = {"running": True, "updated_at": now - 60, "sending": sending}
+    doc = sending_doc(old, None, 3)
+    assert doc["state"] == "unknown", doc
+    line = status_line(doc)
+    assert line.startswith("unknown: no status from the running daemon for 60 s"), line
+    assert "queue 3" in line and "rate" not in line
+
+
+def test_the_run_lock_is_taken_on_a_full_disk(tmp_path):
+    """A daemon started while the disk is full starts paused (issue 15), but taking the run
+    lock wrote the pid into the lock file, and ENOSPC there stopped the start with a
+    traceback. The lock is what matters; the pid is a courtesy. (/dev/full answers every
+    write with ENOSPC, and cannot be truncated.)"""
+    from bridge import runlock
+
+    store = tmp_path / "bridge.db"
+    runlock.path_for(store).symlink_to("/dev/full")
+    f = runlock.hold(store)
+    try:
+        assert runlock.daemon_running(store) is True
+    finally:
+        f.close()
+    assert runlock.daemon_running(store) is False
 
 
 def test_status_notices_a_daemon_killed_with_sigkill_at_once(tmp_path):

@@ -336,6 +336,48 @@ async def test_a_store_error_recording_a_result_neither_crashes_nor_repeats_send
     assert all(per.count(n) == 1 for n in nums[1:]), per
 
 
+async def test_an_answer_recorded_again_after_a_full_store_is_counted_once(store):
+    """A 130429 and a 500 whose results the store refused twice (full) and took on the
+    third try: each answer counts once in the counters, the send health and the rate's
+    throttled count (they counted once per try: /metrics and the summary line showed three
+    rate-limit answers where the channel gave one)."""
+    from bridge.store import StoreFull
+
+    nums = [f"+3161111{i:04d}" for i in range(3)]
+    for n in nums:
+        store.subscribers.add(n, "console", "cli:test")
+    fan_out_notice(store, None, "melding")
+    ch = Scripted({nums[0]: [SendResult("retry", error="130429 rate", rate_limit="global")],
+                   nums[1]: [SendResult("retry", error="131000 went wrong")]})
+    real = store.deliveries.mark_retry
+    refused = []
+
+    def full_twice(*args, **kw):
+        if len(refused) < 4:
+            refused.append(1)
+            raise StoreFull("database or disk is full", "database or disk is full")
+        return real(*args, **kw)
+
+    store.deliveries.mark_retry = full_twice
+    health = SendHealth(HealthConfig())
+    d = Dispatcher(dataclasses.replace(CFG, min_rate=500), store, ch, health=health)
+    d.acquire()
+    try:
+        for _ in range(5):  # the supervisor starts the loop again after each pause
+            with contextlib.suppress(StoreFull):
+                await d.drain()
+            if store.deliveries.counts() == {"sent": 3}:
+                break
+    finally:
+        d.release()
+    assert store.deliveries.counts() == {"sent": 3} and len(refused) == 4
+    c = d.counters
+    assert (c.throttled, c.retried, c.errors) == (1, 1, {"130429": 1, "131000": 1}), c
+    assert health.throttled == 1 and d.pace.throttled == 1
+    per = [m.to for m in ch.calls]  # the refused answer again, then sent; nobody twice
+    assert [per.count(n) for n in nums] == [2, 2, 1], per
+
+
 async def test_a_crashing_dispatch_loop_lets_the_sends_under_way_finish(store):
     """The loop itself fails (the store refuses a claim): the sends under way finish and are
     recorded, the rest goes back to the queue, and the restart sends each notice once."""
@@ -804,7 +846,52 @@ async def test_a_long_retry_after_ends_a_drain_instead_of_blocking_it(store):
     assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
 
 
+async def test_a_drain_returns_when_the_channel_refuses_every_send_for_its_rate(store,
+                                                                           monkeypatch):
+    """`bridge dispatch` (drain) in a storm of 130429 without Retry-After: the refused are
+    due again at once, so the drain went on at the lowest rate for as long as the storm
+    lasted (a one-shot that did not return). Now it returns once nothing was accepted for
+    DRAIN_GIVE_UP seconds, the rest queued with no attempt used; a channel that accepts
+    some (merely slow) is drained to the end (test_a_throttling_api_gets_every_notice...)."""
+    import bridge.outbox as outbox
+
+    monkeypatch.setattr(outbox, "DRAIN_GIVE_UP", 0.5, raising=False)
+    nums = [f"+3161111{i:04d}" for i in range(4)]
+    limited = SendResult("retry", error="130429 rate", rate_limit="global")
+    ch = Scripted({n: [limited] * 100_000 for n in nums})
+    queue(store, nums)
+    cfg = dataclasses.replace(CFG, min_rate=20)
+    counters, _ = await asyncio.wait_for(drain(store, ch, cfg), 10)
+    assert counters.sent == 0 and counters.throttled >= 4
+    assert store.deliveries.counts() == {"pending": 4}
+    assert store.db.scalar("SELECT max(attempts) FROM deliveries") == 0
+
+
 # --- the adaptive rate by itself (bridge/pacing.py), on a clock the test moves ---------------
+
+
+def test_a_steady_throttle_logs_its_rate_changes_once_a_minute_not_each_second(monkeypatch,
+                                                                              caplog):
+    """An API slower than the configured rate: the rate saws between ~10 and ~18/s, down
+    about once a second. That was an INFO line a second (180 in a 2,000 fan-out at 10/s);
+    the summary WARNING counts the answers. Now: the first decrease, one a minute, and
+    each that names a Retry-After."""
+    import bridge.pacing as pacing
+
+    now = [1000.0]
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: now[0])
+    caplog.set_level(logging.INFO, logger="bridge.outbox")
+    r = pacing.AdaptiveRate(80, floor=1, decrease=0.5, increase=0.1)
+    for _ in range(120):  # two minutes: over the limit, then a clean second, ...
+        r.limited(why="130429")
+        now[0] += 1.0
+        r.accepted()
+        now[0] += 0.01
+    r.limited(retry_after=30, why="130429")
+    told = [x.getMessage() for x in caplog.records if x.levelno >= logging.INFO
+            and "over its rate limit" in x.getMessage()]
+    assert 2 <= len(told) <= 4, told
+    assert "all sends held for 30 s" in told[-1]
 
 
 def test_the_adaptive_rate_halves_once_a_second_and_climbs_back_by_a_tenth(monkeypatch):
@@ -874,6 +961,34 @@ async def test_progress_after_a_restart_counts_what_is_left_at_the_real_rate(sto
         assert rate <= 2 * 50, lines
     assert any("(allowed)" not in x for x in lines[1:-1])  # measured once there was enough
     assert lines[-1].startswith(f"dispatch: notice {nid}: fan-out finished, 300/300, 100 in ")
+
+
+def test_progress_after_a_storm_gives_the_rate_of_now_not_the_average(store, caplog,
+                                                                     monkeypatch):
+    """200 recipients; 30 s of a 130429 storm in which nothing was finished, then 10/s. The
+    progress line after ten seconds at 10/s said "2/s, ETA 44 s" (the run's average, storm
+    included) for 99 left that take 10 s: it gives the rate since the previous line."""
+    import bridge.progress as progress
+
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    nid = queue(store, [f"+3161{i:07d}" for i in range(200)])
+    batch = store.deliveries.claim(200)
+    p = progress.FanOutProgress(store, 10.0, lambda: 80.0, lambda: None)
+    caplog.set_level(logging.INFO, logger="bridge.outbox")
+    p.track(batch)
+    now[0] += 30  # the storm
+    for d in batch[:120]:
+        now[0] += 0.1  # 10/s
+        store.db.execute("UPDATE deliveries SET state = 'sent' WHERE id = ?", (d.id,))
+        p.advance(d)
+    lines = [r.getMessage() for r in caplog.records if f"notice {nid}: " in r.getMessage()
+             and " done, " in r.getMessage()]
+    assert len(lines) == 2, lines  # one per progress_every
+    done, left, rate, eta = re.search(r": (\d+)/200 done, (\d+) left, (\d+)/s, ETA (\d+) s",
+                                      lines[1]).groups()
+    assert int(done) + int(left) == 200 and int(rate) == 10, lines
+    assert abs(int(eta) - int(left) / 10) <= 1, lines
 
 
 def summaries(caplog) -> list[str]:

@@ -221,6 +221,39 @@ async def test_a_full_store_pauses_the_dispatcher_mid_fan_out_and_nothing_goes_t
     assert "crashed" not in caplog.text and "Traceback" not in caplog.text
 
 
+async def test_a_store_error_that_is_no_full_disk_still_counts_as_a_crash(app, monkeypatch,
+                                                                          caplog):
+    """A task that keeps failing on a store error the store's health would call a write
+    problem (here a disk I/O error reading one page) while the store takes writes: it was
+    "paused" and resumed at once, over and over, never counted, the daemon never down.
+    Now the probe write decides: it commits, so it is a crash, and the sixth brings the
+    daemon down (exit 1). A full disk stays a pause even when a probe fits (a nearly full
+    disk refuses a big mail: test_a_full_store_pauses_...)."""
+    import sqlite3
+
+    app.restart_delay = lambda n: 0.0
+    app.store_health.probe_first = app.store_health.probe_max = 0.01
+    app._channel = Scripted()
+    runs = []
+
+    async def processor_reading_a_bad_page(stop):
+        runs.append(1)
+        e = sqlite3.OperationalError("disk I/O error")
+        e.sqlite_errorcode = sqlite3.SQLITE_IOERR | (1 << 8)  # SQLITE_IOERR_READ
+        raise e
+
+    monkeypatch.setattr(app, "_processor", processor_reading_a_bad_page)
+    caplog.set_level(logging.INFO, "bridge")
+    task = asyncio.create_task(app.run())
+    done, _ = await asyncio.wait({task}, timeout=5)
+    if not done:
+        app.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert done, f"still running after {len(runs)} failures: paused for ever"
+    assert task.result() == 1 and len(runs) == app.RESTART_LIMIT + 1
+    assert "task processor keeps crashing: OperationalError: disk I/O error" in caplog.text
+
+
 def test_the_store_health_warns_once_a_minute_not_per_failure(caplog):
     """Ten minutes of a full store with a failure every second: ten WARNING lines (each with
     how long and what was refused), then one when writes work again."""
