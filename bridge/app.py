@@ -46,6 +46,7 @@ import time
 from typing import Any, Awaitable, Callable, Mapping, cast
 
 from bridge import runlock
+from bridge.aio import first_of
 from bridge.channels.base import Channel, SendResult
 from bridge.config import Config, OPTIONAL_PARTS, channel_module
 from bridge.events import DaemonStopping, EventBus
@@ -300,7 +301,7 @@ class App:
             if stop.is_set():
                 return
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(_first(self.mail_event.wait(), stop.wait()),
+                await asyncio.wait_for(first_of(self.mail_event.wait(), stop.wait()),
                                        self.cfg.dispatch.poll_interval)
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
@@ -418,13 +419,3 @@ class App:
             doc["running"] = False
             doc["note"] = "no heartbeat for over 30 s: the daemon is not running"
         return doc
-
-
-async def _first(*aws: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bridge.aio import first_of
 from bridge.channels.base import Channel, Outgoing, SendResult
 from bridge.config import DispatchConfig
 from bridge.core.phone import mask
@@ -317,14 +318,7 @@ class Dispatcher:
         if nxt is not None and ready:  # paused: due deliveries wait, poll_interval apart
             timeout = max(0.0, min(timeout, nxt - time.time()))
         self._wake.clear()
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*waiters, return_exceptions=True)
+        await first_of(self._wake.wait(), stop.wait(), timeout=timeout)
 
     # -- one send -------------------------------------------------------------------------------
     async def _send(self, d: Delivery, channel: Channel, sem: asyncio.Semaphore) -> None:

@@ -25,12 +25,12 @@ Only a store the daemon cannot write at start stops it (``bridge run`` exits 78,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
 from typing import Callable
 
+from bridge.aio import first_of
 from bridge.store.db import write_problem
 from bridge.store.errors import WRITE_PROBLEMS
 
@@ -161,7 +161,7 @@ class StoreHealth:
                 writable = self._writable
                 delay = min(self.probe_max, self.probe_first * 2 ** min(n, 16))
                 n += 1
-                await _first_of(stop, writable, delay)
+                await first_of(stop.wait(), writable.wait(), timeout=delay)
                 if stop.is_set():
                     return False
                 if writable.is_set() or self.problem is None:
@@ -172,14 +172,3 @@ class StoreHealth:
             return False
         finally:
             self.waiting.discard(part)
-
-
-async def _first_of(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waiters, return_exceptions=True)

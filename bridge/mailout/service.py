@@ -24,6 +24,7 @@ import random
 import time
 from typing import Any
 
+from bridge.aio import first_of
 from bridge.config import secret
 from bridge.core.phone import mask_text
 from bridge.events import (ChannelPaused, ChannelResumed, DaemonStopping, FanOutEnded,
@@ -124,13 +125,7 @@ class MailOutPart(BasePart):
             if due is not None:
                 timeout = min(timeout, max(0.0, due - now))
         self._wake.clear()
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await first_of(self._wake.wait(), stop.wait(), timeout=timeout)
 
     async def _flush_at_stop(self, under_way: asyncio.Future | None) -> None:
         """Finish the send under way, send the alerts the store could not take, then what

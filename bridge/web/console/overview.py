@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.aio import first_of
 from bridge.events import ChannelPaused, ChannelResumed, FanOutEnded, MailProcessed, ReviewDecided
 from bridge.store.mails import header_subject
 from bridge.web.console.context import Console
@@ -185,14 +186,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
                 if wrote:
                     last_write = time.monotonic()
                 live.changed.clear()
-                waiters = [asyncio.ensure_future(live.changed.wait()),
-                           asyncio.ensure_future(live.closing.wait())]
-                try:
-                    await asyncio.wait(waiters, timeout=TICK,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waiters:
-                        w.cancel()
+                await first_of(live.changed.wait(), live.closing.wait(), timeout=TICK)
                 await asyncio.sleep(0.2)  # a burst of events: one refresh
         except (ConnectionResetError, asyncio.CancelledError):
             pass
