@@ -167,7 +167,6 @@ def cmd_run(cfg, args) -> int:
         raise CliError(f"cannot start: {e.strerror or e}", EX_CONFIG) from None
 
 
-
 def cmd_dispatch(cfg, args) -> int:
     """Send what is due, print the counts; exit 0 only when everything that was due is
     handled (sent, failed for good, stale, superseded or cancelled). A paused channel, or
@@ -232,7 +231,6 @@ def cmd_check(cfg, args) -> int:
                        + (f" and {warnings} warning(s)" if warnings else ""))
     print(f"ok: {cfg.path}, templates in {cfg.render.templates_dir}")
     return 0
-
 
 
 def cmd_inbound(cfg, args) -> int:

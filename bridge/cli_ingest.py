@@ -84,7 +84,6 @@ def cmd_ingest(cfg, args) -> int:
     return 1 if failed else 0
 
 
-
 def _emit(as_json: bool, doc: dict, line: str) -> None:
     print(json.dumps(doc, ensure_ascii=False) if as_json else line)
 
@@ -133,7 +132,6 @@ def cmd_preview(cfg, args) -> int:
             "outdated": "would be outdated"}.get(p.outcome, "would be rejected")
     print(f"{what}: {p.reason}")
     return 1
-
 
 
 def cmd_demo_mail(cfg, args) -> int:

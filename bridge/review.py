@@ -277,7 +277,6 @@ class ReviewDesk:
         return Outcome(0, "queued", f"written by {by}", None, notice_id, queued)
 
 
-
 # The template name an operator's own message is stored (and mapped on the Cloud API) under.
 MESSAGE_TEMPLATE = "notices/bericht.j2"
 
