@@ -54,8 +54,10 @@ from bridge.inbound import InboundHandler
 from bridge.mailroom import Mailroom
 from bridge.outbox import Counters, Dispatcher
 from bridge.part import Part, PartModule
-from bridge.pipeline import Pipeline, make_renderer
+from bridge.analysis import make_renderer
+from bridge.pipeline import Pipeline
 from bridge.port import Health, Sending
+from bridge.review import ReviewDesk
 from bridge.sendhealth import SendHealth, overall
 from bridge.store import Delivery, Store, StoreCounts
 from bridge.storehealth import StoreHealth
@@ -92,6 +94,9 @@ class App:
         self.mailroom = Mailroom(self.store, on_stored=self.mail_stored,
                                  on_unwritable=self.store_health.unwritable)
         self.pipeline = Pipeline(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher,
+                                 events=self.events)
+        # the review queue and the operator's own message (CLI and console)
+        self.review = ReviewDesk(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher,
                                  events=self.events)
         self.inbound = InboundHandler(cfg, self.store, self.renderer, on_queued=self.wake_dispatcher)
         # bridge.port.ChannelPort for the channel: inbound messages, receipts, its state

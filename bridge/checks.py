@@ -139,7 +139,7 @@ class ChannelChecks(NoticeStrings):
 
 def check_all(cfg: Config) -> list[str]:
     """Templates and channel settings (the secrets: :func:`secret_problems`)."""
-    from bridge.pipeline import make_renderer
+    from bridge.analysis import make_renderer
 
     problems: list[str] = []
     if not cfg.render.templates_dir.is_dir():

@@ -21,7 +21,7 @@ Published by (see docs/architecture.md):
 
 ==================  ================================================================
 MailProcessed       pipeline: a mail got its outcome (queued, duplicate, review, rejected)
-ReviewDecided       pipeline: a review item was approved or rejected
+ReviewDecided       review: a review item was approved or rejected
 FanOutEnded         dispatcher: every delivery of a notice is finished
 ChannelPaused       dispatcher: the channel's ``paused`` went from None to a reason
 ChannelResumed      dispatcher: ... and back to None

@@ -2,7 +2,7 @@
 notes) and report JSON, as the pipeline decides them.
 
 ``tests/golden/<subject>/<case>.eml`` -> ``<case>.json``. The verdict is the pipeline's
-pure part (``pipeline.read_mail``, ``core.admission.admit``, ``pipeline.read_report``,
+pure part (``analysis.read_mail``, ``core.admission.admit``, ``analysis.read_report``,
 ``core.incidents.decide`` for the first report of its incident), without the store and
 without the clock: it does not depend on today's date. ``REGEN=1`` rewrites the JSON; read
 every changed file before committing it.
@@ -21,7 +21,7 @@ from bridge.config import Config, parse
 from bridge.core import incidents as core_incidents
 from bridge.core.admission import admit
 from bridge.core.mail import MailError
-from bridge.pipeline import decoding_note, read_mail, read_report
+from bridge.analysis import decoding_note, read_mail, read_report
 from helpers import dated_now  # noqa: F401  (the golden tests take it from here)
 
 GOLDEN = Path(__file__).parent / "golden"

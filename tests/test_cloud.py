@@ -505,7 +505,7 @@ def test_cap_stale_conflict_is_reported_by_bridge_check(tmp_path):
 
     from bridge.channels.cloud import cap_stale_conflict, check
     from bridge.checks import ChannelChecks
-    from bridge.pipeline import make_renderer
+    from bridge.analysis import make_renderer
 
     assert cap_stale_conflict(250, 12) and "never get that notice" in cap_stale_conflict(250, 12)
     assert cap_stale_conflict(250, 24) is None and cap_stale_conflict(0, 12) is None
@@ -650,7 +650,7 @@ async def test_an_operators_message_goes_as_text_inside_and_as_the_template_outs
     app = make_app(fake.base_url)
     subscribe(app, IN, 1)
     subscribe(app, OUT, 72)
-    o = app.pipeline.send_message("*Let op*: vannacht onderhoud.\nInternet valt kort weg.",
+    o = app.review.send_message("*Let op*: vannacht onderhoud.\nInternet valt kort weg.",
                                   by="anna")
     assert o.queued == 2
     await drain(app)

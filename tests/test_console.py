@@ -98,11 +98,11 @@ def review_item(env: Env, name: str = "vague.eml") -> int:
 def queued_notice(env: Env, sample: str = "01-storing-nieuw.eml") -> int:
     from helpers import now_of
 
-    from bridge.cli import _now
+    from bridge.cli_ingest import parse_now
 
     data = (MAILS / sample).read_bytes()
     mail_id = env.app.store.mails.add(RawMail(data=data, source="cli", source_ref=sample))
-    o = env.app.pipeline.process(mail_id, now=_now(env.app.cfg, now_of(MAILS / sample)))
+    o = env.app.pipeline.process(mail_id, now=parse_now(env.app.cfg, now_of(MAILS / sample)))
     assert o.outcome == "queued", o
     return o.notice_id
 
@@ -385,7 +385,7 @@ async def test_review_correct_a_place_see_the_notice_and_approve(env):
 async def test_review_approved_as_read_sends_what_the_cli_sends(env):
     env.app.store.subscribers.add("+31612345678", "console", "cli:test")
     review_id = review_item(env)
-    draft = env.app.pipeline.review_draft(review_id)
+    draft = env.app.review.review_draft(review_id)
     await env.signin()
     html = await env.get_text(f"/console/review/{review_id}")
     original = re.search(r'name="original" value="([^"]+)"', html).group(1)
@@ -422,12 +422,12 @@ async def test_approval_mode_holds_every_notice_until_a_person_approves(tmp_path
         e.app.store.subscribers.add("+31612345678", "console", "cli:test")
         from helpers import now_of
 
-        from bridge.cli import _now
+        from bridge.cli_ingest import parse_now
 
         data = (MAILS / "01-storing-nieuw.eml").read_bytes()
         mail_id = e.app.store.mails.add(RawMail(data=data, source="cli"))
         o = e.app.pipeline.process(mail_id,
-                                   now=_now(e.app.cfg, now_of(MAILS / "01-storing-nieuw.eml")))
+                                   now=parse_now(e.app.cfg, now_of(MAILS / "01-storing-nieuw.eml")))
         assert o.outcome == "review" and o.reason.startswith("approval mode")
         assert e.app.store.deliveries.pending() == 0
         review_id = e.app.store.mails.review_of(mail_id)["id"]

@@ -44,7 +44,7 @@ def test_the_pipeline_publishes_outcomes_and_review_decisions(app):
         b"From: <storingsmeldingen@wholesale.kpn.example>\r\nSubject: Melding\r\n"
         b"Message-ID: <r@x>\r\n\r\nEr is iets in Amersfoort.\r\n", "smtp"))
     app.pipeline.process(review)
-    app.pipeline.approve(1)
+    app.review.approve(1)
     assert [(type(e).__name__, getattr(e, "outcome", getattr(e, "decision", None)))
             for e in seen] == [("MailProcessed", "queued"), ("MailProcessed", "review"),
                                ("ReviewDecided", "approved")]

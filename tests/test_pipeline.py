@@ -15,7 +15,7 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
     """`bridge ingest` stores a mail, then processes it; the daemon's processor may pick the
     same unprocessed mail meanwhile. The second must not overwrite the outcome (a queued
     mail reported as duplicate) nor add a second review item."""
-    import bridge.pipeline
+    import bridge.analysis
     from bridge.app import App
     from bridge.config import load
     from bridge.store import RawMail
@@ -29,7 +29,7 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
         if outcome == "review":  # no ticket, no status (as in test_cli)
             data = data.replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
         mail_id = cli.store.mails.add(RawMail(data=data, source="cli"))
-        real = bridge.pipeline.extract_report
+        real = bridge.analysis.extract_report
         raced = []
 
         def racing(m, rules):
@@ -38,7 +38,7 @@ def test_a_mail_processed_by_two_processes_at_once_keeps_its_first_outcome(tmp_p
                 raced[0] = daemon.pipeline.process(mail_id)
             return real(m, rules)
 
-        monkeypatch.setattr(bridge.pipeline, "extract_report", racing)
+        monkeypatch.setattr(bridge.analysis, "extract_report", racing)
         second = cli.pipeline.process(mail_id)
         assert raced[0].outcome == outcome
         stored = cli.store.mails.get(mail_id)

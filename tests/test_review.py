@@ -40,13 +40,13 @@ def test_review_queue_approve_and_reject(tmp_path):
 def test_a_mail_the_code_could_not_process_can_be_shown_and_approved(tmp_path, capsys, monkeypatch):
     """Such mails go to review so a human decides; show and approve must not crash on the
     same bug (they printed a traceback), and approve sends the fallback text."""
-    import bridge.pipeline
+    import bridge.analysis
     from helpers import read_outbox, sample, write_config
 
     def broken(mail, rules):
         raise ValueError("a parser bug")
 
-    monkeypatch.setattr(bridge.pipeline, "extract_report", broken)
+    monkeypatch.setattr(bridge.analysis, "extract_report", broken)
     cfg = write_config(tmp_path)
     f = tmp_path / "m.eml"
     f.write_bytes(sample("01"))
@@ -181,12 +181,12 @@ def test_approve_with_an_operators_report_threads_into_its_incident(app):
     vague = data.replace(b"INC000012345678", b"").replace(b"Status:             Nieuw\n", b"")
     mail_id = app.store.mails.add(RawMail(data=vague, source="cli"))
     assert app.pipeline.process(mail_id).outcome == "review"
-    draft = app.pipeline.review_draft(1)
+    draft = app.review.review_draft(1)
     assert not draft.held and draft.report.ticket is None
     fixed = dataclasses.replace(draft.report, ticket="INC9", status="nieuw", places=("Baarn",))
-    preview = app.pipeline.draft_notice(fixed)
+    preview = app.review.draft_notice(fixed)
     assert "Baarn" in preview.text and preview.template == "notices/storing_nieuw.j2"
-    o = app.pipeline.approve_report(1, fixed, by="anna")
+    o = app.review.approve_report(1, fixed, by="anna")
     notice = app.store.notices.get(o.notice_id)
     assert notice["text"] == app.store.notices.get(o.notice_id)["text"]
     assert "Baarn" in notice["text"] and notice["ticket"] == "INC9"
@@ -197,12 +197,12 @@ def test_approve_with_an_operators_report_threads_into_its_incident(app):
     app.pipeline.process(mail2)
     older = dataclasses.replace(fixed, status="nieuw",
                                 sent_at=fixed.sent_at.replace(year=2020) if fixed.sent_at else None)
-    app.pipeline.approve_report(2, dataclasses.replace(fixed, status="opgelost"), by="anna")
+    app.review.approve_report(2, dataclasses.replace(fixed, status="opgelost"), by="anna")
     mail3 = app.store.mails.add(RawMail(data=vague.replace(b"inc12345678.1@", b"v3@"),
                                         source="cli"))
     app.pipeline.process(mail3)
     import pytest
 
     with pytest.raises(LookupError, match="older than the last notice"):
-        app.pipeline.approve_report(3, older, by="anna")
+        app.review.approve_report(3, older, by="anna")
     assert app.store.mails.review(3)["state"] == "open"

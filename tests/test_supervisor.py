@@ -81,7 +81,7 @@ async def test_mails_are_parsed_off_the_event_loop_and_a_stop_ends_a_backlog_ear
     stored, processed after the restart."""
     import threading
 
-    import bridge.pipeline
+    import bridge.analysis
     from bridge.store import RawMail
     from helpers import sample
 
@@ -89,14 +89,14 @@ async def test_mails_are_parsed_off_the_event_loop_and_a_stop_ends_a_backlog_ear
     for _ in range(5):
         app.store.mails.add(RawMail(sample("01"), "cli"))
     threads = []
-    real_parse = bridge.pipeline.parse_mail
+    real_parse = bridge.analysis.parse_mail
 
     def parse_and_stop(*a, **kw):
         threads.append(threading.current_thread())
         app.request_stop()  # while the first mail is in hand
         return real_parse(*a, **kw)
 
-    monkeypatch.setattr(bridge.pipeline, "parse_mail", parse_and_stop)
+    monkeypatch.setattr(bridge.analysis, "parse_mail", parse_and_stop)
     code = await asyncio.wait_for(app.run(), 10)
     assert code == 0
     assert threads and all(t is not threading.main_thread() for t in threads)

@@ -12,7 +12,7 @@ import json
 from aiohttp import web
 
 from bridge.core.models import OutageReport
-from bridge.pipeline import analyse
+from bridge.analysis import analyse
 from bridge.store.mails import header_subject
 from bridge.store.notices import DELIVERY_STATES
 from bridge.web.console.context import Console

@@ -1,11 +1,12 @@
 """Controle: the review queue. An item shows the mail beside the fields the bridge read;
 the operator corrects fields (kind, status, ticket, places, postcodes, services, times,
 description) and sees the notice change as they type (rendered in the notices' sandbox by
-the pipeline), then approves (sends exactly the text shown) or rejects with a reason.
+the review desk, :mod:`bridge.review`), then approves (sends exactly the text shown) or
+rejects with a reason.
 
-Unchanged fields send what ``bridge review approve`` sends (:meth:`Pipeline.approve`);
+Unchanged fields send what ``bridge review approve`` sends (:meth:`ReviewDesk.approve`);
 corrected fields send the notice of the corrected report
-(:meth:`Pipeline.approve_report`). The decision, who made it and the corrections are in
+(:meth:`ReviewDesk.approve_report`). The decision, who made it and the corrections are in
 the audit log; the forwarder's follow-up mail says who decided and why.
 """
 
@@ -21,7 +22,7 @@ from aiohttp import web
 from bridge.core.mail import MailError
 from bridge.core.models import OutageReport
 from bridge.core.phone import mask_text
-from bridge.pipeline import analyse
+from bridge.analysis import analyse
 from bridge.store.mails import header_subject
 from bridge.web.console.context import Console
 
@@ -103,7 +104,7 @@ def _changed(form: dict[str, str], original: dict[str, str]) -> list[str]:
 
 
 def setup(router: web.UrlDispatcher, c: Console) -> None:
-    pipeline = c.app.pipeline
+    desk = c.app.review
 
     async def review_list(request: web.Request) -> web.Response:
         show_all = bool(request.query.get("alles"))
@@ -123,7 +124,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         if stored is not None and stored.data is not None:
             analysis = await asyncio.to_thread(analyse, stored.data, c.cfg)
         try:
-            return pipeline.review_draft(review_id, analysis=analysis)
+            return desk.review_draft(review_id, analysis=analysis)
         except LookupError as e:
             raise web.HTTPNotFound(text=str(e)) from None
         except MailError as e:
@@ -146,7 +147,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         if not changed:
             return draft.notice.text, []
         report = report_from_form(c, form, draft.report, draft.mail.effective.subject)
-        return pipeline.draft_notice(report).text, changed
+        return desk.draft_notice(report).text, changed
 
     async def preview(request: web.Request) -> web.Response:
         review_id = int(request.match_info["id"])
@@ -172,11 +173,11 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
             changed = _changed(form, original)
             if changed:
                 report = report_from_form(c, form, draft.report, draft.mail.effective.subject)
-                outcome = pipeline.approve_report(review_id, report, by=user)
+                outcome = desk.approve_report(review_id, report, by=user)
                 detail = "corrected " + ", ".join(changed) + "; " + mask_text(
                     json.dumps({f: form.get(f, "") for f in changed}, ensure_ascii=False))
             else:
-                outcome = pipeline.approve(review_id, by=user)
+                outcome = desk.approve(review_id, by=user)
                 detail = "as read"
         except FieldError as e:
             return await _again(request, draft, form, str(e))
@@ -209,7 +210,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
         form = await c.form(request)
         reason = " ".join(form.get("reden", "").split())[:500]
         try:
-            pipeline.reject(review_id, reason=reason or None, by=c.user(request).name)
+            desk.reject(review_id, reason=reason or None, by=c.user(request).name)
         except LookupError as e:
             raise web.HTTPConflict(text=str(e)) from None
         c.audit(request, "review.reject", f"review {review_id}", reason or None)

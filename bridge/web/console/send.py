@@ -1,7 +1,7 @@
 """Zelf versturen: an operator writes a message (as support did by hand before the
 bridge), sees it as subscribers will (tidied and cut as every notice), confirms with the
 number of recipients, and it goes through the outbox like any notice
-(:meth:`bridge.pipeline.Pipeline.send_message`). On the Cloud API it goes as the
+(:meth:`bridge.review.ReviewDesk.send_message`). On the Cloud API it goes as the
 configured template (``[channel.cloud.templates.bericht]``, else the fallback template).
 """
 
@@ -15,10 +15,10 @@ MAX_INPUT = 4000  # characters typed; the message itself is cut to render.max_le
 
 
 def setup(router: web.UrlDispatcher, c: Console) -> None:
-    pipeline = c.app.pipeline
+    desk = c.app.review
 
     def common(text: str) -> dict:
-        shown = pipeline.message_text(text)
+        shown = desk.message_text(text)
         return {"tekst": text, "bericht": shown, "ingekort": len(" ".join(text.split())) >
                 len(" ".join(shown.split())) and bool(shown),
                 "ontvangers": c.store.subscribers.count(),
@@ -40,7 +40,7 @@ def setup(router: web.UrlDispatcher, c: Console) -> None:
                           fout="Schrijf eerst een bericht.", **ctx)
         if form.get("bevestigd") != "ja":
             return c.page(request, "send.html", stap="bevestigen", **ctx)
-        outcome = pipeline.send_message(text, by=c.user(request).name)
+        outcome = desk.send_message(text, by=c.user(request).name)
         c.audit(request, "message.send", f"notice {outcome.notice_id}",
                 f"to {outcome.queued} subscribers: {ctx['bericht'][:200]}")
         raise c.redirect(f"/console/notices/{outcome.notice_id}",
