@@ -220,15 +220,18 @@ def test_welcome_goes_out_through_the_outbox(tmp_path):
     assert all("Stuur STOP" in m["text"] for m in sent)
 
 
-def test_welcome_on_the_cloud_api_is_refused_until_it_has_a_template(tmp_path):
-    cfg = write_config(tmp_path, channel="cloud", channel_extra="""\
+CLOUD = """\
         [channel.cloud]
         phone_number_id = "106540352242922"
         token_env = "T_IMPORT_CLOUD_TOKEN"
         [channel.cloud.templates.fallback]
         name = "storing_melding"
         parameters = ["tekst|kort(1000)"]
-        """)
+        """
+
+
+def test_welcome_on_the_cloud_api_is_refused_until_it_has_a_template(tmp_path):
+    cfg = write_config(tmp_path, channel="cloud", channel_extra=CLOUD)
     listing = tmp_path / "leden.txt"
     listing.write_text("0612345678\n")
     p = run_import(cfg, listing, "--welcome")
@@ -245,14 +248,7 @@ WELCOME_TEMPLATE = """
 
 
 def test_welcome_on_the_cloud_api_works_once_a_template_is_mapped(tmp_path):
-    cfg = write_config(tmp_path, channel="cloud", channel_extra="""\
-        [channel.cloud]
-        phone_number_id = "106540352242922"
-        token_env = "T_IMPORT_CLOUD_TOKEN"
-        [channel.cloud.templates.fallback]
-        name = "storing_melding"
-        parameters = ["tekst|kort(1000)"]
-        """ + WELCOME_TEMPLATE)
+    cfg = write_config(tmp_path, channel="cloud", channel_extra=CLOUD + WELCOME_TEMPLATE)
     listing = tmp_path / "leden.txt"
     listing.write_text("0612345678\n0622222222\n")
     p = run_import(cfg, listing, "--welcome")
