@@ -52,6 +52,7 @@ def cmd_ingest(cfg, args) -> int:
     """Each file stored and processed as a mail that arrived; one line (or JSON line) each
     with its outcome. A file larger than ``smtp.max_size`` is refused as SMTP refuses it
     (not stored); exit 1 when a file could not be read or was refused."""
+    from bridge.analysis import analyse
     from bridge.app import App
     from bridge.store import RawMail
 
@@ -75,8 +76,14 @@ def cmd_ingest(cfg, args) -> int:
             _emit(args.json, {"file": f, "outcome": "rejected", "reason": reason,
                               "incident": None, "mail": None}, f"{f}: rejected: {reason}")
             continue
-        mail_id = app.store.mails.add(RawMail(data=data, source="cli", source_ref=Path(f).name))
-        o = app.pipeline.process(mail_id, now=now)
+        # Stored and decided in one transaction: a running daemon, which processes every
+        # mail stored without an outcome, never takes this one and decides it as of its own
+        # clock instead of --now. The pure reading is done before the write lock is taken.
+        analysis = analyse(data, cfg)
+        with app.store.tx(durable=True):
+            mail_id = app.store.mails.add(RawMail(data=data, source="cli",
+                                                  source_ref=Path(f).name))
+            o = app.pipeline.process(mail_id, analysis, now=now)
         _emit(args.json, {"file": f, "outcome": o.outcome, "reason": o.reason,
                           "incident": o.incident_id, "notice": o.notice_id, "queued": o.queued,
                           "mail": mail_id, "ticket": o.ticket},

@@ -107,6 +107,34 @@ def test_ingest_outcomes_for_the_samples(tmp_path):
     assert len(texts) == 3 and all(m["to"] == "+31612345678" for m in read_outbox(tmp_path))
 
 
+def test_ingest_now_is_not_overtaken_by_a_running_daemon(tmp_path, capsys, monkeypatch):
+    """A running daemon processes every stored mail without an outcome, as of its own clock.
+    `bridge ingest --now` stores and decides its mail in one transaction, so the daemon never
+    takes it between the two (it did: an old sample then went to review as stale)."""
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.pipeline import Pipeline
+
+    cfg = write_config(tmp_path)
+    run_cli(capsys, "subscribers", "add", "0612345678", "--config", str(cfg))
+    daemon = App(load(cfg))  # a second connection, as the daemon's
+    taken = []
+    original = Pipeline.process
+
+    def process(self, mail_id, *args, **kwargs):
+        if self is not daemon.pipeline:
+            taken.extend(daemon.pipeline.process_pending())  # the daemon's poll, just then
+        return original(self, mail_id, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "process", process)
+    f = MAILS / "01-storing-nieuw.eml"
+    code, out, err = run_cli(capsys, "ingest", "--json", str(f), "--now", now_of(f),
+                             "--config", str(cfg))
+    assert code == 0, err
+    assert json.loads(out)["outcome"] == "queued", out
+    assert taken == []
+
+
 def test_ingest_refuses_a_file_over_smtp_max_size_as_smtp_does(tmp_path):
     cfg = write_config(tmp_path)
     cfg.write_text(cfg.read_text().replace("port = 0", "port = 0\nmax_size = 2048", 1))
