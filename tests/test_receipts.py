@@ -131,6 +131,69 @@ def test_the_copy_address_gets_a_copy_and_every_other_mail():
     assert r.to == (copy,) and "KPN address" in r.why_not
 
 
+# --- the reason in Dutch (mailout/reasons.py) -------------------------------------------------
+
+
+def test_every_reason_the_golden_mails_give_has_a_dutch_sentence(tmp_path):
+    """A receipt and the console's review page explain a review or a rejection in Dutch: each
+    reason the pipeline gives for the golden mails, as of their own moment and a month later
+    (stale), has a Dutch sentence. A new reason without one fails here."""
+    import json
+    from datetime import datetime, timedelta
+    from pathlib import Path
+
+    from bridge.app import App
+    from bridge.config import load
+    from bridge.mailout.reasons import in_dutch
+    from helpers import now_of
+
+    app = App(load(write_config(tmp_path)))
+    untold, told = [], set()
+    for f in sorted((Path(__file__).parent / "golden").glob("*/*.eml")):
+        spec = f.with_suffix(".json")
+        when = (json.loads(spec.read_text(encoding="utf-8")).get("now") if spec.exists()
+                else None) or now_of(f)
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        for now in (moment, moment + timedelta(days=30)):
+            p = app.pipeline.preview(f.read_bytes(), now=now)
+            if p.outcome in ("review", "rejected"):
+                text = in_dutch(p.reason)
+                if text is None:
+                    untold.append(f"{f.parent.name}/{f.name}: {p.reason}")
+                else:
+                    told.add(text[:25])
+    assert untold == []
+    assert len(told) >= 12, told  # the corpus reaches the review rules, automatic mail, senders
+
+
+def test_a_reason_in_dutch_keeps_its_details():
+    from bridge.mailout.reasons import in_dutch
+
+    assert in_dutch(
+        "stale mail: dated 2026-11-26 14:00 (Europe/Amsterdam), 3 days before it was "
+        "processed; more than review.max_mail_age_hours (6 h), so its facts may no longer "
+        "hold; decoding: body charset iso-8859-1 did not fit, read as utf-8") == (
+        "De mail is van 26-11-2026 14:00 en was 3 dagen oud toen de bridge hem las; dat is meer"
+        " dan 6 uur (review.max_mail_age_hours), dus wat erin staat klopt misschien niet meer."
+        " Een collega beoordeelt hem.")
+    assert "34 uur 22 min oud" in in_dutch(
+        "stale mail: dated 2026-11-28 07:20 (Europe/Amsterdam), 34 h 22 min before it was "
+        "processed; more than review.max_mail_age_hours (6 h), so its facts may no longer hold")
+    assert in_dutch("a forwarded out-of-office reply (subject 'Automatisch antwoord:')") == (
+        "De doorgestuurde mail is een automatisch antwoord (afwezigheidsbericht), geen"
+        " storingsmelding van KPN; zo'n mail gaat nooit naar klanten. Herkend aan: subject"
+        " 'Automatisch antwoord:'.")
+    assert "eindigde 28-11-2026 06:00" in in_dutch(
+        "maintenance window already over: it ended 2026-11-28 06:00 (Europe/Amsterdam), "
+        "before the mail was processed")
+    assert "niets nieuws" in in_dutch(
+        "outage update names no place, service or time, and says nothing new compared with "
+        "the incident's previous report")
+    assert in_dutch("something the bridge never says") is None
+
+
 def test_dmarc_required_only_a_vouched_for_forwarder():
     rules = SenderRules(kpn=RULES.kpn, forwarders=RULES.forwarders, require_dmarc_pass=True,
                         authserv_id=("mx.cbgconnect.example",))

@@ -1,14 +1,74 @@
-"""The pipeline's reasons (English, for the log) told in plain Dutch for a receipt (pure).
+"""The pipeline's reasons (English, for the log) told in plain Dutch for a receipt and the
+console's review page (pure).
 
 A receipt shows both: this Dutch sentence for the support employee, and the original reason
-for whoever looks in the log. A reason not known here gets no Dutch sentence (None).
+for whoever looks in the log. A reason not known here gets no Dutch sentence (None);
+tests/test_receipts.py checks that every reason the golden mails give has one.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Callable
 
-_RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p, re.IGNORECASE), t) for p, t in (
+_AUTOMATIC = {"delivery-status bounce": "een onbestelbaar-bericht (bounce) van een mailserver",
+              "read receipt": "een leesbevestiging",
+              "out-of-office reply": "een automatisch antwoord (afwezigheidsbericht)",
+              "automatic mail": "een automatisch verstuurde mail"}
+_UNITS = {"h": "uur", "min": "min", "days": "dagen", "day": "dag"}
+
+
+def _span(text: str) -> str:
+    """``34 h 22 min`` -> ``34 uur 22 min``, ``3 days`` -> ``3 dagen``."""
+    return re.sub(r"\b(days?|h|min)\b", lambda m: _UNITS[m.group(1)], text)
+
+
+def _date(text: str) -> str:
+    """``2026-11-28 07:20`` -> ``28-11-2026 07:20`` (as the Dutch write a date)."""
+    return re.sub(r"(\d{4})-(\d{2})-(\d{2})", r"\3-\2-\1", text)
+
+
+def _automatic(m: re.Match) -> str:
+    what = _AUTOMATIC[m.group("what").lower()]
+    where = "De doorgestuurde mail is " if m.group("fwd") else "Dit is "
+    return (f"{where}{what}, geen storingsmelding van KPN; zo'n mail gaat nooit naar klanten."
+            f" Herkend aan: {m.group('signals')}.")
+
+
+def _stale(m: re.Match) -> str:
+    return (f"De mail is van {_date(m.group('dated'))} en was {_span(m.group('age'))} oud toen de"
+            f" bridge hem las; dat is meer dan {m.group('hours')} uur"
+            " (review.max_mail_age_hours), dus wat erin staat klopt misschien niet meer."
+            " Een collega beoordeelt hem.")
+
+
+def _window_over(m: re.Match) -> str:
+    return (f"Het onderhoud is al voorbij: het eindigde {_date(m.group('ended'))}, voordat de mail"
+            " verwerkt werd. Een collega beoordeelt of er nog een bericht uit moet.")
+
+
+def _thin(m: re.Match) -> str:
+    what = "Een update van de storing" if m.group("what") == "outage update" else "Een nieuwe storing"
+    same = (", en zegt niets nieuws ten opzichte van de vorige melding" if m.group("same")
+            else "")
+    return (f"{what} noemt geen plaats, dienst of tijd{same}; zo'n bericht zegt klanten"
+            " niets. Een collega beoordeelt het.")
+
+
+_Text = str | Callable[[re.Match], str]
+_RULES: tuple[tuple[re.Pattern, _Text], ...] = tuple((re.compile(p, re.IGNORECASE), t) for p, t in (
+    (r"^(?P<fwd>a forwarded )?(?P<what>delivery-status bounce|read receipt|out-of-office reply"
+     r"|automatic mail) \((?P<signals>[^)]*)\)", _automatic),
+    (r"^stale mail: dated (?P<dated>[^(]+?) \([^)]*\), (?P<age>.+?) before it was processed;"
+     r" more than review\.max_mail_age_hours \((?P<hours>[\d.]+) h\)", _stale),
+    (r"^maintenance notice without a window", "Onderhoudsmelding zonder tijdvak: er staat geen"
+     " begin- of eindtijd in de mail. Een collega beoordeelt hem."),
+    (r"^maintenance window already over: it ended (?P<ended>[^(]+?) \(", _window_over),
+    (r"^about one customer's line", "De mail lijkt over de lijn van één klant te gaan (een"
+     " klantnaam, adres, lijn- of klantnummer), niet over een storing in een gebied; zo'n mail"
+     " gaat niet naar alle klanten. Een collega beoordeelt hem."),
+    (r"^(?P<what>new outage|outage update) names no place, service or time(?P<same>, and says"
+     r" nothing new)?", _thin),
     (r"^approval mode", "Elke melding wacht op goedkeuring van een collega (goedkeurmodus"
      " staat aan)."),
     (r"no ticket and no status found", "In de mail staat geen ticketnummer en geen status"
@@ -46,8 +106,11 @@ _RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p, re.IGNORECASE)
 
 
 def in_dutch(reason: str) -> str | None:
-    """A plain Dutch sentence for ``reason``, or None when the reason is not a known one."""
+    """A plain Dutch sentence for ``reason`` (an outcome reason of the pipeline or the review
+    desk), with its details (a date, an age, the signals) where the reason has them; None
+    when the reason is not a known one."""
     for pattern, text in _RULES:
-        if pattern.search(reason or ""):
-            return text
+        m = pattern.search(reason or "")
+        if m:
+            return text if isinstance(text, str) else text(m)
     return None
