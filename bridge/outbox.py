@@ -20,7 +20,9 @@
   under way at a crash back in the queue: those, and only those, may go out twice. A send
   is under way from the call to the channel until its result is committed; successful
   results share one commit per FLUSH_DELAY (10 ms), so under way means at most
-  ``concurrency`` sends plus 10 ms worth of answers.
+  ``concurrency`` sends plus 10 ms worth of answers. Results the store refuses (a full
+  disk) are held in memory and in the send journal (bridge/heldresults.py), which the
+  next start records first: a stop while the disk is full sends none of them again.
 
 All sends run in one TaskGroup owned by :meth:`Dispatcher.run`; nothing is fire-and-forget.
 """
@@ -43,6 +45,7 @@ from bridge.channels.base import Channel, Outgoing, SendResult
 from bridge.config import DispatchConfig
 from bridge.core.phone import mask
 from bridge.events import ChannelPaused, ChannelResumed, EventBus
+from bridge.heldresults import HeldResults
 from bridge.pacing import AdaptiveRate, RecipientPacing, backoff
 from bridge.progress import FanOutProgress
 from bridge.sendhealth import SendHealth
@@ -106,7 +109,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task] = set()  # the sends under way
         # Results the store could not record yet (e.g. "database is locked"): recorded
         # again before the next claim, so a store hiccup neither loses nor repeats a send.
+        # Those refused for a full disk also go into the send journal, until recorded.
         self._unrecorded: list[tuple[Delivery, SendResult, float]] = []
+        self.held = HeldResults(store, cfg, channel, on_unreachable)
         # Successful sends are committed in small groups (group commit): one transaction
         # at most FLUSH_DELAY after the channel answered.
         self._sent: list[tuple[str | None, int]] = []
@@ -115,7 +120,9 @@ class Dispatcher:
         # bridge.events: fan-out ends, and the channel's pause state as this loop sees it
         self.events = events
         self._paused_seen: tuple[str, float] | None = None  # (reason, since)
-        self._requeue_due = False  # a crashed run's claims are not back in the queue yet
+        # sends under way not back in the queue yet (the store refused): at "start" (the
+        # last stop's, after the send journal's results), or after a "crash" of a run
+        self._requeue_due: str | None = None
 
     @property
     def rate(self) -> float:
@@ -129,7 +136,10 @@ class Dispatcher:
 
     # -- ownership ----------------------------------------------------------------------------
     def acquire(self) -> None:
-        """Take the per-database dispatcher lock, then requeue sends cut off by a crash."""
+        """Take the per-database dispatcher lock, record the results the send journal kept
+        at the last stop, then requeue the sends cut off by it. A store that cannot be
+        written now (a full disk) leaves both to the first run (:meth:`run` raises while
+        it cannot); other store errors raise (the lock is released)."""
         path = Path(str(self.store.db.path) + ".dispatch.lock")
         f = open(path, "a+")
         try:
@@ -139,11 +149,26 @@ class Dispatcher:
             raise DispatcherBusy(
                 "another dispatcher (the running daemon?) owns this database") from None
         self._lock_file = f
-        n = self.store.deliveries.reset_inflight()
-        if n:
-            log.warning("dispatch: %d sends were under way at the last stop; sending them again", n)
+        self.held.open()
+        try:
+            self._recover("start")
+        except Exception as e:
+            if write_problem(e) is None:
+                self.release()
+                raise
+            self._requeue_due = "start"
+            log.info("dispatch: the sends under way at the last stop wait until the store "
+                     "takes writes: %s", write_problem(e))
+
+    def _recover(self, why: str) -> None:
+        """HeldResults.recover, but the sends whose result this run holds stay claimed."""
+        self.held.recover(why, {i for _, i in self._sent}
+                          | {d.id for d, _, _ in self._unrecorded})
+        self._requeue_due = None
 
     def release(self) -> None:
+        """Let go of the dispatcher lock and close the send journal (what it holds stays)."""
+        self.held.close()
         if self._lock_file:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
@@ -164,12 +189,11 @@ class Dispatcher:
 
     async def _run(self, stop: asyncio.Event, drain: bool) -> None:
         failure: Exception | None = None
-        if self._requeue_due:  # the last run's crash could not put its claims back
+        if self._requeue_due:  # the store refused to put the last stop's or run's claims back
+            if self._lock_file is not None:
+                self.held.open()  # perhaps not created at start (the disk was full)
             # raises while the store still refuses (the supervisor waits and starts us again)
-            n = self.store.deliveries.reset_inflight(exclude={i for _, i in self._sent})
-            self._requeue_due = False
-            if n:
-                log.warning("dispatch: %d claimed deliveries put back in the queue", n)
+            self._recover(self._requeue_due)
         try:
             async with asyncio.TaskGroup() as tg:
                 try:
@@ -299,18 +323,13 @@ class Dispatcher:
             self._record_again()
         if self._lock_file is None:
             return  # not the owner: other 'sending' rows may be another dispatcher's
-        keep = {i for _, i in self._sent}  # sent, result not yet committed
-        try:
-            n = self.store.deliveries.reset_inflight(exclude=keep)
-            self._requeue_due = False
+        try:  # the last stop's journaled results first, if the store refused them so far
+            self._recover("start" if self._requeue_due == "start" else "crash")
         except Exception as e:
             # e.g. a full store: tried again when the supervisor starts the loop again
-            self._requeue_due = True
+            self._requeue_due = self._requeue_due or "crash"
             log.log(logging.INFO if write_problem(e) else logging.ERROR,
                     "dispatch: could not requeue unfinished sends: %s", e)
-            return
-        if n:
-            log.warning("dispatch: %d claimed deliveries put back in the queue", n)
 
     async def _idle(self, stop: asyncio.Event, ready: bool = True) -> None:
         timeout = self.cfg.poll_interval
@@ -345,6 +364,8 @@ class Dispatcher:
                 log.log(logging.INFO if write_problem(e) else logging.ERROR,
                         "dispatch: could not record the result of delivery %d (%s): %s; "
                         "trying again", d.id, result.status, e)
+                if write_problem(e) is not None:  # a full disk: kept in the journal too
+                    self.held.hold(d, result)
                 self._unrecorded.append((d, result, latency))
         finally:
             self._inflight_ids.discard(d.id)
@@ -357,6 +378,8 @@ class Dispatcher:
             d, result, latency = self._unrecorded[0]
             self._record(d, result, latency)
             self._unrecorded.pop(0)
+            if result.status != "sent":  # a sent one is committed (and cleared) by flush()
+                self.held.recorded((d.id,))
 
     def _outgoing(self, d: Delivery, channel: Channel) -> Outgoing:
         if d.notice_id is None:
@@ -390,6 +413,8 @@ class Dispatcher:
         c = self.counters
         if r.status == "sent":
             self._sent.append((r.provider_id, d.id))
+            if self.held.refusing:  # the store refuses writes: journaled now (fsync)
+                self.held.hold_sent(self._sent[-1:])
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_later(
                     FLUSH_DELAY, self._flush_later)
@@ -487,10 +512,15 @@ class Dispatcher:
             self._sent, self._reached = [], []
             try:
                 self.store.deliveries.mark_sent_many(sent, reached)
-            except BaseException:
-                # keep them: committed by a later flush, and never put back in the queue
+            except BaseException as e:
+                # keep them: committed by a later flush, and never put back in the queue;
+                # on a full disk in the send journal too, so that a stop loses none of them
                 self._sent[:0], self._reached[:0] = sent, reached
+                if write_problem(e) is not None:
+                    self.held.hold_sent(sent)
                 raise
+            if self.held.refusing or self.held.holding:
+                self.held.committed(i for _, i in sent)
         if self._scrub_after_flush and not self._sent:
             self._scrub_after_flush = False
             self._scrub_due = True

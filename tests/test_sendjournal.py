@@ -1,17 +1,27 @@
-"""The send journal (bridge/store/sendjournal.py): results the store could not record on a
-full disk survive a stop or a crash, so the next start does not send them again."""
+"""The send journal (bridge/store/sendjournal.py) and the dispatcher's use of it
+(bridge/heldresults.py): results the store could not record on a full disk survive a stop
+or a crash, so the next start does not send them again.
+
+The real daemon stopped (SIGTERM) and killed (SIGKILL) while the store is full is
+tests/test_supervisor.py's test_a_stop_while_the_store_is_full_sends_nothing_twice."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import logging
 import os
+from collections import Counter
 
 import pytest
 
+from bridge.channels.base import SendResult
+from bridge.outbox import Dispatcher
 from bridge.store import StoreFull
 from bridge.store.sendjournal import (SIZE, SLOT, SLOTS, TEXT_MAX, JournalUnusable, SendJournal,
                                       SendRecord, path_for)
-from helpers import fan_out_notice
+from helpers import DISPATCH, Scripted, fan_out_notice, wait_until
 
 FULL = "database or disk is full"
 
@@ -173,3 +183,206 @@ def test_a_replay_the_store_refuses_keeps_the_records(store, monkeypatch):
     assert len(j.found()) == 1 and store.deliveries.counts() == {"sending": 1}
     monkeypatch.undo()
     assert store.replay_sends(j).sent == 1 and store.deliveries.counts() == {"sent": 1}
+
+
+# --- the dispatcher: a stop while the store is full -------------------------------------------
+
+
+class FullStore:
+    """The store refuses every write the dispatcher makes while ``on`` (a full disk, where
+    even marking a delivery sent fails); reads go on."""
+
+    METHODS = ("claim", "mark_sent_many", "mark_retry", "mark_failed", "release", "defer",
+               "reset_inflight", "expire", "recheck")
+
+    def __init__(self, store, monkeypatch):
+        self.on = False
+        self.refused = 0
+        for name in self.METHODS:
+            monkeypatch.setattr(store.deliveries, name, self._wrap(getattr(store.deliveries,
+                                                                           name)))
+
+    def _wrap(self, real):
+        def method(*args, **kw):
+            if self.on:
+                self.refused += 1
+                raise StoreFull(f"cannot start a transaction: {FULL}", FULL)
+            return real(*args, **kw)
+        return method
+
+
+async def fan_out_then_stop_while_full(store, monkeypatch, nums, ch, *, stop_after: int):
+    """A dispatcher sends a fan-out; after the first claim the store is full; once
+    ``stop_after`` sends went out it is stopped (what SIGTERM does) while still full; it
+    lets go of the store as the daemon does. Returns the FullStore switch (still on)."""
+    full = FullStore(store, monkeypatch)
+    fan_out_notice(store, None, "melding")
+    d = Dispatcher(DISPATCH, store, ch)
+    d.acquire()
+    real_claim = store.deliveries.claim
+    claims = []
+
+    def claim_once_then_full(limit):
+        claims.append(1)
+        if len(claims) == 1:
+            got = real_claim(limit)
+            full.on = True  # the disk fills while these are sent
+            return got
+        return real_claim(limit)
+
+    monkeypatch.setattr(store.deliveries, "claim", claim_once_then_full)
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    assert await wait_until(lambda: len(ch.calls) >= stop_after, timeout=5)
+    await asyncio.sleep(0.05)
+    stop.set()
+    with contextlib.suppress(StoreFull):  # the supervisor's pause: the store refused
+        await task
+    d.release()
+    return full
+
+
+async def test_a_stop_while_the_store_is_full_sends_nothing_twice(store, monkeypatch, caplog):
+    """All 12 sends of a claim go out while the store is full, with answers of each kind
+    (sent, a permanent failure, a rate limit): the store refuses every result, the
+    dispatcher stops. Space returns, a new one starts: the journal's results are recorded
+    first (sent stays sent, the failure failed, the rate limit waits), the rest is sent,
+    and every subscriber has the notice exactly once. (Before the journal: the 10 sent
+    went out again.)"""
+    nums = subscribers(store, 12)
+    ch = Scripted({nums[0]: [SendResult("failed", error="131026 unreachable",
+                                        unreachable=True)],
+                   nums[1]: [SendResult("retry", error="130429 rate", rate_limit="global",
+                                        retry_after=0.2)]}, latency=0.01)
+    full = await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=12)
+    assert full.refused and store.deliveries.counts() == {"sending": 12}
+    assert len(SendJournal.open(store.db.path).found()) == 12
+    full.on = False  # space returns
+    caplog.set_level(logging.INFO, "bridge")
+    ch2 = Scripted()
+    d = Dispatcher(DISPATCH, store, ch2)
+    d.acquire()
+    try:
+        await d.drain()
+    finally:
+        d.release()
+    assert ("recorded 12 send results kept in the send journal at the last stop (sent 10,"
+            " not sent again; failed 1; to retry 1; 0 recorded before)") in caplog.text
+    assert "under way at the last stop" not in caplog.text
+    copies = Counter(m.to for m in ch.calls + ch2.calls if m.to != nums[1])
+    twice = sum(n - 1 for n in copies.values())
+    assert twice == 0 and len(copies) == 11, copies
+    assert [m.to for m in ch2.calls] == [nums[1]]  # the rate-limited one, once more
+    assert store.deliveries.counts() == {"sent": 11, "failed": 1}
+    assert store.open_send_journal().found() == []
+
+
+async def test_the_sends_not_yet_made_at_the_stop_go_out_after_the_restart(store, monkeypatch):
+    """Stopped in the middle of a claim: those sent are in the journal, those not sent
+    yet stay under way and go out after the restart: nobody twice, nobody left out."""
+    nums = subscribers(store, 12)
+    ch = Scripted(latency=0.2)  # 8 at a time (DISPATCH.concurrency): 8 sent, 4 not yet
+    await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=3)
+    monkeypatch.undo()
+    sent_first = len(ch.calls)
+    assert sent_first == DISPATCH.concurrency == 8
+    ch2 = Scripted()
+    d = Dispatcher(DISPATCH, store, ch2)
+    d.acquire()
+    try:
+        await d.drain()
+    finally:
+        d.release()
+    copies = Counter(m.to for m in ch.calls + ch2.calls)
+    assert sorted(copies) == sorted(nums) and set(copies.values()) == {1}, copies
+    assert len(ch2.calls) == 12 - sent_first
+
+
+async def test_the_journal_is_cleared_once_the_store_records_the_results(store, monkeypatch):
+    """Space returns while the dispatcher runs: the held results are recorded by the next
+    group commit and by _record_again, and their records zeroed (nothing replays later)."""
+    nums = subscribers(store, 6)
+    ch = Scripted({nums[0]: [SendResult("retry", error="1 x")]}, latency=0.01)
+    full = FullStore(store, monkeypatch)
+    fan_out_notice(store, None, "melding")
+    d = Dispatcher(DISPATCH, store, ch)
+    d.acquire()
+    real_claim = store.deliveries.claim
+
+    def claim(limit):
+        got = real_claim(limit)
+        if got:
+            full.on = True
+        return got
+
+    monkeypatch.setattr(store.deliveries, "claim", claim)
+    with contextlib.suppress(StoreFull):
+        await d.run(asyncio.Event())  # the second claim fails: the loop stops (paused)
+    assert d.held.holding == 6 and len(d._unrecorded) == 1
+    full.on = False
+    monkeypatch.setattr(store.deliveries, "claim", real_claim)
+    try:
+        await d.drain()
+        assert d.held.holding == 0
+    finally:
+        d.release()
+    assert store.open_send_journal().found() == []
+    assert store.deliveries.counts() == {"sent": 6}
+    assert Counter(m.to for m in ch.calls)[nums[0]] == 2  # the retry, then sent
+
+
+async def test_a_full_journal_falls_back_to_memory_with_one_warning(store, monkeypatch, caplog):
+    """A journal with room for 2 results and 6 sends the store refuses: 2 are journaled,
+    4 held in memory only (one WARNING); after a stop those 4 go out again, the 2 not."""
+    import bridge.store.sendjournal as sendjournal
+
+    monkeypatch.setattr(sendjournal, "SLOTS", 3)  # the header and 2 records
+    nums = subscribers(store, 6)
+    caplog.set_level(logging.INFO, "bridge")
+    ch = Scripted(latency=0.01)
+    await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=6)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "send journal" in r.getMessage()]
+    assert len(warnings) == 1 and "is full (2 results)" in warnings[0], warnings
+    monkeypatch.undo()
+    monkeypatch.setattr(sendjournal, "SLOTS", 3)
+    ch2 = Scripted()
+    d = Dispatcher(DISPATCH, store, ch2)
+    d.acquire()
+    try:
+        await d.drain()
+    finally:
+        d.release()
+    assert len(ch2.calls) == 4 and store.deliveries.counts() == {"sent": 6}
+
+
+async def test_a_journal_that_cannot_be_created_is_one_warning_and_sending_goes_on(
+        store, monkeypatch, caplog):
+    """The disk is full at start: no journal (one WARNING), the dispatcher still starts
+    and sends; a store that refuses the recovery at start leaves it to the first run,
+    which raises (a pause) until the store takes writes."""
+    nums = subscribers(store, 3)
+    fan_out_notice(store, None, "melding")
+
+    def no_space():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "open_send_journal", no_space)
+    full = FullStore(store, monkeypatch)
+    full.on = True
+    caplog.set_level(logging.INFO, "bridge")
+    ch = Scripted()
+    d = Dispatcher(DISPATCH, store, ch)
+    d.acquire()  # does not raise on a full store
+    try:
+        with pytest.raises(StoreFull):
+            await d.drain()
+        full.on = False
+        await d.drain()
+    finally:
+        d.release()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "dispatch: cannot use the send journal "), warnings
+    assert "No space left on device" in warnings[0]
+    assert sorted(m.to for m in ch.calls) == nums
