@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import random
 import time
@@ -41,11 +40,12 @@ from pathlib import Path
 from typing import Callable
 
 from bridge.aio import first_of
-from bridge.channels.base import Channel, Outgoing, SendResult
+from bridge.channels.base import Channel, SendResult
 from bridge.config import DispatchConfig
 from bridge.core.phone import mask
 from bridge.events import ChannelPaused, ChannelResumed, EventBus
 from bridge.heldresults import HeldResults
+from bridge.outgoing import Messages
 from bridge.pacing import AdaptiveRate, RecipientPacing, backoff
 from bridge.progress import FanOutProgress
 from bridge.sendhealth import SendHealth
@@ -99,9 +99,7 @@ class Dispatcher:
                                        self.flush, events)
         # the window of send results: ok / degraded, the summary line (bridge.sendhealth)
         self.health = health if health is not None else SendHealth(events=events)
-        self._notice_cache: dict[int, dict] = {}
-        # subscriber id -> last inbound message, read for each claimed batch at once
-        self._inbound_at: dict[int, float | None] = {}
+        self.messages = Messages(store)  # a delivery's Outgoing (bridge.outgoing)
         self._lock_file = None
         self._scrub_due = False  # a number left the store: checkpoint the WAL soon
         self._scrub_after_flush = False  # ... once the pending group commit is done
@@ -343,7 +341,7 @@ class Dispatcher:
     async def _send(self, d: Delivery, channel: Channel, sem: asyncio.Semaphore) -> None:
         t0 = time.monotonic()
         try:
-            msg = self._outgoing(d, channel)
+            msg = self.messages.build(d, channel)
             try:
                 result = await channel.send(msg)
             except asyncio.CancelledError:
@@ -380,33 +378,6 @@ class Dispatcher:
             self._unrecorded.pop(0)
             if result.status != "sent":  # a sent one is committed (and cleared) by flush()
                 self.held.recorded((d.id,))
-
-    def _outgoing(self, d: Delivery, channel: Channel) -> Outgoing:
-        if d.notice_id is None:
-            return Outgoing(delivery_id=d.id, to=d.to_addr, text=d.reply or "", kind="reply",
-                            template=f"replies/{d.reply_name}.j2" if d.reply_name else None,
-                            window_open=True, attempt=d.attempts)
-        notice = self._notice(d.notice_id)
-        window = None
-        if channel.wants_window and d.subscriber_id is not None:
-            sid = d.subscriber_id
-            last = (self._inbound_at[sid] if sid in self._inbound_at
-                    else self.store.subscribers.last_inbound_at(sid))
-            window = bool(last and time.time() - last < 86400)
-        return Outgoing(delivery_id=d.id, to=d.to_addr, text=notice["text"], kind="notice",
-                        notice_id=d.notice_id, template=notice["template"],
-                        report=notice["report"], window_open=window, attempt=d.attempts)
-
-    def _notice(self, notice_id: int) -> dict:
-        n = self._notice_cache.get(notice_id)
-        if n is None:
-            row = self.store.incidents.notice(notice_id) or {"text": "", "template": "", "report": None}
-            n = {"text": row["text"], "template": row["template"],
-                 "report": json.loads(row["report"]) if row.get("report") else None}
-            if len(self._notice_cache) > 64:
-                self._notice_cache.clear()
-            self._notice_cache[notice_id] = n
-        return n
 
     def _record(self, d: Delivery, r: SendResult, latency: float) -> None:
         dl = self.store.deliveries
@@ -535,12 +506,8 @@ class Dispatcher:
 
     # -- progress, upkeep --------------------------------------------------------------------------
     def _track(self, batch: list[Delivery]) -> None:
-        if self.channel.wants_window:
-            # The 24-hour window of the batch's subscribers in one query, not one per send
-            # (judged as of the claim: at most the batch's half second of sending earlier).
-            self._inbound_at = self.store.subscribers.last_inbound_many(
-                d.subscriber_id for d in batch
-                if d.subscriber_id is not None and d.notice_id is not None)
+        if self.channel.wants_window:  # the batch's 24-hour windows in one query
+            self.messages.windows(batch)
         self.progress.track(batch)
 
     def _note_paused(self, paused: str | None) -> None:
