@@ -187,9 +187,9 @@ class Dispatcher:
 
     async def _run(self, stop: asyncio.Event, drain: bool) -> None:
         failure: Exception | None = None
+        if self._lock_file is not None:
+            self.held.open()  # perhaps not created at start (the disk was full)
         if self._requeue_due:  # the store refused to put the last stop's or run's claims back
-            if self._lock_file is not None:
-                self.held.open()  # perhaps not created at start (the disk was full)
             # raises while the store still refuses (the supervisor waits and starts us again)
             self._recover(self._requeue_due)
         try:
