@@ -8,15 +8,23 @@ tests/diskfull.py, which runs the scenario; tests/test_supervisor.py runs it for
 
     .venv/bin/python bench/disk_full.py              # 5 minutes full (the issue's figure)
     .venv/bin/python bench/disk_full.py --minutes 1.5 --every 2
+    .venv/bin/python bench/disk_full.py --stop-only  # only the stop-while-full phase
 
 Prints: minutes full, the SMTP answers seen while full, ERROR/WARNING lines and tracebacks
 in the daemon's log, seconds until the processor resumed by itself after space returned
 (and until everything was processed and delivered), mails processed, duplicates.
+
+Then a second phase (about 10 s a signal): a fan-out to 30 subscribers, the store refusing
+every write a few sends in, the daemon stopped (SIGTERM) and, in another run, killed
+(SIGKILL) while still full, space back, started again (tests/diskfull.py
+``stop_while_full``); prints per signal the sends made while full, the results recorded
+from the send journal, and the recipients who got the notice twice or never.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -35,7 +43,11 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=5.0,
                     help="seconds between mails sent over SMTP while full")
     ap.add_argument("--keep", action="store_true", help="keep the folder (daemon.log)")
+    ap.add_argument("--stop-only", action="store_true",
+                    help="only the phase that stops the daemon while the store is full")
     args = ap.parse_args()
+    if args.stop_only:
+        return 0 if stop_phase(args.keep) else 1
     tmp = Path(tempfile.mkdtemp(prefix="bridge-disk-full-"))
     last = [0.0]
 
@@ -70,7 +82,31 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     ok = (f.alive_throughout and f.exit_code == 0 and f.duplicates == 0 and f.missing == 0
           and f.processed == f.mails)
-    return 0 if ok else 1
+    stopped_ok = stop_phase(args.keep)
+    return 0 if ok and stopped_ok else 1
+
+
+def stop_phase(keep: bool) -> bool:
+    """The daemon stopped and killed while the store is full; True when nobody got the
+    notice twice and nobody not at all."""
+    ok = True
+    print("stopped while the store is full (a fan-out to 30, then started with space back):")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        tmp = Path(tempfile.mkdtemp(prefix="bridge-stop-full-"))
+        f = diskfull.stop_while_full(tmp, sig)
+        print(f"  {sig.name}: sent after the store filled "
+              f"{f.sent_before_stop - f.sent_before_full}, "
+              f"recorded from the send journal {f.journaled}, put back as under way "
+              f"{f.sent_again_line}; sent twice {f.duplicates}, missing {f.missing} "
+              f"(exit {f.first_exit}, then {f.second_exit}; ERROR lines {f.errors})")
+        ok = ok and f.drained and f.duplicates == 0 and f.missing == 0
+        if keep:
+            print(f"  folder {tmp}")
+        else:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ok
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@
   under way at a crash back in the queue: those, and only those, may go out twice. A send
   is under way from the call to the channel until its result is committed; successful
   results share one commit per FLUSH_DELAY (10 ms), so under way means at most
-  ``concurrency`` sends plus 10 ms worth of answers.
+  ``concurrency`` sends plus 10 ms worth of answers. Results the store refuses (a full
+  disk) are held in memory and in the send journal (bridge/heldresults.py), which the
+  next start records first: a stop while the disk is full sends none of them again.
 
 All sends run in one TaskGroup owned by :meth:`Dispatcher.run`; nothing is fire-and-forget.
 """
@@ -30,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import random
 import time
@@ -39,10 +40,12 @@ from pathlib import Path
 from typing import Callable
 
 from bridge.aio import first_of
-from bridge.channels.base import Channel, Outgoing, SendResult
+from bridge.channels.base import Channel, SendResult
 from bridge.config import DispatchConfig
 from bridge.core.phone import mask
 from bridge.events import ChannelPaused, ChannelResumed, EventBus
+from bridge.heldresults import HeldResults
+from bridge.outgoing import Messages
 from bridge.pacing import AdaptiveRate, RecipientPacing, backoff
 from bridge.progress import FanOutProgress
 from bridge.sendhealth import SendHealth
@@ -96,9 +99,7 @@ class Dispatcher:
                                        self.flush, events)
         # the window of send results: ok / degraded, the summary line (bridge.sendhealth)
         self.health = health if health is not None else SendHealth(events=events)
-        self._notice_cache: dict[int, dict] = {}
-        # subscriber id -> last inbound message, read for each claimed batch at once
-        self._inbound_at: dict[int, float | None] = {}
+        self.messages = Messages(store)  # a delivery's Outgoing (bridge.outgoing)
         self._lock_file = None
         self._scrub_due = False  # a number left the store: checkpoint the WAL soon
         self._scrub_after_flush = False  # ... once the pending group commit is done
@@ -106,7 +107,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task] = set()  # the sends under way
         # Results the store could not record yet (e.g. "database is locked"): recorded
         # again before the next claim, so a store hiccup neither loses nor repeats a send.
+        # Those refused for a full disk also go into the send journal, until recorded.
         self._unrecorded: list[tuple[Delivery, SendResult, float]] = []
+        self.held = HeldResults(store, cfg, channel, on_unreachable)
         # Successful sends are committed in small groups (group commit): one transaction
         # at most FLUSH_DELAY after the channel answered.
         self._sent: list[tuple[str | None, int]] = []
@@ -115,7 +118,9 @@ class Dispatcher:
         # bridge.events: fan-out ends, and the channel's pause state as this loop sees it
         self.events = events
         self._paused_seen: tuple[str, float] | None = None  # (reason, since)
-        self._requeue_due = False  # a crashed run's claims are not back in the queue yet
+        # sends under way not back in the queue yet (the store refused): at "start" (the
+        # last stop's, after the send journal's results), or after a "crash" of a run
+        self._requeue_due: str | None = None
 
     @property
     def rate(self) -> float:
@@ -129,7 +134,10 @@ class Dispatcher:
 
     # -- ownership ----------------------------------------------------------------------------
     def acquire(self) -> None:
-        """Take the per-database dispatcher lock, then requeue sends cut off by a crash."""
+        """Take the per-database dispatcher lock, record the results the send journal kept
+        at the last stop, then requeue the sends cut off by it. A store that cannot be
+        written now (a full disk) leaves both to the first run (:meth:`run` raises while
+        it cannot); other store errors raise (the lock is released)."""
         path = Path(str(self.store.db.path) + ".dispatch.lock")
         f = open(path, "a+")
         try:
@@ -139,11 +147,26 @@ class Dispatcher:
             raise DispatcherBusy(
                 "another dispatcher (the running daemon?) owns this database") from None
         self._lock_file = f
-        n = self.store.deliveries.reset_inflight()
-        if n:
-            log.warning("dispatch: %d sends were under way at the last stop; sending them again", n)
+        self.held.open()
+        try:
+            self._recover("start")
+        except Exception as e:
+            if write_problem(e) is None:
+                self.release()
+                raise
+            self._requeue_due = "start"
+            log.info("dispatch: the sends under way at the last stop wait until the store "
+                     "takes writes: %s", write_problem(e))
+
+    def _recover(self, why: str) -> None:
+        """HeldResults.recover, but the sends whose result this run holds stay claimed."""
+        self.held.recover(why, {i for _, i in self._sent}
+                          | {d.id for d, _, _ in self._unrecorded})
+        self._requeue_due = None
 
     def release(self) -> None:
+        """Let go of the dispatcher lock and close the send journal (what it holds stays)."""
+        self.held.close()
         if self._lock_file:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
@@ -164,12 +187,11 @@ class Dispatcher:
 
     async def _run(self, stop: asyncio.Event, drain: bool) -> None:
         failure: Exception | None = None
-        if self._requeue_due:  # the last run's crash could not put its claims back
+        if self._lock_file is not None:
+            self.held.open()  # perhaps not created at start (the disk was full)
+        if self._requeue_due:  # the store refused to put the last stop's or run's claims back
             # raises while the store still refuses (the supervisor waits and starts us again)
-            n = self.store.deliveries.reset_inflight(exclude={i for _, i in self._sent})
-            self._requeue_due = False
-            if n:
-                log.warning("dispatch: %d claimed deliveries put back in the queue", n)
+            self._recover(self._requeue_due)
         try:
             async with asyncio.TaskGroup() as tg:
                 try:
@@ -299,18 +321,13 @@ class Dispatcher:
             self._record_again()
         if self._lock_file is None:
             return  # not the owner: other 'sending' rows may be another dispatcher's
-        keep = {i for _, i in self._sent}  # sent, result not yet committed
-        try:
-            n = self.store.deliveries.reset_inflight(exclude=keep)
-            self._requeue_due = False
+        try:  # the last stop's journaled results first, if the store refused them so far
+            self._recover("start" if self._requeue_due == "start" else "crash")
         except Exception as e:
             # e.g. a full store: tried again when the supervisor starts the loop again
-            self._requeue_due = True
+            self._requeue_due = self._requeue_due or "crash"
             log.log(logging.INFO if write_problem(e) else logging.ERROR,
                     "dispatch: could not requeue unfinished sends: %s", e)
-            return
-        if n:
-            log.warning("dispatch: %d claimed deliveries put back in the queue", n)
 
     async def _idle(self, stop: asyncio.Event, ready: bool = True) -> None:
         timeout = self.cfg.poll_interval
@@ -324,7 +341,7 @@ class Dispatcher:
     async def _send(self, d: Delivery, channel: Channel, sem: asyncio.Semaphore) -> None:
         t0 = time.monotonic()
         try:
-            msg = self._outgoing(d, channel)
+            msg = self.messages.build(d, channel)
             try:
                 result = await channel.send(msg)
             except asyncio.CancelledError:
@@ -345,6 +362,8 @@ class Dispatcher:
                 log.log(logging.INFO if write_problem(e) else logging.ERROR,
                         "dispatch: could not record the result of delivery %d (%s): %s; "
                         "trying again", d.id, result.status, e)
+                if write_problem(e) is not None:  # a full disk: kept in the journal too
+                    self.held.hold(d, result)
                 self._unrecorded.append((d, result, latency))
         finally:
             self._inflight_ids.discard(d.id)
@@ -357,39 +376,16 @@ class Dispatcher:
             d, result, latency = self._unrecorded[0]
             self._record(d, result, latency)
             self._unrecorded.pop(0)
-
-    def _outgoing(self, d: Delivery, channel: Channel) -> Outgoing:
-        if d.notice_id is None:
-            return Outgoing(delivery_id=d.id, to=d.to_addr, text=d.reply or "", kind="reply",
-                            template=f"replies/{d.reply_name}.j2" if d.reply_name else None,
-                            window_open=True, attempt=d.attempts)
-        notice = self._notice(d.notice_id)
-        window = None
-        if channel.wants_window and d.subscriber_id is not None:
-            sid = d.subscriber_id
-            last = (self._inbound_at[sid] if sid in self._inbound_at
-                    else self.store.subscribers.last_inbound_at(sid))
-            window = bool(last and time.time() - last < 86400)
-        return Outgoing(delivery_id=d.id, to=d.to_addr, text=notice["text"], kind="notice",
-                        notice_id=d.notice_id, template=notice["template"],
-                        report=notice["report"], window_open=window, attempt=d.attempts)
-
-    def _notice(self, notice_id: int) -> dict:
-        n = self._notice_cache.get(notice_id)
-        if n is None:
-            row = self.store.incidents.notice(notice_id) or {"text": "", "template": "", "report": None}
-            n = {"text": row["text"], "template": row["template"],
-                 "report": json.loads(row["report"]) if row.get("report") else None}
-            if len(self._notice_cache) > 64:
-                self._notice_cache.clear()
-            self._notice_cache[notice_id] = n
-        return n
+            if result.status != "sent":  # a sent one is committed (and cleared) by flush()
+                self.held.recorded((d.id,))
 
     def _record(self, d: Delivery, r: SendResult, latency: float) -> None:
         dl = self.store.deliveries
         c = self.counters
         if r.status == "sent":
             self._sent.append((r.provider_id, d.id))
+            if self.held.refusing:  # the store refuses writes: journaled now (fsync)
+                self.held.hold_sent(self._sent[-1:])
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_later(
                     FLUSH_DELAY, self._flush_later)
@@ -487,10 +483,15 @@ class Dispatcher:
             self._sent, self._reached = [], []
             try:
                 self.store.deliveries.mark_sent_many(sent, reached)
-            except BaseException:
-                # keep them: committed by a later flush, and never put back in the queue
+            except BaseException as e:
+                # keep them: committed by a later flush, and never put back in the queue;
+                # on a full disk in the send journal too, so that a stop loses none of them
                 self._sent[:0], self._reached[:0] = sent, reached
+                if write_problem(e) is not None:
+                    self.held.hold_sent(sent)
                 raise
+            if self.held.refusing or self.held.holding:
+                self.held.committed(i for _, i in sent)
         if self._scrub_after_flush and not self._sent:
             self._scrub_after_flush = False
             self._scrub_due = True
@@ -505,12 +506,8 @@ class Dispatcher:
 
     # -- progress, upkeep --------------------------------------------------------------------------
     def _track(self, batch: list[Delivery]) -> None:
-        if self.channel.wants_window:
-            # The 24-hour window of the batch's subscribers in one query, not one per send
-            # (judged as of the claim: at most the batch's half second of sending earlier).
-            self._inbound_at = self.store.subscribers.last_inbound_many(
-                d.subscriber_id for d in batch
-                if d.subscriber_id is not None and d.notice_id is not None)
+        if self.channel.wants_window:  # the batch's 24-hour windows in one query
+            self.messages.windows(batch)
         self.progress.track(batch)
 
     def _note_paused(self, paused: str | None) -> None:

@@ -12,10 +12,16 @@ The scenario: two subscribers; one mail processed before; then the store is full
 or 451) and the daemon must stay up; then space returns, the mails answered 451 are sent
 again (as the sender's MTA would) and every accepted mail must be processed once and each
 notice delivered once to each subscriber (the console channel's ``outbox.jsonl``).
+
+:func:`stop_while_full`: the daemon stopped (SIGTERM) or killed while the store is still
+full in the middle of a fan-out, then started again once space returned: the sends the
+channel accepted but the store could not record must not go out again.
 """
 
 from __future__ import annotations
 
+import re
+import signal
 import smtplib
 import sqlite3
 import time
@@ -164,3 +170,98 @@ def run(tmp: Path, full_seconds: float, every: float = 2.0,
     f.warnings = sum(1 for line in log_lines if " WARNING " in line)
     f.tracebacks = f.log.count("Traceback (most recent call last)")
     return f
+
+
+# -- a stop while the store is still full ----------------------------------------------------------
+@dataclass
+class StopFigures:
+    """What :func:`stop_while_full` saw: the notice's sends per recipient over both runs."""
+
+    subscribers: int = 0
+    sent_before_full: int = 0  # outbox lines when the store filled
+    sent_before_stop: int = 0  # ... when the daemon was stopped (still full)
+    first_exit: int | None = None  # the first daemon's exit status (-9: SIGKILL)
+    second_exit: int | None = None
+    drained: bool = False  # every subscriber had the notice after the restart
+    duplicates: int = 0  # sends beyond one per recipient
+    missing: int = 0  # recipients who never got it
+    journaled: int = 0  # results the restart recorded from the send journal (its log line)
+    sent_again_line: int = 0  # "N sends were under way at the last stop"
+    errors: int = 0  # ERROR and CRITICAL log lines
+    tracebacks: int = 0
+    log: str = ""
+
+    def summary(self) -> str:
+        return (f"{self.subscribers} subscribers; sent {self.sent_before_full} before the "
+                f"store filled, {self.sent_before_stop} before the stop (exit "
+                f"{self.first_exit}); after the restart (exit {self.second_exit}): "
+                f"drained {self.drained}, sent twice {self.duplicates}, missing "
+                f"{self.missing}; recorded from the send journal {self.journaled}, put back "
+                f"as under way {self.sent_again_line}; ERROR lines {self.errors}, "
+                f"tracebacks {self.tracebacks}")
+
+
+def stop_while_full(tmp: Path, sig: int = signal.SIGTERM, subscribers: int = 30,
+                    rate: float = 10.0, after: int = 2) -> StopFigures:
+    """A fan-out of one notice to ``subscribers`` at ``rate``/s (half a second of sends
+    claimed at a time); six sends in (the first of the second claim), the store refuses
+    every write (the hook's ``refuse``: a disk without a free block, where even marking a
+    delivery sent fails); ``after`` sends later, with the store still full and the rest of
+    that claim not sent yet, the daemon gets ``sig`` (SIGTERM or SIGKILL). Then space
+    returns, a new daemon starts and sends the rest. Counts each recipient's copies in
+    the console channel's ``outbox.jsonl``."""
+    port = free_port()
+    cfg = write_config(tmp, smtp=True, smtp_port=port, rate=rate)
+    cap = tmp / "page_cap"
+    cap.write_text("")
+    numbers = [f"+316{20000000 + i:08d}" for i in range(subscribers)]
+    bridge(cfg, "subscribers", "add", *numbers)
+    env = {"BRIDGE_FAULT_PAGE_CAP": str(cap)}
+    f = StopFigures(subscribers=subscribers)
+    d = Daemon(cfg, port=port, env=env).start()
+    try:
+        assert _send(port, outage_mail(0)) == 250
+        assert _wait(lambda: len(read_outbox(tmp)) >= 6, 30, step=0.01), d.log()
+        cap.write_text("refuse")  # full: no write transaction commits from now on
+        f.sent_before_full = len(read_outbox(tmp))
+        # the sends claimed go on; their results cannot be recorded
+        _wait(lambda: len(read_outbox(tmp)) >= f.sent_before_full + after, 10, step=0.005)
+        f.sent_before_stop = len(read_outbox(tmp))
+        assert d.alive(), d.log()
+    finally:
+        if d.alive():
+            if sig == signal.SIGKILL:
+                d.kill()
+                f.first_exit = d.proc.returncode
+            else:
+                f.first_exit = d.stop()
+        cap.write_text("")  # space returns while it is stopped
+    d = Daemon(cfg, port=port, env=env).start()
+    try:
+        f.drained = _wait(lambda: len({m["to"] for m in read_outbox(tmp)}) >= subscribers
+                          and _open_deliveries(tmp / "bridge.db") == 0, 60)
+        time.sleep(1.0)  # anything sent twice would show now
+    finally:
+        f.second_exit = d.stop() if d.alive() else d.proc.returncode
+    copies = Counter(m["to"] for m in read_outbox(tmp))
+    f.duplicates = sum(n - 1 for n in copies.values())
+    f.missing = len(set(numbers) - set(copies))
+    f.log = d.log()
+    for line in f.log.splitlines():
+        if " ERROR " in line or " CRITICAL " in line:
+            f.errors += 1
+        if m := re.search(r"recorded (\d+) send results kept in the send journal", line):
+            f.journaled += int(m.group(1))
+        if m := re.search(r"(\d+) sends were under way at the last stop", line):
+            f.sent_again_line += int(m.group(1))
+    f.tracebacks = f.log.count("Traceback (most recent call last)")
+    return f
+
+
+def _open_deliveries(db_path: Path) -> int:
+    db = sqlite3.connect(db_path, timeout=10)
+    try:
+        return db.execute("SELECT count(*) FROM deliveries WHERE state IN"
+                          " ('pending', 'sending')").fetchone()[0]
+    finally:
+        db.close()

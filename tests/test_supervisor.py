@@ -296,6 +296,27 @@ def test_a_daemon_stays_up_through_a_full_disk_and_loses_nothing(tmp_path):
     assert f.drain_seconds is not None, f.summary()
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_stop_while_the_store_is_full_sends_nothing_twice(tmp_path, sig):
+    """The real daemon in the middle of a fan-out to 30 subscribers; the store fills so
+    that no write commits (not even marking a delivery sent); two more sends go out; the
+    daemon is stopped (SIGTERM) or killed (SIGKILL) while the store is still full; space
+    returns and a new daemon starts. Every subscriber has the notice exactly once: the
+    results the store refused were kept in the send journal and recorded at the start,
+    the claimed sends not yet made went out after it (tests/diskfull.py). Before the
+    journal, the sends since the last commit (3 of 8 here) went out again."""
+    import signal
+
+    import diskfull
+
+    f = diskfull.stop_while_full(tmp_path, getattr(signal, sig))
+    assert f.sent_before_stop >= f.sent_before_full + 2, f.summary()  # sent while full
+    assert f.drained and f.second_exit == 0, f.log
+    assert f.duplicates == 0 and f.missing == 0, f.summary()
+    assert f.journaled >= 2, f.summary()  # the two sent while full, at least
+    assert f.errors == 0 and f.tracebacks == 0, f.log
+
+
 async def test_a_start_that_fails_undoes_what_did_start(tmp_path):
     """The web server binds, then the SMTP port is in use: the daemon does not start, and
     it leaves no listener and no dispatcher lock behind (for an embedding process)."""

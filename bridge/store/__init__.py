@@ -3,6 +3,7 @@
     store = Store.open(path)
     store.mails / store.incidents / store.deliveries / store.subscribers / store.state
     store.mailout (the mail-out queue of bridge.mailout)
+    store.open_send_journal() / store.replay_sends() (results kept on a full disk)
     store.users / store.audit / store.control / store.notices / store.tally /
     store.template_versions (the operator console and its CLI commands)
 """
@@ -17,6 +18,7 @@ from bridge.store.deliveries import Deliveries, Delivery
 from bridge.store.incidents import Incidents
 from bridge.store.mailout import MailOut
 from bridge.store.mails import Mails, RawMail, StoredMail
+from bridge.store.sendjournal import Replayed, SendJournal, path_for as _journal_path, replay
 from bridge.store.stats import StoreCounts, read_counts
 from bridge.store.subscribers import Subscriber, Subscribers
 # the operator console and its CLI commands
@@ -81,6 +83,22 @@ class Store:
 
     def tx(self, *, durable: bool = False):
         return self.db.tx(durable=durable)
+
+    # -- the send journal (bridge.store.sendjournal) ------------------------------------------
+    def send_journal_path(self) -> Path:
+        """The send journal's file beside this store: ``<store>.sendjournal``."""
+        return _journal_path(self.db.path)
+
+    def open_send_journal(self) -> SendJournal:
+        """Open the send journal beside this store, creating it (128 KiB of zeros, fsynced)
+        when missing. Raises OSError when it cannot be created or read (e.g. ENOSPC)."""
+        return SendJournal.open(self.db.path)
+
+    def replay_sends(self, journal: SendJournal) -> Replayed:
+        """Record the results ``journal`` kept from the last run (one transaction), then
+        zero them; see :func:`bridge.store.sendjournal.replay`. Raises StoreFull while the
+        store cannot be written (the records stay)."""
+        return replay(journal, self.deliveries, self.subscribers)
 
     def read_counts(self) -> StoreCounts:
         """Counts for metrics over a read-only connection of their own (slow on a large

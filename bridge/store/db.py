@@ -23,9 +23,11 @@ Test hook (fault injection, like :mod:`bridge.faults`): when the environment var
 ``BRIDGE_FAULT_PAGE_CAP`` names a file, every write transaction first reads it and sets
 SQLite's ``PRAGMA max_page_count`` from it on this connection: ``full`` caps the store at
 its current size (any write that needs a new page fails with SQLITE_FULL, as on a full
-disk), a number caps it at that many pages, an empty or missing file lifts the cap. A
-test fills and frees the "disk" of a running daemon by writing that file; unset (always,
-in production) it costs nothing.
+disk), a number caps it at that many pages, ``refuse`` fails every write transaction with
+SQLITE_FULL (a disk without a block free, where even an UPDATE in place cannot grow the
+WAL: the page cap lets writes through that need no new page), an empty or missing file
+lifts the cap. A test fills and frees the "disk" of a running daemon by writing that file;
+unset (always, in production) it costs nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from bridge.store.errors import (PASSING, StoreError, StoreFull, access_problem, os_user, owner,
-                                 write_problem)
+from bridge.store.errors import (PASSING, WRITE_PROBLEMS, StoreError, StoreFull, access_problem,
+                                 os_user, owner, write_problem)
 
 __all__ = ["Database", "MIGRATIONS", "SCHEMA_VERSION", "StoreError", "StoreFull",
            "access_problem", "now", "write_problem"]
@@ -433,12 +435,16 @@ class Database:
                 c.execute("PRAGMA synchronous=NORMAL")
 
     def _apply_page_cap(self) -> None:
-        """The test hook of the module doc: set max_page_count from the cap file."""
+        """The test hook of the module doc: set max_page_count from the cap file, or
+        raise :class:`StoreFull` (``refuse``) as a full disk fails a transaction."""
         try:
             with open(_PAGE_CAP_FILE or "", encoding="ascii") as f:
                 cap = f.read().strip()
         except OSError:
             cap = ""
+        if cap == "refuse":
+            full = WRITE_PROBLEMS[sqlite3.SQLITE_FULL]
+            raise StoreFull(f"cannot start a transaction: {full} (test hook)", full)
         if cap == self._page_cap:
             return
         self._page_cap = cap

@@ -105,6 +105,18 @@ class Deliveries:
             self._supersede_if_newer(ids)
             return len(ids)
 
+    def states(self, ids: Collection[int]) -> dict[int, tuple[str, int | None]]:
+        """{delivery id: (state, subscriber id)} for those of ``ids`` that exist."""
+        out: dict[int, tuple[str, int | None]] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.db.execute(f"SELECT id, state, subscriber_id FROM deliveries"
+                                     f" WHERE id IN ({marks})", part):
+                out[r[0]] = (r[1], r[2])
+        return out
+
     def _supersede_if_newer(self, ids: Collection[int]) -> None:
         """Pending deliveries among ``ids`` whose incident has a newer notice for the same
         subscriber become superseded (call inside a transaction)."""
