@@ -159,13 +159,17 @@ class HeldResults:
         self.recorded(ids)
 
     def recorded(self, ids: Iterable[int]) -> None:
-        """The results of deliveries ``ids`` are in the store now: zero their records."""
+        """The results of deliveries ``ids`` are in the store now: zero their records once
+        the store has them on disk (a store that cannot sync keeps them in the journal)."""
         if not self._slots or self.journal is None:
             return
         slots = [self._slots.pop(i) for i in ids if i in self._slots]
         if not slots:
             return
         try:
+            # the store commits with synchronous=NORMAL: its copy on disk first, or a power
+            # cut after the zeroing could lose both and the sends would go out again
+            self.store.db.sync()
             self.journal.clear(slots)
         except OSError as e:  # replaying a record whose delivery is done does nothing
             log.info("dispatch: could not clear %d records of the send journal: %s",

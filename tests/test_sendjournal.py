@@ -386,3 +386,77 @@ async def test_a_journal_that_cannot_be_created_is_one_warning_and_sending_goes_
         "dispatch: cannot use the send journal "), warnings
     assert "No space left on device" in warnings[0]
     assert sorted(m.to for m in ch.calls) == nums
+
+
+# --- the store's copy is durable before the journal's copy is zeroed --------------------------
+
+
+class Syncs:
+    """Every fsync and fdatasync this process makes, as (call, file name), in order."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[tuple[str, str]] = []
+        for name in ("fsync", "fdatasync"):
+            monkeypatch.setattr(os, name, self._spy(name, getattr(os, name)))
+
+    def _spy(self, name, real):
+        def call(fd):
+            with contextlib.suppress(OSError):
+                self.calls.append((name, os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+            return real(fd)
+        return call
+
+    def store_synced_before_the_journal(self, store) -> bool:
+        """The journal's file was synced (its slots zeroed) only after the store's WAL."""
+        wal = store.db.path.name + "-wal"
+        journal = path_for(store.db.path).name
+        names = [n for _, n in self.calls]
+        assert journal in names, self.calls
+        return wal in names and names.index(wal) < names.index(journal)
+
+
+def test_a_replay_zeroes_the_records_only_once_the_store_has_them_on_disk(store, monkeypatch):
+    """The store commits with synchronous=NORMAL (not on disk before a checkpoint): a power
+    cut after the journal's records were zeroed (fsynced) but before the WAL reached the
+    disk would lose both copies of a result, and the send would go out again. The store's
+    WAL is synced first."""
+    subscribers(store, 1)
+    fan_out_notice(store, None, "melding")
+    (d,) = claim_all(store).values()
+    j = store.open_send_journal()
+    j.write([SendRecord(d.id, "sent", "wamid.A")])
+    j.close()
+    j = store.open_send_journal()
+    syncs = Syncs(monkeypatch)
+    assert store.replay_sends(j).sent == 1
+    assert j.found() == [] and path_for(store.db.path).read_bytes()[SLOT:] == bytes(SIZE - SLOT)
+    assert syncs.store_synced_before_the_journal(store), syncs.calls
+    j.close()
+
+
+async def test_held_results_are_zeroed_only_once_the_store_has_them_on_disk(store, monkeypatch):
+    """The same for the results the dispatcher held while the store refused them: the
+    group commit that records the sent ones, and _record_again for a retry."""
+    nums = subscribers(store, 2)
+    fan_out_notice(store, None, "melding")
+    d = Dispatcher(DISPATCH, store, Scripted())
+    d.acquire()
+    try:
+        claimed = claim_all(store)
+        a, b = claimed[nums[0]], claimed[nums[1]]
+        d._sent.append(("wamid.A", a.id))
+        d.held.hold_sent(d._sent)  # the group commit failed: journaled
+        retry = SendResult("retry", error="1 x")
+        d.held.hold(b, retry)
+        d._unrecorded.append((b, retry, 0.01))
+        assert d.held.holding == 2
+        syncs = Syncs(monkeypatch)
+        d.flush()
+        assert d.held.holding == 1 and syncs.store_synced_before_the_journal(store), syncs.calls
+        syncs.calls.clear()
+        d._record_again()
+        assert d.held.holding == 0 and syncs.store_synced_before_the_journal(store), syncs.calls
+    finally:
+        d.release()
+    assert store.open_send_journal().found() == []
+    assert store.deliveries.counts() == {"sent": 1, "pending": 1}

@@ -13,8 +13,8 @@ the next start sends it again. The journal keeps such results on disk instead:
   falls back to memory);
 - :data:`SLOTS` - 1 slots of :data:`SLOT` bytes after a header slot; a record
   (:class:`SendRecord`) is written into a free slot in place and fsynced
-  (:meth:`SendJournal.write`); one that is recorded in the store is zeroed in place
-  (:meth:`SendJournal.clear`). The file never changes size;
+  (:meth:`SendJournal.write`); one that is recorded in the store, and on its disk (the
+  caller fsyncs the store's WAL first), is zeroed in place (:meth:`SendJournal.clear`). The file never changes size;
 - a record ends in a CRC-32 of the slot: a record torn by a crash mid-write is ignored
   (its send counts as under way, as without a journal: sent at most once more);
 - at the next start, before the sends under way are put back in the queue, the records
@@ -251,9 +251,9 @@ def replay(journal: SendJournal, deliveries: "Deliveries",
     as if their results had just come back: ``sent`` marks the delivery sent with its
     message id, ``failed`` failed, ``retry`` pending again at its ``due_at``. Only the
     newest record of a delivery counts, and only while the delivery is still under way
-    ('sending'); the others were recorded before (their slots were not zeroed yet). Then
-    zeroes those slots (when that fails, :attr:`Replayed.clear_error` says why: the next
-    start finds them recorded). Call before the sends under way are put back in the queue.
+    ('sending'); the others were recorded before (their slots were not zeroed yet). Then,
+    once the store has them on disk (``Database.sync``), zeroes those slots (when that
+    fails, :attr:`Replayed.clear_error` says why: the next start finds them recorded). Call before the sends under way are put back in the queue.
 
     Raises what the store raises (:class:`bridge.store.StoreFull` on a full disk: the
     records stay for the next try)."""
@@ -292,6 +292,9 @@ def replay(journal: SendJournal, deliveries: "Deliveries",
         if sent:
             deliveries.mark_sent_many(sent, reached)
     try:
+        # the store's copy on disk first (a commit waits in the WAL for a checkpoint):
+        # zeroed before, a power cut could lose both and the sends would go out again
+        db.sync()
         journal.clear(slot for slot, _ in found)
     except OSError as e:
         out.clear_error = e.strerror or str(e)
