@@ -109,7 +109,8 @@ class Dispatcher:
         # again before the next claim, so a store hiccup neither loses nor repeats a send.
         # Those refused for a full disk also go into the send journal, until recorded.
         self._unrecorded: list[tuple[Delivery, SendResult, float]] = []
-        self.held = HeldResults(store, cfg, channel, on_unreachable)
+        self.held = HeldResults(store, cfg, channel, on_unreachable,
+                                on_finished=self.progress.ended_if_done)
         # Successful sends are committed in small groups (group commit): one transaction
         # at most FLUSH_DELAY after the channel answered.
         self._sent: list[tuple[str | None, int]] = []

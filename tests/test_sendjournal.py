@@ -460,3 +460,29 @@ async def test_held_results_are_zeroed_only_once_the_store_has_them_on_disk(stor
         d.release()
     assert store.open_send_journal().found() == []
     assert store.deliveries.counts() == {"sent": 1, "pending": 1}
+
+
+async def test_a_fan_out_the_replay_finishes_is_published_as_ended(store, monkeypatch):
+    """The whole fan-out (one claim) went out while the store was full, one subscriber
+    unreachable; stopped. The next start finishes it by the replay alone (nothing is
+    claimed again), and its end is still published (mail back mails the failure), as
+    when the dispatcher finishes a fan-out itself."""
+    from bridge.events import EventBus, FanOutEnded
+
+    nums = subscribers(store, 6)
+    ch = Scripted({nums[0]: [SendResult("failed", error="131026 unreachable",
+                                        unreachable=True)]}, latency=0.01)
+    await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=6)
+    monkeypatch.undo()
+    events, ended = EventBus(), []
+    events.subscribe(FanOutEnded, ended.append)
+    ch2 = Scripted()
+    d = Dispatcher(DISPATCH, store, ch2, events=events)
+    d.acquire()
+    try:
+        await d.drain()
+    finally:
+        d.release()
+    assert ch2.calls == [] and store.deliveries.counts() == {"sent": 5, "failed": 1}
+    assert [(e.recipients, e.failed, e.failures) for e in ended] == [
+        (6, 1, (("131026 unreachable", 1),))], ended

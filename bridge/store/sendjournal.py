@@ -230,13 +230,16 @@ class SendJournal:
 @dataclass
 class Replayed:
     """What :func:`replay` recorded: results by status, deliveries no longer under way
-    (nothing to do), and the subscribers reported unreachable as (id, count in a row)."""
+    (nothing to do), the subscribers reported unreachable as (id, count in a row), and
+    the notices of the deliveries it finished (sent or failed: perhaps the last of their
+    fan-out, which then no dispatcher sees end)."""
 
     sent: int = 0
     failed: int = 0
     retry: int = 0
     done_before: int = 0
     unreachable: list[tuple[int, int]] = field(default_factory=list)
+    notices: set[int] = field(default_factory=set)
     clear_error: str | None = None  # why the records could not be zeroed (they stay)
 
     @property
@@ -270,10 +273,12 @@ def replay(journal: SendJournal, deliveries: "Deliveries",
         sent: list[tuple[str | None, int]] = []
         reached: list[int] = []
         for rec in newest.values():
-            state, subscriber_id = states.get(rec.delivery_id, (None, None))
+            state, subscriber_id, notice_id = states.get(rec.delivery_id, (None, None, None))
             if state != "sending":
                 out.done_before += 1
                 continue
+            if notice_id is not None and rec.status != "retry":
+                out.notices.add(notice_id)
             if rec.status == "sent":
                 sent.append((rec.text, rec.delivery_id))
                 if rec.flag and subscriber_id is not None:
