@@ -384,7 +384,10 @@ class Dispatcher:
         dl = self.store.deliveries
         c = self.counters
         if r.status == "sent":
-            self._sent.append((r.provider_id, d.id))
+            # A reply to a non-subscriber keeps no message id (it can encode the number):
+            # the store drops it, and neither the send journal nor memory needs it.
+            stranger = d.subscriber_id is None and d.notice_id is None
+            self._sent.append((None if stranger else r.provider_id, d.id))
             if self.held.refusing:  # the store refuses writes: journaled now (fsync)
                 self.held.hold_sent(self._sent[-1:])
             if self._flush_handle is None:

@@ -486,3 +486,30 @@ async def test_a_fan_out_the_replay_finishes_is_published_as_ended(store, monkey
     assert ch2.calls == [] and store.deliveries.counts() == {"sent": 5, "failed": 1}
     assert [(e.recipients, e.failed, e.failures) for e in ended] == [
         (6, 1, (("131026 unreachable", 1),))], ended
+
+
+async def test_the_message_id_of_a_reply_to_a_non_subscriber_is_not_journaled(
+        store, monkeypatch):
+    """The store never keeps the channel's message id of a reply to someone who is not a
+    subscriber (the Cloud API's wamid encodes the number; mark_sent_many drops it), and
+    the dispatcher scrubs the WAL once it is sent: the journal must not keep that id on
+    disk either (it would stay there from a stop until the next start). A notice's id is
+    journaled (it is recorded)."""
+    nums = subscribers(store, 2)
+    stranger = "+31699999999"
+    store.deliveries.add_reply(to_addr=stranger, channel="console", text="Stuur START",
+                               name="help", subscriber_id=None)
+    ch = Scripted({stranger: [SendResult.ok("wamid.HBgLMzE2OTk5OTk5OTkVAgARGBI5")]},
+                  latency=0.01)
+    await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=3)
+    recs = {r.delivery_id: r for _, r in SendJournal.open(store.db.path).found()}
+    reply_id = next(m.delivery_id for m in ch.calls if m.to == stranger)
+    assert len(recs) == 3 and recs[reply_id].status == "sent", recs
+    assert recs[reply_id].text is None, recs[reply_id]
+    assert b"wamid.HBgLMzE2OTk5" not in path_for(store.db.path).read_bytes()
+    assert all(r.text == f"id-{i}" for i, r in recs.items() if i != reply_id), recs
+    monkeypatch.undo()
+    d = Dispatcher(DISPATCH, store, Scripted())
+    d.acquire()
+    d.release()
+    assert store.deliveries.counts() == {"sent": 3}
