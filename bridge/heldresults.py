@@ -66,11 +66,14 @@ class HeldResults:
     store raises."""
 
     def __init__(self, store: Store, cfg: DispatchConfig, channel: Channel,
-                 on_unreachable: Callable[[int, int], None] | None = None):
+                 on_unreachable: Callable[[int, int], None] | None = None,
+                 on_finished: Callable[[set[int]], None] | None = None):
         self.store = store
         self.cfg = cfg
         self.channel = channel
         self.on_unreachable = on_unreachable  # (subscriber id, count in a row), as outbox's
+        # (notice ids) whose deliveries the replay finished: their fan-out may have ended
+        self.on_finished = on_finished
         self.journal: SendJournal | None = None
         self._slots: dict[int, int] = {}  # delivery id -> its record's slot
         # the last group commit failed for a write problem: a send's result goes into the
@@ -117,7 +120,8 @@ class HeldResults:
         """What a start (``why`` "start") or a crashed run ("crash") leaves under way: the
         last stop's journaled results are recorded (:meth:`replay`), then the sends still
         under way go back in the queue (they may go out twice), except the deliveries in
-        ``exclude`` (those whose result the dispatcher holds). Raises what the store raises
+        ``exclude`` (those whose result the dispatcher holds). A fan-out the replay
+        finished is passed to ``on_finished`` (its end is published). Raises what the store raises
         (a full disk: nothing is put back, tried again later)."""
         replayed = self.replay()
         if replayed is not None and self.on_unreachable:
@@ -127,6 +131,12 @@ class HeldResults:
                 except Exception:  # recorded; never a reason not to start
                     log.exception("dispatch: unreachable listener failed for subscriber %d",
                                   subscriber_id)
+        if replayed is not None and replayed.notices and self.on_finished:
+            try:
+                self.on_finished(replayed.notices)
+            except Exception:  # recorded; never a reason not to start
+                log.exception("dispatch: the fan-out end of notices %s not published",
+                              sorted(replayed.notices))
         n = self.store.deliveries.reset_inflight(exclude=exclude)
         if n and why == "start":
             log.warning("dispatch: %d sends were under way at the last stop; sending them again", n)
@@ -159,13 +169,17 @@ class HeldResults:
         self.recorded(ids)
 
     def recorded(self, ids: Iterable[int]) -> None:
-        """The results of deliveries ``ids`` are in the store now: zero their records."""
+        """The results of deliveries ``ids`` are in the store now: zero their records once
+        the store has them on disk (a store that cannot sync keeps them in the journal)."""
         if not self._slots or self.journal is None:
             return
         slots = [self._slots.pop(i) for i in ids if i in self._slots]
         if not slots:
             return
         try:
+            # the store commits with synchronous=NORMAL: its copy on disk first, or a power
+            # cut after the zeroing could lose both and the sends would go out again
+            self.store.db.sync()
             self.journal.clear(slots)
         except OSError as e:  # replaying a record whose delivery is done does nothing
             log.info("dispatch: could not clear %d records of the send journal: %s",

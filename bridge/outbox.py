@@ -109,7 +109,8 @@ class Dispatcher:
         # again before the next claim, so a store hiccup neither loses nor repeats a send.
         # Those refused for a full disk also go into the send journal, until recorded.
         self._unrecorded: list[tuple[Delivery, SendResult, float]] = []
-        self.held = HeldResults(store, cfg, channel, on_unreachable)
+        self.held = HeldResults(store, cfg, channel, on_unreachable,
+                                on_finished=self.progress.ended_if_done)
         # Successful sends are committed in small groups (group commit): one transaction
         # at most FLUSH_DELAY after the channel answered.
         self._sent: list[tuple[str | None, int]] = []
@@ -383,7 +384,10 @@ class Dispatcher:
         dl = self.store.deliveries
         c = self.counters
         if r.status == "sent":
-            self._sent.append((r.provider_id, d.id))
+            # A reply to a non-subscriber keeps no message id (it can encode the number):
+            # the store drops it, and neither the send journal nor memory needs it.
+            stranger = d.subscriber_id is None and d.notice_id is None
+            self._sent.append((None if stranger else r.provider_id, d.id))
             if self.held.refusing:  # the store refuses writes: journaled now (fsync)
                 self.held.hold_sent(self._sent[-1:])
             if self._flush_handle is None:

@@ -119,6 +119,17 @@ class FanOutProgress:
                      f.total - left, f.total, left, rate,
                      "" if measured else " (allowed)", eta(left / max(rate, 1e-6)))
 
+    def ended_if_done(self, notice_ids: set[int]) -> None:
+        """Notices whose deliveries were finished without a send of this process (the send
+        journal's results recorded at start): publish the end of those with none left
+        unfinished, as :meth:`advance` does for the fan-outs it sees end."""
+        for nid in sorted(notice_ids):
+            total, unfinished = self.store.deliveries.notice_open(nid)
+            if unfinished > 0:
+                continue
+            f = self._fanouts.pop(nid, None)
+            self._ended(nid, total, time.monotonic() - f.started if f else 0.0)
+
     def measured(self, f: _Fanout, t: float) -> tuple[float, bool]:
         """(messages/s, measured?): what this process finished since the last line over
         that time (the rate now: not an average over a storm that is over), or since it

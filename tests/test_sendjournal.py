@@ -386,3 +386,130 @@ async def test_a_journal_that_cannot_be_created_is_one_warning_and_sending_goes_
         "dispatch: cannot use the send journal "), warnings
     assert "No space left on device" in warnings[0]
     assert sorted(m.to for m in ch.calls) == nums
+
+
+# --- the store's copy is durable before the journal's copy is zeroed --------------------------
+
+
+class Syncs:
+    """Every fsync and fdatasync this process makes, as (call, file name), in order."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[tuple[str, str]] = []
+        for name in ("fsync", "fdatasync"):
+            monkeypatch.setattr(os, name, self._spy(name, getattr(os, name)))
+
+    def _spy(self, name, real):
+        def call(fd):
+            with contextlib.suppress(OSError):
+                self.calls.append((name, os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+            return real(fd)
+        return call
+
+    def store_synced_before_the_journal(self, store) -> bool:
+        """The journal's file was synced (its slots zeroed) only after the store's WAL."""
+        wal = store.db.path.name + "-wal"
+        journal = path_for(store.db.path).name
+        names = [n for _, n in self.calls]
+        assert journal in names, self.calls
+        return wal in names and names.index(wal) < names.index(journal)
+
+
+def test_a_replay_zeroes_the_records_only_once_the_store_has_them_on_disk(store, monkeypatch):
+    """The store commits with synchronous=NORMAL (not on disk before a checkpoint): a power
+    cut after the journal's records were zeroed (fsynced) but before the WAL reached the
+    disk would lose both copies of a result, and the send would go out again. The store's
+    WAL is synced first."""
+    subscribers(store, 1)
+    fan_out_notice(store, None, "melding")
+    (d,) = claim_all(store).values()
+    j = store.open_send_journal()
+    j.write([SendRecord(d.id, "sent", "wamid.A")])
+    j.close()
+    j = store.open_send_journal()
+    syncs = Syncs(monkeypatch)
+    assert store.replay_sends(j).sent == 1
+    assert j.found() == [] and path_for(store.db.path).read_bytes()[SLOT:] == bytes(SIZE - SLOT)
+    assert syncs.store_synced_before_the_journal(store), syncs.calls
+    j.close()
+
+
+async def test_held_results_are_zeroed_only_once_the_store_has_them_on_disk(store, monkeypatch):
+    """The same for the results the dispatcher held while the store refused them: the
+    group commit that records the sent ones, and _record_again for a retry."""
+    nums = subscribers(store, 2)
+    fan_out_notice(store, None, "melding")
+    d = Dispatcher(DISPATCH, store, Scripted())
+    d.acquire()
+    try:
+        claimed = claim_all(store)
+        a, b = claimed[nums[0]], claimed[nums[1]]
+        d._sent.append(("wamid.A", a.id))
+        d.held.hold_sent(d._sent)  # the group commit failed: journaled
+        retry = SendResult("retry", error="1 x")
+        d.held.hold(b, retry)
+        d._unrecorded.append((b, retry, 0.01))
+        assert d.held.holding == 2
+        syncs = Syncs(monkeypatch)
+        d.flush()
+        assert d.held.holding == 1 and syncs.store_synced_before_the_journal(store), syncs.calls
+        syncs.calls.clear()
+        d._record_again()
+        assert d.held.holding == 0 and syncs.store_synced_before_the_journal(store), syncs.calls
+    finally:
+        d.release()
+    assert store.open_send_journal().found() == []
+    assert store.deliveries.counts() == {"sent": 1, "pending": 1}
+
+
+async def test_a_fan_out_the_replay_finishes_is_published_as_ended(store, monkeypatch):
+    """The whole fan-out (one claim) went out while the store was full, one subscriber
+    unreachable; stopped. The next start finishes it by the replay alone (nothing is
+    claimed again), and its end is still published (mail back mails the failure), as
+    when the dispatcher finishes a fan-out itself."""
+    from bridge.events import EventBus, FanOutEnded
+
+    nums = subscribers(store, 6)
+    ch = Scripted({nums[0]: [SendResult("failed", error="131026 unreachable",
+                                        unreachable=True)]}, latency=0.01)
+    await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=6)
+    monkeypatch.undo()
+    events, ended = EventBus(), []
+    events.subscribe(FanOutEnded, ended.append)
+    ch2 = Scripted()
+    d = Dispatcher(DISPATCH, store, ch2, events=events)
+    d.acquire()
+    try:
+        await d.drain()
+    finally:
+        d.release()
+    assert ch2.calls == [] and store.deliveries.counts() == {"sent": 5, "failed": 1}
+    assert [(e.recipients, e.failed, e.failures) for e in ended] == [
+        (6, 1, (("131026 unreachable", 1),))], ended
+
+
+async def test_the_message_id_of_a_reply_to_a_non_subscriber_is_not_journaled(
+        store, monkeypatch):
+    """The store never keeps the channel's message id of a reply to someone who is not a
+    subscriber (the Cloud API's wamid encodes the number; mark_sent_many drops it), and
+    the dispatcher scrubs the WAL once it is sent: the journal must not keep that id on
+    disk either (it would stay there from a stop until the next start). A notice's id is
+    journaled (it is recorded)."""
+    nums = subscribers(store, 2)
+    stranger = "+31699999999"
+    store.deliveries.add_reply(to_addr=stranger, channel="console", text="Stuur START",
+                               name="help", subscriber_id=None)
+    ch = Scripted({stranger: [SendResult.ok("wamid.HBgLMzE2OTk5OTk5OTkVAgARGBI5")]},
+                  latency=0.01)
+    await fan_out_then_stop_while_full(store, monkeypatch, nums, ch, stop_after=3)
+    recs = {r.delivery_id: r for _, r in SendJournal.open(store.db.path).found()}
+    reply_id = next(m.delivery_id for m in ch.calls if m.to == stranger)
+    assert len(recs) == 3 and recs[reply_id].status == "sent", recs
+    assert recs[reply_id].text is None, recs[reply_id]
+    assert b"wamid.HBgLMzE2OTk5" not in path_for(store.db.path).read_bytes()
+    assert all(r.text == f"id-{i}" for i, r in recs.items() if i != reply_id), recs
+    monkeypatch.undo()
+    d = Dispatcher(DISPATCH, store, Scripted())
+    d.acquire()
+    d.release()
+    assert store.deliveries.counts() == {"sent": 3}

@@ -105,16 +105,16 @@ class Deliveries:
             self._supersede_if_newer(ids)
             return len(ids)
 
-    def states(self, ids: Collection[int]) -> dict[int, tuple[str, int | None]]:
-        """{delivery id: (state, subscriber id)} for those of ``ids`` that exist."""
-        out: dict[int, tuple[str, int | None]] = {}
+    def states(self, ids: Collection[int]) -> dict[int, tuple[str, int | None, int | None]]:
+        """{delivery id: (state, subscriber id, notice id)} for those of ``ids`` that exist."""
+        out: dict[int, tuple[str, int | None, int | None]] = {}
         ids = list(ids)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             marks = ",".join("?" * len(part))
-            for r in self.db.execute(f"SELECT id, state, subscriber_id FROM deliveries"
-                                     f" WHERE id IN ({marks})", part):
-                out[r[0]] = (r[1], r[2])
+            for r in self.db.execute(f"SELECT id, state, subscriber_id, notice_id FROM"
+                                     f" deliveries WHERE id IN ({marks})", part):
+                out[r[0]] = (r[1], r[2], r[3])
         return out
 
     def _supersede_if_newer(self, ids: Collection[int]) -> None:

@@ -13,8 +13,8 @@ the next start sends it again. The journal keeps such results on disk instead:
   falls back to memory);
 - :data:`SLOTS` - 1 slots of :data:`SLOT` bytes after a header slot; a record
   (:class:`SendRecord`) is written into a free slot in place and fsynced
-  (:meth:`SendJournal.write`); one that is recorded in the store is zeroed in place
-  (:meth:`SendJournal.clear`). The file never changes size;
+  (:meth:`SendJournal.write`); one that is recorded in the store, and on its disk (the
+  caller fsyncs the store's WAL first), is zeroed in place (:meth:`SendJournal.clear`). The file never changes size;
 - a record ends in a CRC-32 of the slot: a record torn by a crash mid-write is ignored
   (its send counts as under way, as without a journal: sent at most once more);
 - at the next start, before the sends under way are put back in the queue, the records
@@ -230,13 +230,16 @@ class SendJournal:
 @dataclass
 class Replayed:
     """What :func:`replay` recorded: results by status, deliveries no longer under way
-    (nothing to do), and the subscribers reported unreachable as (id, count in a row)."""
+    (nothing to do), the subscribers reported unreachable as (id, count in a row), and
+    the notices of the deliveries it finished (sent or failed: perhaps the last of their
+    fan-out, which then no dispatcher sees end)."""
 
     sent: int = 0
     failed: int = 0
     retry: int = 0
     done_before: int = 0
     unreachable: list[tuple[int, int]] = field(default_factory=list)
+    notices: set[int] = field(default_factory=set)
     clear_error: str | None = None  # why the records could not be zeroed (they stay)
 
     @property
@@ -251,9 +254,9 @@ def replay(journal: SendJournal, deliveries: "Deliveries",
     as if their results had just come back: ``sent`` marks the delivery sent with its
     message id, ``failed`` failed, ``retry`` pending again at its ``due_at``. Only the
     newest record of a delivery counts, and only while the delivery is still under way
-    ('sending'); the others were recorded before (their slots were not zeroed yet). Then
-    zeroes those slots (when that fails, :attr:`Replayed.clear_error` says why: the next
-    start finds them recorded). Call before the sends under way are put back in the queue.
+    ('sending'); the others were recorded before (their slots were not zeroed yet). Then,
+    once the store has them on disk (``Database.sync``), zeroes those slots (when that
+    fails, :attr:`Replayed.clear_error` says why: the next start finds them recorded). Call before the sends under way are put back in the queue.
 
     Raises what the store raises (:class:`bridge.store.StoreFull` on a full disk: the
     records stay for the next try)."""
@@ -270,10 +273,12 @@ def replay(journal: SendJournal, deliveries: "Deliveries",
         sent: list[tuple[str | None, int]] = []
         reached: list[int] = []
         for rec in newest.values():
-            state, subscriber_id = states.get(rec.delivery_id, (None, None))
+            state, subscriber_id, notice_id = states.get(rec.delivery_id, (None, None, None))
             if state != "sending":
                 out.done_before += 1
                 continue
+            if notice_id is not None and rec.status != "retry":
+                out.notices.add(notice_id)
             if rec.status == "sent":
                 sent.append((rec.text, rec.delivery_id))
                 if rec.flag and subscriber_id is not None:
@@ -292,6 +297,9 @@ def replay(journal: SendJournal, deliveries: "Deliveries",
         if sent:
             deliveries.mark_sent_many(sent, reached)
     try:
+        # the store's copy on disk first (a commit waits in the WAL for a checkpoint):
+        # zeroed before, a power cut could lose both and the sends would go out again
+        db.sync()
         journal.clear(slot for slot, _ in found)
     except OSError as e:
         out.clear_error = e.strerror or str(e)
