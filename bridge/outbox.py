@@ -52,6 +52,8 @@ from bridge.sendhealth import SendHealth
 from bridge.store import Delivery, Store, write_problem
 
 log = logging.getLogger("bridge.outbox")
+# the per-database dispatcher lock: <store>.dispatch.lock (one dispatcher per store)
+LOCK_SUFFIX = ".dispatch.lock"
 
 BATCH = 256
 FLUSH_DELAY = 0.01  # seconds a successful send's result may wait to share a commit
@@ -139,7 +141,7 @@ class Dispatcher:
         at the last stop, then requeue the sends cut off by it. A store that cannot be
         written now (a full disk) leaves both to the first run (:meth:`run` raises while
         it cannot); other store errors raise (the lock is released)."""
-        path = Path(str(self.store.db.path) + ".dispatch.lock")
+        path = Path(str(self.store.db.path) + LOCK_SUFFIX)
         f = open(path, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

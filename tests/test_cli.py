@@ -525,6 +525,56 @@ def test_run_with_a_store_the_service_user_cannot_write_exits_78_naming_path_and
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_run_with_a_file_beside_the_store_root_left_exits_78_naming_it():
+    """`bridge dispatch` run as root makes the dispatcher lock and the send journal beside
+    the store root's. The service user's start then ended in "bridge: cannot start:
+    Permission denied", naming no file. Now the start-up check covers every file beside
+    the store (store.errors.BESIDE) and names the one to chown, with exit 78."""
+    import os
+    import tempfile
+
+    from helpers import ROOT
+
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-ro-lock-"))
+    try:
+        tmp.chmod(0o755)
+        cfg = write_config(tmp)
+        bridge(cfg, "subscribers", "add", "0612345678")
+        bridge(cfg, "dispatch")  # the lock and the journal, made by us
+        lock = tmp / "bridge.db.dispatch.lock"
+        assert lock.exists() and (tmp / "bridge.db.sendjournal").exists()
+        argv, user = _as_service_user([sys.executable, "-m", "bridge", "run", "--config",
+                                       str(cfg)])
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            for f in [tmp, *tmp.iterdir()]:  # the store is the service user's, ...
+                if f != lock:
+                    os.chown(f, nobody.pw_uid, nobody.pw_gid)
+            assert lock.stat().st_uid == 0  # ... the lock root's
+        else:
+            lock.chmod(0o444)
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert p.returncode == 78, (p.returncode, p.stderr)
+        assert p.stderr.strip().splitlines()[-1].startswith(
+            f"bridge: {lock}: cannot write the store as user {user} (uid "), p.stderr
+        assert "Traceback" not in p.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_every_file_the_daemon_writes_beside_the_store_is_checked_at_start(tmp_path):
+    from bridge import outbox, runlock
+    from bridge.store import sendjournal
+    from bridge.store.errors import BESIDE
+
+    store = tmp_path / "bridge.db"
+    for made in (runlock.path_for(store), sendjournal.path_for(store),
+                 Path(f"{store}{outbox.LOCK_SUFFIX}")):
+        assert str(made).removeprefix(str(store)) in BESIDE, made
+
+
 # --- usage errors, closed pipes, local times ------------------------------------------------
 
 

@@ -87,9 +87,16 @@ def owner(path: Path) -> str:
     return f"owned by {name}, mode {st.st_mode & 0o777:04o}"
 
 
+# The files beside the store that the daemon opens for writing, as suffixes of its path:
+# SQLite's WAL and shared memory, the send journal (bridge.store.sendjournal), the
+# dispatcher's lock (bridge.outbox) and the run lock (bridge.runlock). A CLI command run
+# as root leaves them root's (tests/test_cli.py checks the names against their modules).
+BESIDE = ("-wal", "-shm", ".sendjournal", ".dispatch.lock", ".run.lock")
+
+
 def access_problem(path: Path) -> str | None:
-    """Why this process cannot write the store at ``path`` (its folder, the file, its
-    ``-wal`` and ``-shm`` files), as one line naming the path and the user, or None. The
+    """Why this process cannot write the store at ``path`` (its folder, the file, and the
+    files beside it: :data:`BESIDE`), as one line naming the path and the user, or None. The
     folder is tried for real (a file created and removed: a read-only file system stops
     root too); the files by their permissions (never opened: see the comment below), so
     root passes here and :meth:`bridge.store.db.Database.probe_write` is the real test."""
@@ -104,7 +111,7 @@ def access_problem(path: Path) -> str | None:
     except OSError as e:
         return (f"{path}: cannot write the store's folder {folder} as {os_user()}: "
                 f"{e.strerror or e}; the folder is {owner(folder)}")
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    for p in (path, *(Path(f"{path}{suffix}") for suffix in BESIDE)):
         # access(), not open(): closing a second descriptor of a database file would drop
         # this process's SQLite locks on it (POSIX advisory locks are per process), and
         # another process could then delete the WAL under the open connection.
