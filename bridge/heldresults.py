@@ -116,13 +116,14 @@ class HeldResults:
             log.info("dispatch: could not clear the send journal: %s", done.clear_error)
         return done
 
-    def recover(self, why: str, exclude: set[int]) -> None:
+    def recover(self, why: str, exclude: set[int]) -> bool:
         """What a start (``why`` "start") or a crashed run ("crash") leaves under way: the
         last stop's journaled results are recorded (:meth:`replay`), then the sends still
         under way go back in the queue (they may go out twice), except the deliveries in
         ``exclude`` (those whose result the dispatcher holds). A fan-out the replay
-        finished is passed to ``on_finished`` (its end is published). Raises what the store raises
-        (a full disk: nothing is put back, tried again later)."""
+        finished is passed to ``on_finished`` (its end is published). True when the replay
+        recorded a result (a reply's number may just have left the store). Raises what the
+        store raises (a full disk: nothing is put back, tried again later)."""
         replayed = self.replay()
         if replayed is not None and self.on_unreachable:
             for subscriber_id, n in replayed.unreachable:
@@ -142,6 +143,7 @@ class HeldResults:
             log.warning("dispatch: %d sends were under way at the last stop; sending them again", n)
         elif n:
             log.warning("dispatch: %d claimed deliveries put back in the queue", n)
+        return bool(replayed is not None and replayed.total)
 
     def hold(self, d: Delivery, r: SendResult) -> None:
         """Journal the result ``r`` of ``d`` that the store refused (a write problem)."""

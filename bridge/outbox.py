@@ -163,8 +163,9 @@ class Dispatcher:
 
     def _recover(self, why: str) -> None:
         """HeldResults.recover, but the sends whose result this run holds stay claimed."""
-        self.held.recover(why, {i for _, i in self._sent}
-                          | {d.id for d, _, _ in self._unrecorded})
+        if self.held.recover(why, {i for _, i in self._sent}
+                             | {d.id for d, _, _ in self._unrecorded}):
+            self._scrub_due = True  # a replayed reply to a non-subscriber: its number left
         self._requeue_due = None
 
     def release(self) -> None:
