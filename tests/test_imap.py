@@ -22,10 +22,14 @@ def test_append_while_idling_becomes_a_notice_and_is_moved(tmp_path, dc, subscri
         assert len(sent) == 1 and sent[0]["to"] == SUBSCRIBER
         assert "INC000100000001" in sent[0]["text"]
         wait_for(lambda: dc.uids("Processed") and not dc.uids("INBOX"), what="moved to Processed")
-        # the status the daemon writes for `bridge status`
-        imap = wait_for(lambda: ((status(cfg)["daemon"] or {}).get("parts") or {}).get("imap", {})
-                        .get("last_uid") == 1 and status(cfg)["daemon"]["parts"]["imap"],
-                        timeout=15, what="status with the IMAP part")
+        # the status the daemon writes for `bridge status` every 5 s: one written while the
+        # intake was still fetching, storing or moving the mail says idling false, so wait
+        # for one written after it went back to IDLE
+        def imap_part() -> dict:
+            return ((status(cfg)["daemon"] or {}).get("parts") or {}).get("imap") or {}
+
+        imap = wait_for(lambda: (st := imap_part()).get("last_uid") == 1 and st.get("idling")
+                        and st, timeout=30, what="status with the IMAP part idling after UID 1")
         assert imap["connected"] is True and imap["idling"] is True
         assert imap["uidvalidity"] and imap["last_mail_at"] >= t0 - 1
         assert imap["last_error"] is None

@@ -484,15 +484,20 @@ def test_builtin_mutation_blocked(tmp_templates: Path) -> None:
     assert out.fallback and "SecurityError" in (out.error or "")
 
 
+# The limits below are in CPU time (Renderer.time_limit is CPU seconds), and so are the
+# bounds the tests put on how long a stopped render took: on a busy machine the wall time
+# of the same work is several times longer.
+
+
 def test_cpu_bomb_is_stopped(tmp_templates: Path) -> None:
     write_template(
         tmp_templates / "notices/storing_nieuw.j2",
         "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
     )
     r = Renderer(tmp_templates, ORG, time_limit=0.3)
-    started = time.perf_counter()
+    started = time.process_time()
     out = r.render_notice(R01)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert out.fallback
     assert "RenderLimitError" in (out.error or "") and "longer than 0.3" in (out.error or "")
     assert elapsed < 2.0
@@ -525,10 +530,10 @@ def test_python_level_loop_in_filter_is_stopped(tmp_templates: Path) -> None:
     write_template(
         tmp_templates / "notices/storing_nieuw.j2", "{{ range(100000)|batch(1)|sum(start=[]) }}"
     )
-    started = time.perf_counter()
+    started = time.process_time()
     out = Renderer(tmp_templates, ORG, time_limit=0.3).render_notice(R01)
     assert out.fallback and "RenderLimitError" in (out.error or "")
-    assert time.perf_counter() - started < 3.0
+    assert time.process_time() - started < 3.0
 
 
 def test_output_bomb_is_stopped(tmp_templates: Path) -> None:
@@ -537,11 +542,11 @@ def test_output_bomb_is_stopped(tmp_templates: Path) -> None:
         "{% for a in range(100000) %}{% for b in range(100000) %}xxxxxxxxxx{% endfor %}{% endfor %}",
     )
     r = Renderer(tmp_templates, ORG, max_output=10000)
-    started = time.perf_counter()
+    started = time.process_time()
     out = r.render_notice(R01)
     assert out.fallback
     assert "output exceeds 10000" in (out.error or "")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 @pytest.mark.parametrize(
@@ -563,11 +568,11 @@ def test_output_bomb_is_stopped(tmp_templates: Path) -> None:
 )
 def test_allocation_bombs_are_refused(tmp_templates: Path, source: str) -> None:
     write_template(tmp_templates / "notices/storing_nieuw.j2", source)
-    started = time.perf_counter()
+    started = time.process_time()
     out = Renderer(tmp_templates, ORG).render_notice(R01)
     assert out.fallback, source
     assert "SecurityError" in (out.error or "") or "RenderLimitError" in (out.error or "")
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_missing_templates(tmp_templates: Path) -> None:
@@ -786,7 +791,7 @@ def test_render_string(renderer: Renderer) -> None:
 
 def test_render_string_limits() -> None:
     r = Renderer(TEMPLATES, ORG, time_limit=0.2, max_output=1000)
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(RenderError, match="longer than"):
         r.render_string(
             "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", {}
@@ -797,7 +802,7 @@ def test_render_string_limits() -> None:
         r.render_string("{% for a in range(100000) %}xxxxxxxxxx{% endfor %}", {})
     with pytest.raises(RenderError):
         r.render_string("'x' * 100000", {})
-    assert time.perf_counter() - started < 3.0
+    assert time.process_time() - started < 3.0
 
 
 def test_fallback_from_subject() -> None:

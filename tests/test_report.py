@@ -374,9 +374,9 @@ def test_wrapped_place_lists_are_joined(value, places):
     "Plaatsen: " + ", ".join(f"Plaats{i:05d}" for i in range(16_000)) + "\n",
 ])
 def test_many_places_parse_in_linear_time(body):
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     r = extract_report(_sent_mail(body))
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     assert len(r.places) == 16_000
     assert took < 2.0, f"16,000 places took {took:.1f} s"
 
@@ -649,7 +649,8 @@ _ADVERSARIAL = [
 @pytest.mark.parametrize("i", range(len(_ADVERSARIAL)))
 def test_parsers_are_linear_on_long_adversarial_lines(i):
     """Every parser entry point finishes a 100k-character hostile line quickly (ReDoS guard;
-    a generous bound: this is a safety test, not a benchmark)."""
+    a generous bound: this is a safety test, not a benchmark). Measured in CPU time: on a
+    busy machine the wall time of the same work is several times longer."""
     import time
 
     from bridge.core.mail import clean_subject
@@ -672,7 +673,7 @@ def test_parsers_are_linear_on_long_adversarial_lines(i):
         "mask_text": lambda: mask_text(line),
     }
     for name, call in calls.items():
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         call()
-        took = time.perf_counter() - t0
+        took = time.process_time() - t0
         assert took < 2.0, f"{name} took {took:.1f} s on adversarial line {i}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import pytest
 
@@ -168,11 +169,13 @@ async def test_a_full_store_pauses_the_processor_and_dispatcher_instead_of_crash
     assert code == 0
     assert app.store is not None and len(ch.calls) == 1
     assert "crashed" not in caplog.text and "Traceback" not in caplog.text
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert [r.getMessage()[:34] for r in warnings] == [
-        "store: cannot write " + str(app.cfg.store.path)[:14],
-        "store: writable again after 0 s (d"[:34]], [r.getMessage() for r in warnings]
-    assert "refused meanwhile: 1 by smtp" in warnings[-1].getMessage()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("store: cannot write " + str(app.cfg.store.path)), warnings
+    # how long it was full (~0.4 s) is rounded to whole seconds: 0 s, or 1 s on a busy machine
+    assert re.match(r"store: writable again after \d+ s \(database or disk is full\)",
+                    warnings[1]), warnings
+    assert "refused meanwhile: 1 by smtp" in warnings[1]
 
 
 async def test_a_full_store_pauses_the_dispatcher_mid_fan_out_and_nothing_goes_twice(
