@@ -165,14 +165,20 @@ def test_replay_records_each_result_as_if_it_had_just_come_back(store):
     j.close()
 
 
-def test_a_replay_the_store_refuses_keeps_the_records(store, monkeypatch):
+def one_send_journaled(store, provider_id: str) -> SendJournal:
+    """One subscriber's notice claimed and its send journaled as "sent" by a run that
+    stopped: the journal as the next start opens it."""
     subscribers(store, 1)
     fan_out_notice(store, None, "melding")
-    (a,) = claim_all(store).values()
+    (d,) = claim_all(store).values()
     j = store.open_send_journal()
-    j.write([SendRecord(a.id, "sent", "id-a")])
+    j.write([SendRecord(d.id, "sent", provider_id)])
     j.close()
-    j = store.open_send_journal()
+    return store.open_send_journal()
+
+
+def test_a_replay_the_store_refuses_keeps_the_records(store, monkeypatch):
+    j = one_send_journaled(store, "id-a")
 
     def full(*args, **kw):
         raise StoreFull(FULL, FULL)
@@ -420,13 +426,7 @@ def test_a_replay_zeroes_the_records_only_once_the_store_has_them_on_disk(store,
     cut after the journal's records were zeroed (fsynced) but before the WAL reached the
     disk would lose both copies of a result, and the send would go out again. The store's
     WAL is synced first."""
-    subscribers(store, 1)
-    fan_out_notice(store, None, "melding")
-    (d,) = claim_all(store).values()
-    j = store.open_send_journal()
-    j.write([SendRecord(d.id, "sent", "wamid.A")])
-    j.close()
-    j = store.open_send_journal()
+    j = one_send_journaled(store, "wamid.A")
     syncs = Syncs(monkeypatch)
     assert store.replay_sends(j).sent == 1
     assert j.found() == [] and path_for(store.db.path).read_bytes()[SLOT:] == bytes(SIZE - SLOT)
