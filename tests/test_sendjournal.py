@@ -248,6 +248,19 @@ async def fan_out_then_stop_while_full(store, monkeypatch, nums, ch, *, stop_aft
     return full
 
 
+async def start_again(store) -> Scripted:
+    """The next start after the stop: a new dispatcher on the store sends what is due
+    (after recording the journal) until nothing is; returns its channel."""
+    ch = Scripted()
+    d = Dispatcher(DISPATCH, store, ch)
+    d.acquire()
+    try:
+        await d.drain()
+    finally:
+        d.release()
+    return ch
+
+
 async def test_a_stop_while_the_store_is_full_sends_nothing_twice(store, monkeypatch, caplog):
     """All 12 sends of a claim go out while the store is full, with answers of each kind
     (sent, a permanent failure, a rate limit): the store refuses every result, the
@@ -265,13 +278,7 @@ async def test_a_stop_while_the_store_is_full_sends_nothing_twice(store, monkeyp
     assert len(SendJournal.open(store.db.path).found()) == 12
     full.on = False  # space returns
     caplog.set_level(logging.INFO, "bridge")
-    ch2 = Scripted()
-    d = Dispatcher(DISPATCH, store, ch2)
-    d.acquire()
-    try:
-        await d.drain()
-    finally:
-        d.release()
+    ch2 = await start_again(store)
     assert ("recorded 12 send results kept in the send journal at the last stop (sent 10,"
             " not sent again; failed 1; to retry 1; 0 recorded before)") in caplog.text
     assert "under way at the last stop" not in caplog.text
@@ -292,13 +299,7 @@ async def test_the_sends_not_yet_made_at_the_stop_go_out_after_the_restart(store
     monkeypatch.undo()
     sent_first = len(ch.calls)
     assert sent_first == DISPATCH.concurrency == 8
-    ch2 = Scripted()
-    d = Dispatcher(DISPATCH, store, ch2)
-    d.acquire()
-    try:
-        await d.drain()
-    finally:
-        d.release()
+    ch2 = await start_again(store)
     copies = Counter(m.to for m in ch.calls + ch2.calls)
     assert sorted(copies) == sorted(nums) and set(copies.values()) == {1}, copies
     assert len(ch2.calls) == 12 - sent_first
@@ -352,13 +353,7 @@ async def test_a_full_journal_falls_back_to_memory_with_one_warning(store, monke
     assert len(warnings) == 1 and "is full (2 results)" in warnings[0], warnings
     monkeypatch.undo()
     monkeypatch.setattr(sendjournal, "SLOTS", 3)
-    ch2 = Scripted()
-    d = Dispatcher(DISPATCH, store, ch2)
-    d.acquire()
-    try:
-        await d.drain()
-    finally:
-        d.release()
+    ch2 = await start_again(store)
     assert len(ch2.calls) == 4 and store.deliveries.counts() == {"sent": 6}
 
 
